@@ -1,0 +1,210 @@
+//! Test ids, outcomes and the report of one test run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// A pytest node id exactly as pytest prints it, e.g.
+/// `tests/test_x.py::TestA::test_b[param-1]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TestId(pub String);
+
+impl TestId {
+    /// A test id from its text.
+    pub fn new(id: impl Into<String>) -> Self {
+        TestId(id.into())
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The file part of the id (before the first `::`).
+    pub fn file(&self) -> &str {
+        self.0.split("::").next().unwrap_or(&self.0)
+    }
+}
+
+impl std::fmt::Display for TestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TestId {
+    fn from(s: &str) -> Self {
+        TestId(s.to_string())
+    }
+}
+
+/// What happened to one test in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The test passed.
+    Passed,
+    /// An assertion or exception in the test body.
+    Failed,
+    /// An error in setup or teardown, or while collecting the test.
+    Error,
+    /// Skipped.
+    Skipped,
+    /// Expected to fail, and failed.
+    XFailed,
+    /// Expected to fail, and passed.
+    XPassed,
+}
+
+impl Outcome {
+    /// Passed or xfailed: the outcomes SWE-bench counts as success.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Passed | Outcome::XFailed)
+    }
+
+    /// Failed or errored.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::Error)
+    }
+}
+
+/// Everything one test run produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestReport {
+    /// Outcome per test.
+    pub outcomes: BTreeMap<TestId, Outcome>,
+    /// Seconds per test, where known.
+    pub durations: BTreeMap<TestId, f64>,
+    /// Wall time of the whole run in seconds.
+    pub wall_secs: f64,
+    /// Exit code of the test process (`None` if killed by a signal).
+    pub exit_code: Option<i32>,
+    /// The run was killed at its time limit.
+    pub timed_out: bool,
+    /// Test files (or node ids) that failed to import or collect.
+    pub collection_errors: Vec<String>,
+    /// The run's combined output, possibly truncated.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log: String,
+}
+
+impl TestReport {
+    /// Tests whose outcome is a success.
+    pub fn passed(&self) -> BTreeSet<TestId> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| o.is_success())
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Tests that failed or errored.
+    pub fn failed(&self) -> BTreeSet<TestId> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| o.is_failure())
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+/// What the clean tree's test suite does: the reference every candidate is
+/// judged against.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Repository name (`owner/name`).
+    pub repo: String,
+    /// Commit the baseline ran on.
+    pub base_commit: String,
+    /// How many times the suite ran.
+    pub runs: u32,
+    /// Tests that passed in every run: the only ones eligible for F2P/P2P.
+    pub passing: BTreeSet<TestId>,
+    /// Tests whose outcome differed between runs.
+    pub flaky: BTreeSet<TestId>,
+    /// Tests that failed, errored or were skipped in every run.
+    pub other: BTreeSet<TestId>,
+    /// Mean seconds per test.
+    pub durations: BTreeMap<TestId, f64>,
+    /// Mean wall time of one full run, seconds.
+    pub wall_secs: f64,
+}
+
+impl Baseline {
+    /// Combine `k` reports of full runs into a baseline.
+    pub fn from_reports(repo: &str, base_commit: &str, reports: &[TestReport]) -> Baseline {
+        let mut all: BTreeSet<TestId> = BTreeSet::new();
+        for r in reports {
+            all.extend(r.outcomes.keys().cloned());
+        }
+        let mut b = Baseline {
+            repo: repo.to_string(),
+            base_commit: base_commit.to_string(),
+            runs: reports.len() as u32,
+            ..Baseline::default()
+        };
+        for t in all {
+            let outs: Vec<Option<Outcome>> = reports
+                .iter()
+                .map(|r| r.outcomes.get(&t).copied())
+                .collect();
+            if outs.iter().all(|o| *o == Some(Outcome::Passed)) {
+                b.passing.insert(t.clone());
+            } else if outs.windows(2).any(|w| w[0] != w[1]) {
+                b.flaky.insert(t.clone());
+            } else {
+                b.other.insert(t.clone());
+            }
+            let ds: Vec<f64> = reports
+                .iter()
+                .filter_map(|r| r.durations.get(&t).copied())
+                .collect();
+            if !ds.is_empty() {
+                b.durations
+                    .insert(t, ds.iter().sum::<f64>() / ds.len() as f64);
+            }
+        }
+        if !reports.is_empty() {
+            b.wall_secs = reports.iter().map(|r| r.wall_secs).sum::<f64>() / reports.len() as f64;
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(pairs: &[(&str, Outcome)]) -> TestReport {
+        TestReport {
+            outcomes: pairs.iter().map(|(t, o)| (TestId::from(*t), *o)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn baseline_separates_stable_flaky_and_failing() {
+        use Outcome::*;
+        let b = Baseline::from_reports(
+            "o/r",
+            "abc",
+            &[
+                report(&[("a", Passed), ("b", Passed), ("c", Failed)]),
+                report(&[("a", Passed), ("b", Failed), ("c", Failed)]),
+                report(&[("a", Passed), ("b", Passed), ("c", Failed)]),
+            ],
+        );
+        assert_eq!(b.passing, BTreeSet::from([TestId::from("a")]));
+        assert_eq!(b.flaky, BTreeSet::from([TestId::from("b")]));
+        assert_eq!(b.other, BTreeSet::from([TestId::from("c")]));
+    }
+
+    #[test]
+    fn a_test_missing_from_one_run_is_flaky() {
+        use Outcome::*;
+        let b = Baseline::from_reports("o/r", "c", &[report(&[("a", Passed)]), report(&[])]);
+        assert!(b.passing.is_empty());
+        assert!(b.flaky.contains(&TestId::from("a")));
+    }
+}

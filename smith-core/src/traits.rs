@@ -1,0 +1,394 @@
+//! The plug points: mutators, sandboxes and workspaces, executors, issue
+//! writers and language models. All are object safe and `Send + Sync`, with
+//! blanket impls for `&T`, `Box<T>` and `Arc<T>`.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Candidate, Entity, Mutation, Patch, Result, SourceFile, TestId, TestReport};
+
+// ---------------------------------------------------------------- Mutator
+
+/// Makes bugs: given a source file and one of its entities, proposes zero or
+/// more mutations. Must be deterministic for a given seed. Every mutation must
+/// re-parse and change the AST; the engine drops those that do not.
+pub trait Mutator: Send + Sync + Debug {
+    /// Strategy name written into candidates, e.g. `func_pm_op_swap`.
+    fn name(&self) -> &str;
+
+    /// Propose mutations of `entity` in `file`.
+    fn mutate(&self, file: &SourceFile, entity: &Entity, seed: u64) -> Vec<Mutation>;
+}
+
+macro_rules! forward_mutator {
+    ($($ty:ty),*) => {$(
+        impl<T: Mutator + ?Sized> Mutator for $ty {
+            fn name(&self) -> &str { (**self).name() }
+            fn mutate(&self, file: &SourceFile, entity: &Entity, seed: u64) -> Vec<Mutation> {
+                (**self).mutate(file, entity, seed)
+            }
+        }
+    )*};
+}
+forward_mutator!(&T, Box<T>, Arc<T>);
+
+// ---------------------------------------------------------------- Sandbox
+
+/// A command to run in a workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    /// Program to run (looked up on the workspace's `PATH`).
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Working directory relative to the workspace root (`None` = root).
+    pub cwd: Option<String>,
+}
+
+impl CommandSpec {
+    /// `program args...`.
+    pub fn new<I, S>(program: impl Into<String>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CommandSpec {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Add an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// The command as one shell-like line, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Limits for one command run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Kill the command and all its children after this long.
+    pub timeout: Option<Duration>,
+    /// Keep at most this many bytes of stdout and of stderr each.
+    pub max_output: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            timeout: Some(Duration::from_secs(600)),
+            max_output: 4 << 20,
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOutput {
+    /// Exit code, `None` if killed by a signal.
+    pub exit_code: Option<i32>,
+    /// Standard output (capped).
+    pub stdout: String,
+    /// Standard error (capped).
+    pub stderr: String,
+    /// The command was killed at its time limit.
+    pub timed_out: bool,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+impl RunOutput {
+    /// Exit code 0 and not timed out.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+/// An isolated copy of a repository at its clean commit, where patches are
+/// applied, commands run and `reset` returns to the clean tree.
+pub trait Workspace: Send + Debug {
+    /// Where the tree lives on this machine (for sandboxes that copy files
+    /// in and out, a host-side mirror).
+    fn root(&self) -> &Path;
+
+    /// Read a file relative to the root.
+    fn read(&self, path: &str) -> Result<Vec<u8>>;
+
+    /// Write a file relative to the root.
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()>;
+
+    /// Apply a patch to the tree. The files it touches are remembered so
+    /// that `reset` can restore them.
+    fn apply(&mut self, patch: &Patch) -> Result<()>;
+
+    /// Return to the clean tree.
+    fn reset(&mut self) -> Result<()>;
+
+    /// Run a command inside the workspace.
+    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput>;
+}
+
+impl<T: Workspace + ?Sized> Workspace for Box<T> {
+    fn root(&self) -> &Path {
+        (**self).root()
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        (**self).read(path)
+    }
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
+        (**self).write(path, contents)
+    }
+    fn apply(&mut self, patch: &Patch) -> Result<()> {
+        (**self).apply(patch)
+    }
+    fn reset(&mut self) -> Result<()> {
+        (**self).reset()
+    }
+    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+        (**self).run(command, options)
+    }
+}
+
+impl<T: Workspace + ?Sized> Workspace for &mut T {
+    fn root(&self) -> &Path {
+        (**self).root()
+    }
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        (**self).read(path)
+    }
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
+        (**self).write(path, contents)
+    }
+    fn apply(&mut self, patch: &Patch) -> Result<()> {
+        (**self).apply(patch)
+    }
+    fn reset(&mut self) -> Result<()> {
+        (**self).reset()
+    }
+    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+        (**self).run(command, options)
+    }
+}
+
+/// Makes workspaces for one repository.
+pub trait Sandbox: Send + Sync + Debug {
+    /// Short name, e.g. `local`, `bwrap`.
+    fn name(&self) -> &str;
+
+    /// A new workspace holding the clean tree.
+    fn workspace(&self) -> Result<Box<dyn Workspace>>;
+}
+
+macro_rules! forward_sandbox {
+    ($($ty:ty),*) => {$(
+        impl<T: Sandbox + ?Sized> Sandbox for $ty {
+            fn name(&self) -> &str { (**self).name() }
+            fn workspace(&self) -> Result<Box<dyn Workspace>> { (**self).workspace() }
+        }
+    )*};
+}
+forward_sandbox!(&T, Box<T>, Arc<T>);
+
+// ---------------------------------------------------------------- Executor
+
+/// Which tests to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TestSelection {
+    /// The repository's whole suite.
+    All,
+    /// Exactly these tests.
+    Only(Vec<TestId>),
+}
+
+/// Runs tests in a workspace and reports per-test outcomes.
+pub trait Executor: Send + Sync + Debug {
+    /// Run `selection` in `workspace`.
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport>;
+}
+
+macro_rules! forward_executor {
+    ($($ty:ty),*) => {$(
+        impl<T: Executor + ?Sized> Executor for $ty {
+            fn run_tests(&self, workspace: &mut dyn Workspace, selection: &TestSelection, options: &RunOptions) -> Result<TestReport> {
+                (**self).run_tests(workspace, selection, options)
+            }
+        }
+    )*};
+}
+forward_executor!(&T, Box<T>, Arc<T>);
+
+// ---------------------------------------------------------------- IssueWriter
+
+/// One failing test as an issue writer sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingTest {
+    /// The test's id.
+    pub id: TestId,
+    /// Source of the test function, if found.
+    pub source: Option<String>,
+    /// What the test printed when it failed (traceback, assertion message).
+    pub output: String,
+}
+
+/// Everything an issue writer may use for one kept candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueContext {
+    /// The candidate (its patch is for leak checks and LM prompts, never to quote).
+    pub candidate: Candidate,
+    /// The tests that the bug breaks, with source and output where known.
+    pub failing: Vec<FailingTest>,
+    /// Original (clean) source of the touched entities, for leak checks.
+    pub original_code: Vec<String>,
+    /// Seed for phrasing choices.
+    pub seed: u64,
+}
+
+/// Writes a problem statement for a kept candidate.
+pub trait IssueWriter: Send + Sync + Debug {
+    /// Short name, e.g. `template`, `lm`.
+    fn name(&self) -> &str;
+
+    /// Write the problem statement.
+    fn write(&self, context: &IssueContext) -> Result<String>;
+}
+
+macro_rules! forward_issue_writer {
+    ($($ty:ty),*) => {$(
+        impl<T: IssueWriter + ?Sized> IssueWriter for $ty {
+            fn name(&self) -> &str { (**self).name() }
+            fn write(&self, context: &IssueContext) -> Result<String> { (**self).write(context) }
+        }
+    )*};
+}
+forward_issue_writer!(&T, Box<T>, Arc<T>);
+
+// ---------------------------------------------------------------- LanguageModel
+
+/// Who says a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions.
+    System,
+    /// The request.
+    User,
+    /// A model reply.
+    Assistant,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    /// Who says it.
+    pub role: Role,
+    /// What is said.
+    pub content: String,
+}
+
+impl Message {
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Message {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Message {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Message {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling parameters for one completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionParams {
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Maximum tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Seed, for backends that honour it.
+    pub seed: Option<u64>,
+}
+
+impl Default for CompletionParams {
+    fn default() -> Self {
+        CompletionParams {
+            temperature: 0.7,
+            max_tokens: Some(2048),
+            seed: None,
+        }
+    }
+}
+
+/// A model's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The reply text.
+    pub text: String,
+    /// Prompt tokens used, if the backend says.
+    pub prompt_tokens: u64,
+    /// Completion tokens used, if the backend says.
+    pub completion_tokens: u64,
+    /// Whether the answer came from a cache (no request was sent).
+    pub cached: bool,
+}
+
+/// A chat language model.
+pub trait LanguageModel: Send + Sync + Debug {
+    /// The model's name, for records and cache keys.
+    fn model(&self) -> &str;
+
+    /// Complete a conversation.
+    fn complete(&self, messages: &[Message], params: &CompletionParams) -> Result<Completion>;
+}
+
+macro_rules! forward_lm {
+    ($($ty:ty),*) => {$(
+        impl<T: LanguageModel + ?Sized> LanguageModel for $ty {
+            fn model(&self) -> &str { (**self).model() }
+            fn complete(&self, messages: &[Message], params: &CompletionParams) -> Result<Completion> {
+                (**self).complete(messages, params)
+            }
+        }
+    )*};
+}
+forward_lm!(&T, Box<T>, Arc<T>);
+
+/// Path helper: join a workspace-relative `/` path onto a root.
+pub fn join_rel(root: &Path, rel: &str) -> PathBuf {
+    rel.split('/')
+        .filter(|p| !p.is_empty())
+        .fold(root.to_path_buf(), |acc, part| acc.join(part))
+}
