@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs smith's whole test suite on a fresh machine: first installs what the
+# tests need (bubblewrap from Debian's packages, via scripts/setup.sh), then
+# `cargo test` over every crate. Python virtualenvs for the tests are built
+# by the tests themselves (pytest and coverage from PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -f scripts/setup.sh ]; then
+  bash scripts/setup.sh
+fi
+exec cargo test --workspace "$@"
