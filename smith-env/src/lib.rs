@@ -1,1 +1,38 @@
-//! smith-env
+//! Python environments and sandboxes for smith.
+//!
+//! [`build_environment`] turns a repository directory into a ready venv: it
+//! reads a user-written [`EnvSpec`] (`smith-env.toml`) or detects one
+//! (PEP 621 extras, PEP 735 groups, setup.cfg extras, requirements files,
+//! tox/nox deps, a plain editable install), installs with uv or pip, always
+//! adds pytest and coverage, and checks that pytest collects tests. The
+//! result is cached by the repository's packaging files.
+//!
+//! The sandboxes implement [`smith_core::Sandbox`]: [`LocalSandbox`] copies
+//! the repository into temp directories and runs commands on the host.
+//!
+//! ```no_run
+//! use smith_core::{RunOptions, Sandbox};
+//! use smith_env::{build_environment, EnvOptions, LocalSandbox};
+//!
+//! # fn main() -> smith_core::Result<()> {
+//! let env = build_environment("path/to/repo".as_ref(), &EnvOptions::default())?;
+//! let sandbox = LocalSandbox::new(&env)?;
+//! let mut ws = sandbox.workspace()?;
+//! let out = ws.run(&env.test_command(), &RunOptions::default())?;
+//! assert!(out.success());
+//! # Ok(()) }
+//! ```
+
+mod build;
+pub mod detect;
+mod local;
+pub mod process;
+mod spec;
+pub mod tree;
+
+pub use build::{
+    build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
+    Collection, EnvOptions, Environment, Installer, STAMP_FILE,
+};
+pub use local::{LocalSandbox, LocalWorkspace};
+pub use spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};

@@ -1,0 +1,682 @@
+//! Detecting how a repository installs and tests itself, without running
+//! anything: packaging metadata, test requirements, pytest configuration and
+//! source layout. The result is an ordered list of candidate [`EnvSpec`]s;
+//! the builder tries them in order until one installs and collects tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use smith_core::{Error, Result};
+
+use crate::spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec};
+
+/// Extra / group names that mean "what the tests need", in preference order.
+pub const TEST_EXTRAS: &[&str] = &["test", "tests", "testing", "dev"];
+
+/// Files whose content decides the environment; the cache key hashes them.
+pub const PACKAGING_FILES: &[&str] = &[
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "tox.ini",
+    "noxfile.py",
+    "pytest.ini",
+    "requirements.txt",
+    "smith-env.toml",
+    "smith-env.json",
+];
+
+/// What the pytest configuration of a repository says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PytestConfig {
+    /// The file it came from (`pyproject.toml`, `pytest.ini`, ...), if any.
+    pub file: Option<String>,
+    /// `testpaths`, if set.
+    pub testpaths: Vec<String>,
+    /// `addopts`, split into arguments.
+    pub addopts: Vec<String>,
+}
+
+/// Everything detection learned about a repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepoFacts {
+    /// Has `pyproject.toml`, `setup.py` or `setup.cfg`: installable with pip.
+    pub installable: bool,
+    /// Import roots that must be on `PYTHONPATH` (`src` or `.`).
+    pub pythonpath: Vec<String>,
+    /// Top-level package directories (repository-relative).
+    pub packages: Vec<String>,
+    /// Test directories found (`tests`, `test`, `testing`).
+    pub test_dirs: Vec<String>,
+    /// The pytest configuration.
+    pub pytest: PytestConfig,
+    /// `requires-python`, if declared.
+    pub requires_python: Option<String>,
+}
+
+/// Inspect `repo` and return its facts.
+pub fn repo_facts(repo: &Path) -> Result<RepoFacts> {
+    if !repo.is_dir() {
+        return Err(Error::Repo {
+            path: repo.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    let pyproject = read_toml(repo, "pyproject.toml")?;
+    let installable = pyproject
+        .as_ref()
+        .is_some_and(|p| p.get("project").is_some() || p.get("build-system").is_some())
+        || repo.join("setup.py").is_file()
+        || repo.join("setup.cfg").is_file();
+    let src_layout = repo.join("src").is_dir() && has_package_dirs(&repo.join("src"));
+    let pythonpath = if src_layout {
+        vec!["src".to_string()]
+    } else {
+        vec![".".to_string()]
+    };
+    let pkg_root = if src_layout { "src/" } else { "" };
+    let packages = package_dirs(&repo.join(if src_layout { "src" } else { "." }))
+        .into_iter()
+        .filter(|p| !["tests", "test", "testing", "docs", "doc"].contains(&p.as_str()))
+        .map(|p| format!("{pkg_root}{p}"))
+        .collect();
+    let test_dirs = ["tests", "test", "testing"]
+        .into_iter()
+        .filter(|d| repo.join(d).is_dir())
+        .map(String::from)
+        .collect();
+    let requires_python = pyproject
+        .as_ref()
+        .and_then(|p| p.get("project")?.get("requires-python")?.as_str())
+        .map(String::from);
+    Ok(RepoFacts {
+        installable,
+        pythonpath,
+        packages,
+        test_dirs,
+        pytest: pytest_config(repo, pyproject.as_ref())?,
+        requires_python,
+    })
+}
+
+/// Candidate specs for `repo`, most specific first, ending with a plain
+/// install (or no install for a repository that is not a package).
+pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
+    let facts = repo_facts(repo)?;
+    if !facts.installable && !contains_python(repo) {
+        return Err(Error::Repo {
+            path: repo.to_path_buf(),
+            reason: "no Python project here (no pyproject.toml, setup.py, setup.cfg or .py files)"
+                .into(),
+        });
+    }
+    let (test_cmd, cmd_notes) = test_command(&facts);
+    let base = EnvSpec {
+        test_cmd,
+        pythonpath: facts.pythonpath.clone(),
+        notes: cmd_notes,
+        ..EnvSpec::default()
+    };
+    let plain_install = || -> Vec<String> {
+        if facts.installable {
+            vec!["pip install -e .".to_string()]
+        } else {
+            Vec::new()
+        }
+    };
+    let make = |strategy: String, install: Vec<String>, deps: Vec<String>| {
+        let mut spec = base.clone();
+        spec.strategy = strategy;
+        spec.install = install;
+        spec.test_deps = deps;
+        spec.ensure_test_deps();
+        spec
+    };
+    let mut specs = Vec::new();
+    let pyproject = read_toml(repo, "pyproject.toml")?;
+
+    // PEP 621 optional dependencies.
+    if let Some(extras) = pyproject
+        .as_ref()
+        .and_then(|p| p.get("project")?.get("optional-dependencies")?.as_table())
+    {
+        if let Some(name) = TEST_EXTRAS.iter().find(|n| extras.contains_key(**n)) {
+            specs.push(make(
+                format!("pep621:{name}"),
+                vec![format!(
+                    "pip install -e {}",
+                    shell_quote(&format!(".[{name}]"))
+                )],
+                Vec::new(),
+            ));
+        }
+    }
+    // PEP 735 dependency groups, resolved here because older pips lack `--group`.
+    if let Some(groups) = pyproject
+        .as_ref()
+        .and_then(|p| p.get("dependency-groups")?.as_table())
+    {
+        if let Some(name) = TEST_EXTRAS.iter().find(|n| groups.contains_key(**n)) {
+            let mut deps = Vec::new();
+            resolve_group(groups, name, &mut deps, 0);
+            specs.push(make(
+                format!("dependency-groups:{name}"),
+                plain_install(),
+                deps,
+            ));
+        }
+    }
+    // setup.cfg extras.
+    if let Some(cfg) = read_ini(repo, "setup.cfg")? {
+        if let Some(extras) = cfg.get("options.extras_require") {
+            if let Some(name) = TEST_EXTRAS.iter().find(|n| extras.contains_key(**n)) {
+                specs.push(make(
+                    format!("setup.cfg:{name}"),
+                    vec![format!(
+                        "pip install -e {}",
+                        shell_quote(&format!(".[{name}]"))
+                    )],
+                    Vec::new(),
+                ));
+            }
+        }
+    }
+    // Requirements files for tests.
+    for file in test_requirement_files(repo) {
+        let mut install = plain_install();
+        install.push(format!("pip install -r {}", shell_quote(&file)));
+        specs.push(make(format!("requirements:{file}"), install, Vec::new()));
+    }
+    // tox and nox.
+    if let Some(tox) = read_ini(repo, "tox.ini")? {
+        if let Some(env) = tox.get("testenv") {
+            let deps = tox_deps(env.get("deps").map(String::as_str).unwrap_or(""));
+            let mut install = plain_install();
+            if let Some(extras) = env.get("extras") {
+                let names: Vec<&str> = extras.split([',', '\n']).map(str::trim).collect();
+                let names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
+                if facts.installable && !names.is_empty() {
+                    install = vec![format!(
+                        "pip install -e {}",
+                        shell_quote(&format!(".[{}]", names.join(",")))
+                    )];
+                }
+            }
+            let (reqs, plain): (Vec<String>, Vec<String>) =
+                deps.into_iter().partition(|d| d.starts_with("-r "));
+            install.extend(reqs.into_iter().map(|r| format!("pip install {r}")));
+            specs.push(make("tox".into(), install, plain));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(repo.join("noxfile.py")) {
+        let deps = nox_deps(&text);
+        if !deps.is_empty() {
+            specs.push(make("nox".into(), plain_install(), deps));
+        }
+    }
+    let last = if facts.installable {
+        "plain"
+    } else {
+        "no-install"
+    };
+    specs.push(make(last.into(), plain_install(), Vec::new()));
+    if let Some(rp) = &facts.requires_python {
+        for spec in &mut specs {
+            spec.notes.push(format!("requires-python {rp}"));
+        }
+    }
+    Ok(specs)
+}
+
+/// The pytest arguments for a repository: `-p no:cacheprovider`, addopts
+/// without coverage and parallelism plugins (smith measures coverage and
+/// schedules workers itself), and test paths when the config names none.
+pub fn test_command(facts: &RepoFacts) -> (Vec<String>, Vec<String>) {
+    let mut cmd = default_test_cmd();
+    let mut notes = Vec::new();
+    let (kept, dropped) = filter_addopts(&facts.pytest.addopts);
+    if !dropped.is_empty() {
+        cmd.push("-o".into());
+        cmd.push(format!("addopts={}", kept.join(" ")));
+        notes.push(format!(
+            "removed from addopts ({}): {}",
+            facts.pytest.file.as_deref().unwrap_or("config"),
+            dropped.join(" ")
+        ));
+    }
+    if facts.pytest.testpaths.is_empty() {
+        cmd.extend(facts.test_dirs.iter().cloned());
+        if !facts.test_dirs.is_empty() && kept.iter().any(|o| o == "--doctest-modules") {
+            cmd.extend(facts.packages.iter().cloned());
+        }
+    }
+    (cmd, notes)
+}
+
+/// Split addopts into the options smith keeps and those it drops
+/// (`--cov*`, xdist's `-n`/`--numprocesses`/`--dist`).
+pub fn filter_addopts(addopts: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    let mut iter = addopts.iter();
+    while let Some(opt) = iter.next() {
+        let takes_value = [
+            "--cov",
+            "--cov-report",
+            "--cov-config",
+            "--cov-fail-under",
+            "-n",
+            "--numprocesses",
+            "--dist",
+            "--maxprocesses",
+        ]
+        .contains(&opt.as_str());
+        let is_dropped = opt.starts_with("--cov")
+            || opt.starts_with("--no-cov")
+            || opt.starts_with("--numprocesses")
+            || opt.starts_with("--dist")
+            || opt.starts_with("--maxprocesses")
+            || (opt.starts_with("-n") && !opt.starts_with("--"));
+        if is_dropped {
+            dropped.push(opt.clone());
+            // `--cov` alone takes an optional value: only eat one that is not an option.
+            if takes_value && !opt.contains('=') {
+                let mut peek = iter.clone();
+                if let Some(v) = peek.next() {
+                    if !v.starts_with('-') {
+                        dropped.push(v.clone());
+                        iter = peek;
+                    }
+                }
+            }
+        } else {
+            kept.push(opt.clone());
+        }
+    }
+    (kept, dropped)
+}
+
+fn pytest_config(repo: &Path, pyproject: Option<&toml::Value>) -> Result<PytestConfig> {
+    let from_ini = |file: &str, section: &str| -> Result<Option<PytestConfig>> {
+        let Some(ini) = read_ini(repo, file)? else {
+            return Ok(None);
+        };
+        Ok(ini.get(section).map(|s| PytestConfig {
+            file: Some(file.into()),
+            testpaths: split_ws(s.get("testpaths").map(String::as_str).unwrap_or("")),
+            addopts: split_ws(s.get("addopts").map(String::as_str).unwrap_or("")),
+        }))
+    };
+    // pytest's own precedence: pytest.ini, pyproject.toml, tox.ini, setup.cfg.
+    if let Some(c) = from_ini("pytest.ini", "pytest")? {
+        return Ok(c);
+    }
+    let tool = pyproject.and_then(|p| p.get("tool")?.get("pytest"));
+    if let Some(table) = tool {
+        let table = table.get("ini_options").unwrap_or(table);
+        return Ok(PytestConfig {
+            file: Some("pyproject.toml".into()),
+            testpaths: toml_args(table.get("testpaths")),
+            addopts: toml_args(table.get("addopts")),
+        });
+    }
+    if let Some(c) = from_ini("tox.ini", "pytest")? {
+        return Ok(c);
+    }
+    Ok(from_ini("setup.cfg", "tool:pytest")?.unwrap_or_default())
+}
+
+fn toml_args(value: Option<&toml::Value>) -> Vec<String> {
+    match value {
+        Some(toml::Value::String(s)) => split_ws(s),
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .flat_map(split_ws)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn split_ws(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+fn resolve_group(groups: &toml::Table, name: &str, out: &mut Vec<String>, depth: usize) {
+    let Some(items) = groups.get(name).and_then(|g| g.as_array()) else {
+        return;
+    };
+    for item in items {
+        if let Some(req) = item.as_str() {
+            if !out.iter().any(|o| o == req) {
+                out.push(req.to_string());
+            }
+        } else if let Some(inc) = item.get("include-group").and_then(|v| v.as_str()) {
+            if depth < 8 {
+                resolve_group(groups, inc, out, depth + 1);
+            }
+        }
+    }
+}
+
+fn test_requirement_files(repo: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in ["", "requirements/"] {
+        let Ok(entries) = std::fs::read_dir(repo.join(dir)) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let lower = name.to_ascii_lowercase();
+            let is_req = lower.ends_with(".txt") || lower.ends_with(".in");
+            let in_req_dir = !dir.is_empty();
+            let testy =
+                lower.contains("test") || lower.contains("-dev") || lower.starts_with("dev");
+            let named_req = lower.starts_with("requirements") || lower.contains("requirements");
+            if is_req && testy && (named_req || in_req_dir) && !lower.ends_with(".in") {
+                found.push(format!("{dir}{name}"));
+            }
+        }
+    }
+    // Test files first, dev files after.
+    found.sort_by_key(|f| !f.to_ascii_lowercase().contains("test"));
+    found
+}
+
+fn tox_deps(deps: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in deps.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.contains('{') {
+            continue;
+        }
+        // Factor-conditional lines (`py38: foo`) apply to some envs only.
+        if let Some((factor, _)) = line.split_once(": ") {
+            if !factor.contains(' ') {
+                continue;
+            }
+        }
+        if let Some(file) = line
+            .strip_prefix("-r")
+            .or_else(|| line.strip_prefix("--requirement"))
+        {
+            out.push(format!(
+                "-r {}",
+                shell_quote(file.trim_start_matches('=').trim())
+            ));
+        } else if !line.starts_with('-') {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+fn nox_deps(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for call in text.split("session.install(").skip(1) {
+        let args = call.split(')').next().unwrap_or("");
+        for piece in args.split(',') {
+            let piece = piece.trim();
+            let unquoted = piece
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .or_else(|| piece.strip_prefix('\'').and_then(|p| p.strip_suffix('\'')));
+            if let Some(dep) = unquoted {
+                if !dep.starts_with('-')
+                    && !dep.starts_with('.')
+                    && !dep.is_empty()
+                    && !out
+                        .iter()
+                        .any(|o: &String| requirement_name(o) == requirement_name(dep))
+                {
+                    out.push(dep.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn has_package_dirs(dir: &Path) -> bool {
+    !package_dirs(dir).is_empty()
+}
+
+fn package_dirs(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("__init__.py").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    out.sort();
+    out
+}
+
+fn contains_python(repo: &Path) -> bool {
+    fn walk(dir: &Path, depth: usize) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let path = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() {
+                depth < 3 && !name.starts_with('.') && walk(&path, depth + 1)
+            } else {
+                name.ends_with(".py")
+            }
+        })
+    }
+    walk(repo, 0)
+}
+
+fn read_toml(repo: &Path, name: &str) -> Result<Option<toml::Value>> {
+    let path = repo.join(name);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    toml::from_str(&text).map(Some).map_err(|e| Error::Repo {
+        path: path.clone(),
+        reason: format!("invalid TOML: {e}"),
+    })
+}
+
+/// Sections → keys → values of an INI file, with indented continuation lines
+/// joined by newlines (the dialect of setup.cfg and tox.ini).
+pub type Ini = BTreeMap<String, BTreeMap<String, String>>;
+
+fn read_ini(repo: &Path, name: &str) -> Result<Option<Ini>> {
+    match std::fs::read_to_string(repo.join(name)) {
+        Ok(text) => Ok(Some(parse_ini(&text))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Parse INI text leniently: unknown syntax is skipped, never an error.
+pub fn parse_ini(text: &str) -> Ini {
+    let mut ini = Ini::new();
+    let mut section = String::new();
+    let mut key: Option<String> = None;
+    for raw in text.lines() {
+        let line = raw.trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        let indented = line.len() != trimmed.len();
+        if indented {
+            if let Some(k) = &key {
+                let value = ini
+                    .entry(section.clone())
+                    .or_default()
+                    .entry(k.clone())
+                    .or_default();
+                if !value.is_empty() {
+                    value.push('\n');
+                }
+                value.push_str(trimmed);
+            }
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = name.trim().to_string();
+            key = None;
+            continue;
+        }
+        if let Some((k, v)) = trimmed.split_once(['=', ':']) {
+            let k = k.trim().to_string();
+            ini.entry(section.clone())
+                .or_default()
+                .insert(k.clone(), v.trim().to_string());
+            key = Some(k);
+        }
+    }
+    ini
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn pep621_extra_comes_first_then_groups_then_plain() {
+        let r = repo(&[
+            (
+                "pyproject.toml",
+                "[project]\nname='x'\n[project.optional-dependencies]\ndev=['ruff']\ntests=['pytest','freezegun']\n\
+                 [dependency-groups]\nlint=['ruff']\ntests=['simplejson', {include-group='lint'}]\n",
+            ),
+            ("src/x/__init__.py", ""),
+            ("tests/test_x.py", ""),
+        ]);
+        let specs = detect(r.path()).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.strategy.as_str()).collect();
+        assert_eq!(names, ["pep621:tests", "dependency-groups:tests", "plain"]);
+        assert_eq!(specs[0].install, ["pip install -e '.[tests]'"]);
+        assert_eq!(
+            specs[1].test_deps,
+            ["simplejson", "ruff", "pytest", "coverage"]
+        );
+        assert_eq!(specs[0].pythonpath, ["src"]);
+        assert_eq!(
+            specs[0].test_cmd,
+            ["-m", "pytest", "-p", "no:cacheprovider", "tests"]
+        );
+    }
+
+    #[test]
+    fn setup_cfg_requirements_tox_and_nox_are_found() {
+        let r = repo(&[
+            ("setup.py", "from setuptools import setup; setup()"),
+            ("setup.cfg", "[options.extras_require]\ntesting =\n    pytest\n    mock\n"),
+            ("requirements/testing.txt", "coverage\n"),
+            ("requirements-dev.txt", "black\n"),
+            ("requirements.txt", "six\n"),
+            (
+                "tox.ini",
+                "[testenv]\ndeps =\n    pytest\n    py38: oldthing\n    -rreq-extra.txt\n    {[base]deps}\n\
+                 commands = pytest {posargs}\n",
+            ),
+            ("noxfile.py", "def tests(session):\n    session.install('-e', '.', \"hypothesis\")\n"),
+            ("pkg/__init__.py", ""),
+        ]);
+        let specs = detect(r.path()).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.strategy.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "setup.cfg:testing",
+                "requirements:requirements/testing.txt",
+                "requirements:requirements-dev.txt",
+                "tox",
+                "nox",
+                "plain"
+            ]
+        );
+        let tox = &specs[3];
+        assert_eq!(
+            tox.install,
+            ["pip install -e .", "pip install -r req-extra.txt"]
+        );
+        assert_eq!(tox.test_deps, ["pytest", "coverage"]);
+        assert_eq!(specs[4].test_deps, ["hypothesis", "pytest", "coverage"]);
+        assert_eq!(specs[0].pythonpath, ["."]);
+    }
+
+    #[test]
+    fn coverage_addopts_are_removed_and_doctest_packages_added() {
+        let r = repo(&[
+            (
+                "pyproject.toml",
+                "[project]\nname='parse'\n[tool.pytest.ini_options]\naddopts = \"--cov=parse --cov-report=term-missing --cov-branch --doctest-modules -n auto\"\n",
+            ),
+            ("parse/__init__.py", ""),
+            ("tests/test_a.py", ""),
+        ]);
+        let spec = &detect(r.path()).unwrap()[0];
+        assert_eq!(
+            spec.test_cmd,
+            [
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "addopts=--doctest-modules",
+                "tests",
+                "parse"
+            ]
+        );
+        assert!(spec.notes[0].contains("--cov=parse"), "{:?}", spec.notes);
+    }
+
+    #[test]
+    fn testpaths_in_config_mean_no_explicit_paths() {
+        let r = repo(&[
+            ("pytest.ini", "[pytest]\ntestpaths = tests\naddopts = -ra\n"),
+            ("tests/test_a.py", ""),
+            ("mod.py", ""),
+        ]);
+        let facts = repo_facts(r.path()).unwrap();
+        assert_eq!(facts.pytest.testpaths, ["tests"]);
+        assert!(!facts.installable);
+        let specs = detect(r.path()).unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].strategy, "no-install");
+        assert!(specs[0].install.is_empty());
+        assert_eq!(specs[0].test_cmd, default_test_cmd());
+    }
+
+    #[test]
+    fn a_directory_without_python_is_a_repo_error() {
+        let r = repo(&[("README.md", "hi")]);
+        let err = detect(r.path()).unwrap_err();
+        assert!(matches!(err, Error::Repo { .. }), "{err}");
+    }
+
+    #[test]
+    fn filter_addopts_keeps_unrelated_options() {
+        let opts = split_ws("-ra --cov --strict-markers -n 4 --cov-report term");
+        let (kept, dropped) = filter_addopts(&opts);
+        assert_eq!(kept, ["-ra", "--strict-markers"]);
+        assert_eq!(dropped, ["--cov", "-n", "4", "--cov-report", "term"]);
+    }
+}

@@ -1,0 +1,145 @@
+//! The local sandbox: each workspace is a temporary copy of the repository,
+//! commands run directly on the host with the environment's venv. No
+//! isolation: use it for trusted code or inside a container.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use smith_core::{CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Workspace};
+
+use crate::build::Environment;
+use crate::process::run_command;
+use crate::tree::{copy_tree, Tree};
+
+/// Makes temp-copy workspaces of an [`Environment`]'s repository.
+#[derive(Debug, Clone)]
+pub struct LocalSandbox {
+    env: Environment,
+    scratch: Option<PathBuf>,
+}
+
+impl LocalSandbox {
+    /// A sandbox over `env`'s repository; workspaces go in the system temp dir.
+    pub fn new(env: &Environment) -> Result<Self> {
+        if !env.repo.is_dir() {
+            return Err(Error::Repo {
+                path: env.repo.clone(),
+                reason: "repository directory is missing".into(),
+            });
+        }
+        Ok(LocalSandbox {
+            env: env.clone(),
+            scratch: None,
+        })
+    }
+
+    /// Put workspaces under `dir` instead of the system temp dir.
+    pub fn with_scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.scratch = Some(dir.into());
+        self
+    }
+
+    /// The environment workspaces run in.
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+}
+
+/// Copy the repository into a new temporary directory.
+pub(crate) fn new_copy(
+    repo: &Path,
+    scratch: Option<&Path>,
+    prefix: &str,
+) -> Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    let dir = match scratch {
+        Some(s) => {
+            std::fs::create_dir_all(s).map_err(|e| Error::io(s, e))?;
+            builder.tempdir_in(s)
+        }
+        None => builder.tempdir(),
+    }
+    .map_err(|e| Error::io(scratch.unwrap_or(&std::env::temp_dir()), e))?;
+    copy_tree(repo, dir.path())?;
+    Ok(dir)
+}
+
+impl Sandbox for LocalSandbox {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn workspace(&self) -> Result<Box<dyn Workspace>> {
+        let dir = new_copy(&self.env.repo, self.scratch.as_deref(), "smith-ws-")?;
+        let tree = Tree::new(dir.path().to_path_buf());
+        let base_env = self.env.command_env(dir.path());
+        Ok(Box::new(LocalWorkspace {
+            _dir: dir,
+            tree,
+            base_env,
+        }))
+    }
+}
+
+/// A workspace of [`LocalSandbox`]: a temp directory removed on drop.
+#[derive(Debug)]
+pub struct LocalWorkspace {
+    _dir: tempfile::TempDir,
+    tree: Tree,
+    base_env: BTreeMap<String, String>,
+}
+
+/// Build the host command for `command` in `root` with `base_env`, so that
+/// the local and bubblewrap sandboxes agree on semantics.
+pub(crate) fn host_command(
+    root: &Path,
+    base_env: &BTreeMap<String, String>,
+    command: &CommandSpec,
+) -> Result<Command> {
+    let cwd = match &command.cwd {
+        Some(rel) if rel.split('/').any(|p| p == "..") || rel.starts_with('/') => {
+            return Err(Error::invalid(
+                "cwd",
+                format!("`{rel}` is not inside the workspace"),
+            ))
+        }
+        Some(rel) => smith_core::join_rel(root, rel),
+        None => root.to_path_buf(),
+    };
+    let mut cmd = Command::new(&command.program);
+    cmd.args(&command.args)
+        .current_dir(cwd)
+        .env_remove("PYTHONHOME")
+        .envs(base_env)
+        .envs(&command.env);
+    Ok(cmd)
+}
+
+impl Workspace for LocalWorkspace {
+    fn root(&self) -> &Path {
+        self.tree.root()
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.tree.read(path)
+    }
+
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
+        self.tree.write(path, contents)
+    }
+
+    fn apply(&mut self, patch: &Patch) -> Result<()> {
+        self.tree.apply(patch)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.tree.reset()
+    }
+
+    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+        let cmd = host_command(self.tree.root(), &self.base_env, command)?;
+        run_command(cmd, &command.display(), options)
+    }
+}

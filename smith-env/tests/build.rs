@@ -1,0 +1,110 @@
+//! Building real venvs for small fixture projects and running their tests in
+//! local workspaces.
+
+mod common;
+
+use smith_core::{CommandSpec, FileChange, Patch, RunOptions, Sandbox};
+use smith_env::{build_environment, EnvOptions, Installer, LocalSandbox};
+
+#[test]
+fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
+    // A fixed location, so that the cache key (which includes the repo path)
+    // matches on every run and the second half can check reuse.
+    let repo = common::cache_dir().join("fixtures").join("calc");
+    let _ = std::fs::remove_dir_all(repo.join("src"));
+    common::write_files(&repo, common::CALC);
+    let options = EnvOptions::new(common::cache_dir());
+    let env = build_environment(&repo, &options).unwrap();
+    assert_eq!(env.spec.strategy, "pep621:tests");
+    assert_eq!(env.spec.pythonpath, ["src"]);
+    assert_eq!(env.collected, Some(2), "{:#?}", env.steps);
+    assert!(env.python().is_file());
+
+    let again = build_environment(&repo, &options).unwrap();
+    assert!(
+        again.reused,
+        "second build should reuse the venv: {:#?}",
+        again.steps
+    );
+    assert_eq!(again.venv, env.venv);
+    assert_eq!(again.spec, env.spec);
+
+    let sandbox = LocalSandbox::new(&env).unwrap();
+    let mut ws = sandbox.workspace().unwrap();
+    let out = ws.run(&env.test_command(), &RunOptions::default()).unwrap();
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 passed"), "{}", out.stdout);
+
+    // The workspace copy, not the editable install of the original, is imported.
+    let src = "def add(a, b):\n    return a + b\n";
+    ws.apply(&Patch::from_changes(&[FileChange::modified(
+        "src/calc/__init__.py",
+        src,
+        "def add(a, b):\n    return a - b\n",
+    )]))
+    .unwrap();
+    let broken = ws.run(&env.test_command(), &RunOptions::default()).unwrap();
+    assert_eq!(broken.exit_code, Some(1), "{}", broken.stdout);
+    assert!(
+        broken.stdout.contains("1 failed, 1 passed"),
+        "{}",
+        broken.stdout
+    );
+    let which = ws
+        .run(
+            &CommandSpec::new("python", ["-c", "import calc; print(calc.__file__)"]),
+            &RunOptions::default(),
+        )
+        .unwrap();
+    assert!(
+        which
+            .stdout
+            .trim()
+            .starts_with(&ws.root().display().to_string()),
+        "imported {} instead of the workspace copy",
+        which.stdout
+    );
+    ws.reset().unwrap();
+    assert_eq!(ws.read("src/calc/__init__.py").unwrap(), src.as_bytes());
+    let clean = ws.run(&env.test_command(), &RunOptions::default()).unwrap();
+    assert!(clean.success(), "{}", clean.stdout);
+    // Nothing wrote bytecode into the workspace.
+    assert!(!ws.root().join("src/calc/__pycache__").exists());
+}
+
+#[test]
+fn pip_only_builds_a_plain_module_repo() {
+    let repo = common::write_repo(&[
+        ("mod.py", "def double(x):\n    return 2 * x\n"),
+        (
+            "tests/test_mod.py",
+            "from mod import double\n\ndef test_double():\n    assert double(2) == 4\n",
+        ),
+    ]);
+    let mut options = EnvOptions::new(common::cache_dir());
+    options.use_uv = Some(false);
+    let env = build_environment(repo.path(), &options).unwrap();
+    assert_eq!(env.installer, Installer::Pip);
+    assert_eq!(env.spec.strategy, "no-install");
+    assert_eq!(env.collected, Some(1));
+    let _ = std::fs::remove_dir_all(&env.venv);
+}
+
+#[test]
+fn a_repo_whose_tests_cannot_be_collected_is_an_environment_error() {
+    let repo = common::write_repo(&[
+        ("mod.py", "x = 1\n"),
+        (
+            "tests/test_mod.py",
+            "import no_such_module_anywhere\n\ndef test_x():\n    pass\n",
+        ),
+    ]);
+    let err = build_environment(repo.path(), &EnvOptions::new(common::cache_dir())).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, smith_core::Error::Environment { .. }),
+        "{text}"
+    );
+    assert!(text.contains("no-install"), "{text}");
+    assert!(text.contains("no_such_module_anywhere"), "{text}");
+}
