@@ -1,0 +1,118 @@
+//! The baseline: the clean tree's suite run `k` times, and the time limits
+//! derived from it.
+
+use std::time::Duration;
+
+use smith_core::{Baseline, Error, Executor, Result, RunOptions, TestSelection, Workspace};
+
+/// Run the whole suite `k` times in a clean `workspace` and combine the runs
+/// into a [`Baseline`]: tests that pass every time are eligible for labels,
+/// tests whose outcome changes are flaky, durations are averaged.
+///
+/// Fails if a run times out or reports no test at all (a broken environment
+/// must not pass for a suite without tests).
+pub fn run_baseline(
+    workspace: &mut dyn Workspace,
+    executor: &dyn Executor,
+    k: u32,
+    repo: &str,
+    base_commit: &str,
+    options: &RunOptions,
+) -> Result<Baseline> {
+    if k == 0 {
+        return Err(Error::invalid("baseline runs", "k must be at least 1"));
+    }
+    workspace.reset()?;
+    let mut reports = Vec::with_capacity(k as usize);
+    for run in 1..=k {
+        let report = executor.run_tests(workspace, &TestSelection::All, options)?;
+        if report.timed_out {
+            return Err(Error::TestRun {
+                reason: format!(
+                    "baseline run {run} of {repo} timed out after {:.1}s",
+                    report.wall_secs
+                ),
+            });
+        }
+        if report.outcomes.is_empty() {
+            return Err(Error::TestRun {
+                reason: format!(
+                    "baseline run {run} of {repo} reported no tests (exit code {:?}): {}",
+                    report.exit_code,
+                    crate::pytest::tail(&report.log, 2000)
+                ),
+            });
+        }
+        tracing::debug!(
+            run,
+            tests = report.outcomes.len(),
+            secs = report.wall_secs,
+            "baseline run"
+        );
+        reports.push(report);
+    }
+    Ok(Baseline::from_reports(repo, base_commit, &reports))
+}
+
+/// The time limit of one run of `selection`:
+/// `floor + factor × (selected tests' baseline seconds + overhead)`, where
+/// the overhead is what a full baseline run spent outside tests (start-up,
+/// collection). Tests without a baseline duration count the mean duration.
+pub fn run_timeout(
+    baseline: &Baseline,
+    selection: &TestSelection,
+    floor: Duration,
+    factor: f64,
+) -> Duration {
+    let total: f64 = baseline.durations.values().sum();
+    let mean = if baseline.durations.is_empty() {
+        0.0
+    } else {
+        total / baseline.durations.len() as f64
+    };
+    let tests = match selection {
+        TestSelection::All => total,
+        TestSelection::Only(ids) => ids
+            .iter()
+            .map(|t| baseline.durations.get(t).copied().unwrap_or(mean))
+            .sum(),
+    };
+    let overhead = (baseline.wall_secs - total).max(0.0);
+    let secs = factor.max(0.0) * (tests + overhead);
+    floor + Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smith_core::TestId;
+
+    #[test]
+    fn timeout_scales_with_selected_durations() {
+        let b = Baseline {
+            durations: [("a", 1.0), ("b", 3.0)]
+                .map(|(t, d)| (TestId::from(t), d))
+                .into(),
+            wall_secs: 6.0,
+            ..Baseline::default()
+        };
+        let floor = Duration::from_secs(5);
+        // all: 4 s of tests + 2 s overhead, ×2
+        assert_eq!(
+            run_timeout(&b, &TestSelection::All, floor, 2.0),
+            Duration::from_secs(17)
+        );
+        // only a: 1 s + 2 s overhead, ×2
+        let only_a = TestSelection::Only(vec![TestId::from("a")]);
+        assert_eq!(
+            run_timeout(&b, &only_a, floor, 2.0),
+            Duration::from_secs(11)
+        );
+        // unknown test: mean (2 s) + 2 s overhead, ×1
+        let unknown = TestSelection::Only(vec![TestId::from("zz")]);
+        assert_eq!(
+            run_timeout(&b, &unknown, floor, 1.0),
+            Duration::from_secs(9)
+        );
+    }
+}

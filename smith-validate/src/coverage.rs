@@ -1,0 +1,399 @@
+//! Coverage-guided test selection: which tests execute which lines.
+//!
+//! One run of the suite under coverage.py, with smith's pytest plugin
+//! switching the measurement context to `t:<node id>` while a test runs and
+//! to `f:<fixture>` while a fixture wider than one function is set up,
+//! gives line → tests. A candidate then runs only the tests that execute a
+//! line its patch changes. Lines executed outside any test (at import or
+//! collection time), files without data and added files fall back to the
+//! full suite; a candidate whose lines no test executes is uncovered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use smith_core::{
+    Candidate, CommandSpec, Error, Patch, Result, RunOptions, TestId, TestSelection, Workspace,
+};
+
+use crate::pytest::{parse_events, PluginEvent, PytestExecutor, CONTROL_DIR};
+
+const RCFILE: &str = ".smith/coveragerc";
+const JSON_PATH: &str = ".smith/coverage.json";
+
+/// Measured lines of one source file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCoverage {
+    /// First lines of every statement coverage.py knows in the file
+    /// (executed or not), sorted. A changed line inside a multi-line
+    /// statement maps to the statement's first line.
+    pub statements: Vec<u32>,
+    /// Executed line → indices into [`CoverageMap::contexts`].
+    pub lines: BTreeMap<u32, Vec<u32>>,
+}
+
+/// Which tests execute which lines; serializable so that it can be cached
+/// (`coverage.json` next to the baseline).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageMap {
+    /// Context names: `""` (outside any test), `t:<node id>`, `f:<fixture>`.
+    pub contexts: Vec<String>,
+    /// Per file, `/`-separated and relative to the repository root.
+    pub files: BTreeMap<String, FileCoverage>,
+    /// Fixture name → tests that request it.
+    pub fixture_users: BTreeMap<String, BTreeSet<TestId>>,
+}
+
+/// The tests to run for one candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CandidateSelection {
+    /// Run the whole suite: some changed line has no usable coverage data.
+    Full,
+    /// Run exactly these tests (never empty).
+    Tests(BTreeSet<TestId>),
+    /// No test executes any changed line; nothing needs to run.
+    Uncovered,
+}
+
+impl CandidateSelection {
+    /// As an executor selection (`Uncovered` gives an empty `Only`).
+    pub fn to_test_selection(&self) -> TestSelection {
+        match self {
+            CandidateSelection::Full => TestSelection::All,
+            CandidateSelection::Tests(t) => TestSelection::Only(t.iter().cloned().collect()),
+            CandidateSelection::Uncovered => TestSelection::Only(Vec::new()),
+        }
+    }
+}
+
+/// Lines on the old side of `patch` that it changes, by file: removed lines,
+/// and for pure insertions the old lines on either side. Added files map to
+/// an empty set (no old side).
+pub fn changed_lines(patch: &Patch) -> Result<BTreeMap<String, BTreeSet<u32>>> {
+    let mut out: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    for fp in patch.files()? {
+        let set = out.entry(fp.path().to_string()).or_default();
+        if fp.old_path.is_none() {
+            continue;
+        }
+        for hunk in &fp.hunks {
+            let mut old_line = hunk.old_start as u32;
+            let mut after_removal = false;
+            for line in &hunk.lines {
+                match line.kind {
+                    smith_core::LineKind::Context => {
+                        old_line += 1;
+                        after_removal = false;
+                    }
+                    smith_core::LineKind::Removed => {
+                        set.insert(old_line);
+                        old_line += 1;
+                        after_removal = true;
+                    }
+                    smith_core::LineKind::Added => {
+                        if !after_removal {
+                            if old_line > 1 {
+                                set.insert(old_line - 1);
+                            }
+                            set.insert(old_line.max(1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl CoverageMap {
+    /// The tests that execute any line in `lines` of `file`. `None` when the
+    /// file has no data or a line ran outside any test (at import or
+    /// collection time): the caller must run the full suite. `Some(empty)`
+    /// when no test executes those lines.
+    pub fn tests_for(
+        &self,
+        file: &str,
+        lines: impl IntoIterator<Item = u32>,
+    ) -> Option<BTreeSet<TestId>> {
+        let cov = self.files.get(file)?;
+        let mut tests = BTreeSet::new();
+        let mut statements = BTreeSet::new();
+        for line in lines {
+            // The statement a line belongs to: the nearest statement start at
+            // or before it (continuation lines of a multi-line statement are
+            // not measured on their own).
+            let idx = cov.statements.partition_point(|s| *s <= line);
+            match idx.checked_sub(1) {
+                Some(i) => statements.insert(cov.statements[i]),
+                // Before the first statement: the module's first statement
+                // runs at import.
+                None => return None,
+            };
+        }
+        for statement in statements {
+            for &ctx in cov.lines.get(&statement).into_iter().flatten() {
+                let name = self.contexts.get(ctx as usize)?;
+                if let Some(id) = name.strip_prefix("t:") {
+                    tests.insert(TestId::new(id));
+                } else if let Some(fixture) = name.strip_prefix("f:") {
+                    tests.extend(
+                        self.fixture_users
+                            .get(fixture)
+                            .into_iter()
+                            .flatten()
+                            .cloned(),
+                    );
+                } else {
+                    return None;
+                }
+            }
+        }
+        Some(tests)
+    }
+
+    /// The tests to run for `candidate`, from the old-side lines its patch
+    /// changes (see [`changed_lines`]).
+    pub fn selection_for(&self, candidate: &Candidate) -> CandidateSelection {
+        let Ok(changed) = changed_lines(&candidate.patch) else {
+            return CandidateSelection::Full;
+        };
+        let mut tests = BTreeSet::new();
+        for (file, lines) in changed {
+            if lines.is_empty() {
+                return CandidateSelection::Full;
+            }
+            match self.tests_for(&file, lines) {
+                Some(t) => tests.extend(t),
+                None => return CandidateSelection::Full,
+            }
+        }
+        if tests.is_empty() {
+            CandidateSelection::Uncovered
+        } else {
+            CandidateSelection::Tests(tests)
+        }
+    }
+
+    /// Number of tests that appear in the map.
+    pub fn test_count(&self) -> usize {
+        self.contexts.iter().filter(|c| c.starts_with("t:")).count()
+    }
+
+    /// Run the whole suite once under coverage.py in `workspace` and build
+    /// the map. The environment must have `coverage` installed (7.x).
+    /// pytest-cov, if installed, is disabled for this run (`-p no:cov`) so
+    /// that only one measurement is active.
+    pub fn collect(
+        workspace: &mut dyn Workspace,
+        executor: &PytestExecutor,
+        options: &RunOptions,
+    ) -> Result<CoverageMap> {
+        workspace.reset()?;
+        let rc = format!(
+            "[run]\ndata_file = {CONTROL_DIR}/coverage.data\nrelative_files = True\nbranch = False\nomit = {CONTROL_DIR}/*\n"
+        );
+        workspace.write(RCFILE, rc.as_bytes())?;
+        let (spec, select) = executor.command(&TestSelection::All, &[("SMITH_COVERAGE", "1")]);
+        debug_assert!(select.is_none());
+        let mut args: Vec<String> = vec![
+            "-m".into(),
+            "coverage".into(),
+            "run".into(),
+            format!("--rcfile={RCFILE}"),
+        ];
+        args.extend(spec.args.iter().cloned());
+        args.extend(["-p".to_string(), "no:cov".to_string()]);
+        let run = CommandSpec { args, ..spec };
+        // The plugin and event log are written by the executor's own path;
+        // here the same files are prepared by hand for the wrapped command.
+        workspace.write(
+            ".smith/smith_pytest_plugin.py",
+            crate::pytest::PLUGIN_SOURCE.as_bytes(),
+        )?;
+        workspace.write(".smith/events.jsonl", b"")?;
+        let out = workspace.run(&run, options)?;
+        if out.timed_out {
+            return Err(Error::command(run.display(), "coverage run timed out"));
+        }
+        let json_cmd = CommandSpec::new(
+            executor.python().to_string(),
+            [
+                "-m",
+                "coverage",
+                "json",
+                &format!("--rcfile={RCFILE}"),
+                "--show-contexts",
+                "-q",
+                "-o",
+                JSON_PATH,
+            ],
+        );
+        let json_out = workspace.run(&json_cmd, options)?;
+        if !json_out.success() {
+            return Err(Error::command(
+                json_cmd.display(),
+                format!(
+                    "{}\n{}\n(coverage run said: {})",
+                    json_out.stdout,
+                    json_out.stderr,
+                    crate::pytest::tail(&out.stderr, 1000)
+                ),
+            ));
+        }
+        let json = workspace.read(JSON_PATH)?;
+        let events = workspace.read(".smith/events.jsonl").unwrap_or_default();
+        Self::from_coverage_json(&json, &String::from_utf8_lossy(&events))
+    }
+
+    /// Build the map from coverage.py's `json --show-contexts` output and
+    /// the plugin's event log (for fixture users).
+    pub fn from_coverage_json(json: &[u8], events: &str) -> Result<CoverageMap> {
+        #[derive(Deserialize)]
+        struct Report {
+            files: BTreeMap<String, FileReport>,
+        }
+        #[derive(Deserialize)]
+        struct FileReport {
+            #[serde(default)]
+            executed_lines: Vec<u32>,
+            #[serde(default)]
+            missing_lines: Vec<u32>,
+            #[serde(default)]
+            contexts: BTreeMap<String, Vec<String>>,
+        }
+        let report: Report = serde_json::from_slice(json).map_err(|e| Error::TestRun {
+            reason: format!("bad coverage JSON: {e}"),
+        })?;
+        let mut map = CoverageMap::default();
+        let mut index: BTreeMap<String, u32> = BTreeMap::new();
+        for (path, file) in report.files {
+            let mut statements: Vec<u32> = file
+                .executed_lines
+                .iter()
+                .chain(&file.missing_lines)
+                .copied()
+                .collect();
+            statements.sort_unstable();
+            statements.dedup();
+            let mut lines = BTreeMap::new();
+            for (line, contexts) in file.contexts {
+                let Ok(line) = line.parse::<u32>() else {
+                    continue;
+                };
+                let mut ids: Vec<u32> = contexts
+                    .into_iter()
+                    .map(|c| {
+                        let next = index.len() as u32;
+                        *index.entry(c.clone()).or_insert_with(|| {
+                            map.contexts.push(c);
+                            next
+                        })
+                    })
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                lines.insert(line, ids);
+            }
+            map.files
+                .insert(path.replace('\\', "/"), FileCoverage { statements, lines });
+        }
+        for event in parse_events(events) {
+            if let PluginEvent::Uses { nodeid, fixtures } = event {
+                for f in fixtures {
+                    map.fixture_users
+                        .entry(f)
+                        .or_default()
+                        .insert(TestId::new(nodeid.clone()));
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smith_core::FileChange;
+
+    fn map() -> CoverageMap {
+        let contexts = ["", "t:t.py::a", "t:t.py::b", "f:db"]
+            .map(String::from)
+            .to_vec();
+        let mut files = BTreeMap::new();
+        files.insert(
+            "m.py".to_string(),
+            FileCoverage {
+                statements: vec![1, 2, 3, 5, 8, 9, 12],
+                lines: [
+                    (1, vec![0]),
+                    (2, vec![1]),
+                    (3, vec![1, 2]),
+                    (5, vec![2]),
+                    (8, vec![3]),
+                    (9, vec![0, 1]),
+                ]
+                .into(),
+            },
+        );
+        CoverageMap {
+            contexts,
+            files,
+            fixture_users: [("db".to_string(), [TestId::from("t.py::c")].into())].into(),
+        }
+    }
+
+    fn ids(names: &[&str]) -> BTreeSet<TestId> {
+        names.iter().map(|n| TestId::from(*n)).collect()
+    }
+
+    #[test]
+    fn lines_map_to_tests_fixtures_and_fallbacks() {
+        let m = map();
+        assert_eq!(m.tests_for("m.py", [2]), Some(ids(&["t.py::a"])));
+        assert_eq!(
+            m.tests_for("m.py", [3, 5]),
+            Some(ids(&["t.py::a", "t.py::b"]))
+        );
+        // line 6 continues the statement starting at 5
+        assert_eq!(m.tests_for("m.py", [6]), Some(ids(&["t.py::b"])));
+        assert_eq!(m.tests_for("m.py", [8]), Some(ids(&["t.py::c"])));
+        assert_eq!(m.tests_for("m.py", [1]), None, "import-time line");
+        assert_eq!(m.tests_for("m.py", [9]), None, "also import-time");
+        assert_eq!(m.tests_for("m.py", [12]), Some(BTreeSet::new()));
+        assert_eq!(m.tests_for("other.py", [1]), None);
+    }
+
+    #[test]
+    fn changed_lines_come_from_the_old_side() {
+        let before = "a\nb\nc\nd\ne\nf\ng\n";
+        let after = "a\nB\nc\nd\ne\nf\nnew\ng\n";
+        let p = Patch::from_changes(&[FileChange::modified("m.py", before, after)]);
+        let lines = changed_lines(&p).unwrap();
+        assert_eq!(lines["m.py"], [2, 6, 7].into());
+    }
+
+    #[test]
+    fn selection_for_candidates() {
+        let m = map();
+        let before: String = (1..=12).map(|i| format!("line{i}\n")).collect();
+        let cand = |line: usize| {
+            let after = before.replace(&format!("line{line}\n"), &format!("LINE{line}\n"));
+            Candidate::new(
+                "o/r",
+                "c",
+                "s",
+                vec![],
+                "",
+                Patch::from_changes(&[FileChange::modified("m.py", &before, &after)]),
+            )
+        };
+        assert_eq!(
+            m.selection_for(&cand(2)),
+            CandidateSelection::Tests(ids(&["t.py::a"]))
+        );
+        assert_eq!(m.selection_for(&cand(1)), CandidateSelection::Full);
+        assert_eq!(m.selection_for(&cand(12)), CandidateSelection::Uncovered);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<CoverageMap>(&json).unwrap(), m);
+    }
+}

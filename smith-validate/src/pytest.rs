@@ -1,0 +1,460 @@
+//! The pytest [`Executor`]: runs a selection of tests in a workspace and
+//! turns what pytest did into a [`TestReport`].
+//!
+//! Each run writes a small plugin (`.smith/smith_pytest_plugin.py`) into the
+//! workspace and loads it with `-p`. The plugin selects tests by exact node id
+//! (ids with `::`, spaces or brackets in their parameters cannot be passed on
+//! pytest's command line reliably) and appends one JSON line per test event
+//! to `.smith/events.jsonl`, flushed as it goes. Outcomes come from that
+//! event log, so a run whose output was flooded or truncated, or whose
+//! interpreter crashed, still reports every test that finished; the `-rA`
+//! summary of the log ([`parse_pytest_log`]) fills in when the plugin could
+//! not load.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use smith_core::{
+    CommandSpec, Error, Executor, Outcome, Result, RunOptions, RunOutput, TestId, TestReport,
+    TestSelection, Workspace,
+};
+
+use crate::parse::{merge_outcome, parse_pytest_log};
+
+/// The plugin's source, written into every workspace before a run.
+pub(crate) const PLUGIN_SOURCE: &str = include_str!("smith_pytest_plugin.py");
+/// Directory inside the workspace for smith's control files. Its leading dot
+/// keeps pytest from collecting it.
+pub(crate) const CONTROL_DIR: &str = ".smith";
+const PLUGIN_PATH: &str = ".smith/smith_pytest_plugin.py";
+const SELECT_PATH: &str = ".smith/select.json";
+const EVENTS_PATH: &str = ".smith/events.jsonl";
+/// The most of a run's output kept in [`TestReport::log`].
+const MAX_LOG: usize = 1 << 20;
+
+/// pytest options that take their value as the next argument, so that the
+/// value is not mistaken for a test path when a selection replaces the paths.
+const VALUE_OPTIONS: &[&str] = &[
+    "-p",
+    "-k",
+    "-m",
+    "-c",
+    "-o",
+    "-W",
+    "-r",
+    "--rootdir",
+    "--confcutdir",
+    "--ignore",
+    "--ignore-glob",
+    "--deselect",
+    "--junitxml",
+    "--junit-xml",
+    "--basetemp",
+    "--tb",
+    "--maxfail",
+    "--durations",
+    "--import-mode",
+    "--log-level",
+    "--override-ini",
+    "--config-file",
+];
+
+/// Runs pytest in a workspace.
+///
+/// `python` is the program to run (usually `python`, found on the
+/// workspace's `PATH`, which the sandbox points at the repository's
+/// environment); `args` is the base test command after it, e.g.
+/// `["-m", "pytest", "-p", "no:cacheprovider", "tests"]`. When a run selects
+/// particular tests, the base command's test paths are replaced by the files
+/// of the selected tests and the plugin keeps exactly the selected ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PytestExecutor {
+    python: String,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl PytestExecutor {
+    /// An executor running `python args...`.
+    pub fn new(python: impl Into<String>, args: Vec<String>) -> Self {
+        PytestExecutor {
+            python: python.into(),
+            args,
+            env: BTreeMap::new(),
+        }
+    }
+
+    /// Set an extra environment variable for every run.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// The program this executor runs.
+    pub fn python(&self) -> &str {
+        &self.python
+    }
+
+    /// The base arguments.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The base arguments split into options (kept for every run) and test
+    /// paths (replaced when a run selects tests).
+    fn split_args(&self) -> (Vec<String>, Vec<String>) {
+        let mut options = Vec::new();
+        let mut paths = Vec::new();
+        let mut module_next = false;
+        let mut value_next = false;
+        let mut seen_module = false;
+        for arg in &self.args {
+            if module_next {
+                options.push(arg.clone());
+                module_next = false;
+                seen_module = true;
+            } else if value_next {
+                options.push(arg.clone());
+                value_next = false;
+            } else if arg == "-m" && !seen_module {
+                options.push(arg.clone());
+                module_next = true;
+            } else if arg.starts_with('-') {
+                value_next = VALUE_OPTIONS.contains(&arg.as_str());
+                options.push(arg.clone());
+            } else {
+                paths.push(arg.clone());
+            }
+        }
+        (options, paths)
+    }
+
+    /// The command for one run of `selection`, plus the selection file's
+    /// contents (for [`TestSelection::Only`]).
+    pub(crate) fn command(
+        &self,
+        selection: &TestSelection,
+        extra_env: &[(&str, &str)],
+    ) -> (CommandSpec, Option<String>) {
+        let (options, paths) = self.split_args();
+        let mut args = options;
+        args.extend(
+            [
+                "-rA",
+                "-p",
+                "smith_pytest_plugin",
+                "--continue-on-collection-errors",
+            ]
+            .map(String::from),
+        );
+        let select = match selection {
+            TestSelection::All => {
+                args.extend(paths);
+                None
+            }
+            TestSelection::Only(ids) => {
+                let files: BTreeSet<&str> = ids.iter().map(TestId::file).collect();
+                args.extend(files.into_iter().map(String::from));
+                let list: Vec<&str> = ids.iter().map(TestId::as_str).collect();
+                Some(serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))
+            }
+        };
+        let mut spec = CommandSpec::new(self.python.clone(), args)
+            .env("PYTHONPATH", CONTROL_DIR)
+            .env("SMITH_EVENTS", EVENTS_PATH)
+            .env("PY_COLORS", "0")
+            .env("NO_COLOR", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        if select.is_some() {
+            spec = spec.env("SMITH_SELECT", SELECT_PATH);
+        }
+        for (k, v) in &self.env {
+            spec = spec.env(k.clone(), v.clone());
+        }
+        for (k, v) in extra_env {
+            spec = spec.env(*k, *v);
+        }
+        (spec, select)
+    }
+
+    /// Write the plugin and selection, run, and build the report.
+    pub(crate) fn run_with(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+        extra_env: &[(&str, &str)],
+    ) -> Result<TestReport> {
+        let (spec, select) = self.command(selection, extra_env);
+        workspace.write(PLUGIN_PATH, PLUGIN_SOURCE.as_bytes())?;
+        workspace.write(EVENTS_PATH, b"")?;
+        if let Some(select) = select {
+            workspace.write(SELECT_PATH, select.as_bytes())?;
+        }
+        let output = workspace.run(&spec, options)?;
+        let events = workspace.read(EVENTS_PATH).unwrap_or_default();
+        let report = build_report(&String::from_utf8_lossy(&events), &output);
+        // pytest exit codes 3 (internal error) and 4 (usage error) mean the
+        // command itself is wrong; no outcome from it can be trusted.
+        if matches!(output.exit_code, Some(3) | Some(4)) && report.outcomes.is_empty() {
+            return Err(Error::command(spec.display(), tail(&report.log, 2000)));
+        }
+        Ok(report)
+    }
+}
+
+impl Executor for PytestExecutor {
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport> {
+        self.run_with(workspace, selection, options, &[])
+    }
+}
+
+/// One line of the plugin's event log.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum PluginEvent {
+    Start {
+        nodeid: String,
+    },
+    Report {
+        nodeid: String,
+        when: String,
+        outcome: String,
+        #[serde(default)]
+        duration: f64,
+        #[serde(default)]
+        xfail: bool,
+        #[serde(default)]
+        subtest: bool,
+    },
+    Finish {
+        nodeid: String,
+    },
+    CollectError {
+        nodeid: String,
+    },
+    Uses {
+        nodeid: String,
+        fixtures: Vec<String>,
+    },
+}
+
+/// Parse the event log, skipping a torn last line (the process may have been
+/// killed mid-write).
+pub(crate) fn parse_events(text: &str) -> Vec<PluginEvent> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[derive(Default)]
+struct TestPhases {
+    started: bool,
+    finished: bool,
+    setup: Option<(String, bool)>,
+    call: Option<(String, bool)>,
+    teardown_failed: bool,
+    subtest_failed: bool,
+    seconds: f64,
+}
+
+impl TestPhases {
+    fn outcome(&self) -> Option<Outcome> {
+        if self.subtest_failed {
+            return Some(Outcome::Failed);
+        }
+        if let Some((outcome, xfail)) = &self.setup {
+            match outcome.as_str() {
+                "failed" => return Some(Outcome::Error),
+                "skipped" if *xfail => return Some(Outcome::XFailed),
+                "skipped" => return Some(Outcome::Skipped),
+                _ => {}
+            }
+        }
+        let call = match &self.call {
+            Some((outcome, xfail)) => match (outcome.as_str(), xfail) {
+                ("passed", false) => Outcome::Passed,
+                ("passed", true) => Outcome::XPassed,
+                ("failed", _) => Outcome::Failed,
+                ("skipped", true) => Outcome::XFailed,
+                _ => Outcome::Skipped,
+            },
+            // Started, never finished its call: the interpreter died in it.
+            None if self.started && !self.finished => Outcome::Failed,
+            None => return None,
+        };
+        if self.teardown_failed && call != Outcome::Failed {
+            return Some(Outcome::Error);
+        }
+        Some(call)
+    }
+}
+
+/// Turn the plugin's events and the process output into a report.
+pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
+    let mut log = output.stdout.clone();
+    if !output.stderr.is_empty() {
+        log.push('\n');
+        log.push_str(&output.stderr);
+    }
+    let mut phases: BTreeMap<String, TestPhases> = BTreeMap::new();
+    let mut collection_errors = Vec::new();
+    for event in parse_events(events) {
+        match event {
+            PluginEvent::Start { nodeid } => phases.entry(nodeid).or_default().started = true,
+            PluginEvent::Finish { nodeid } => phases.entry(nodeid).or_default().finished = true,
+            PluginEvent::Report {
+                nodeid,
+                when,
+                outcome,
+                duration,
+                xfail,
+                subtest,
+            } => {
+                let p = phases.entry(nodeid).or_default();
+                if subtest {
+                    p.subtest_failed |= outcome == "failed";
+                    continue;
+                }
+                p.seconds += duration;
+                match when.as_str() {
+                    "setup" => p.setup = Some((outcome, xfail)),
+                    "call" => p.call = Some((outcome, xfail)),
+                    _ => p.teardown_failed |= outcome == "failed",
+                }
+            }
+            PluginEvent::CollectError { nodeid } => collection_errors.push(nodeid),
+            PluginEvent::Uses { .. } => {}
+        }
+    }
+    let mut report = TestReport {
+        wall_secs: output.duration.as_secs_f64(),
+        exit_code: output.exit_code,
+        timed_out: output.timed_out,
+        ..TestReport::default()
+    };
+    for (id, p) in &phases {
+        // A test cut off by the time limit did not fail: it ran out of time.
+        if output.timed_out && !p.finished {
+            continue;
+        }
+        if let Some(outcome) = p.outcome() {
+            report.outcomes.insert(TestId::new(id.clone()), outcome);
+            report.durations.insert(TestId::new(id.clone()), p.seconds);
+        }
+    }
+    // Without the plugin's events (it failed to load), fall back to the log.
+    if phases.is_empty() && collection_errors.is_empty() {
+        for (id, outcome) in parse_pytest_log(&log) {
+            if !id.as_str().contains("::") && outcome == Outcome::Error {
+                collection_errors.push(id.0);
+            } else {
+                merge_outcome(&mut report.outcomes, id, outcome);
+            }
+        }
+    }
+    collection_errors.sort();
+    collection_errors.dedup();
+    report.collection_errors = collection_errors;
+    report.log = cap_log(log);
+    report
+}
+
+/// Keep the head and the tail of a long log: the tail holds pytest's summary.
+fn cap_log(log: String) -> String {
+    if log.len() <= MAX_LOG {
+        return log;
+    }
+    let head_end = floor_char(&log, MAX_LOG / 4);
+    let tail_start = ceil_char(&log, log.len() - MAX_LOG * 3 / 4);
+    format!(
+        "{}\n[... {} bytes cut by smith ...]\n{}",
+        &log[..head_end],
+        tail_start - head_end,
+        &log[tail_start..]
+    )
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The last `n` bytes of `s` (on a character boundary).
+pub(crate) fn tail(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    s[ceil_char(s, s.len() - n)..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_replaces_paths_but_keeps_option_values() {
+        let exec = PytestExecutor::new(
+            "python",
+            ["-m", "pytest", "-p", "no:cacheprovider", "-k", "x", "tests"]
+                .map(String::from)
+                .to_vec(),
+        );
+        let (spec, select) = exec.command(
+            &TestSelection::Only(vec![
+                TestId::from("tests/a.py::t[x::y]"),
+                TestId::from("tests/a.py::u"),
+            ]),
+            &[],
+        );
+        assert!(spec
+            .args
+            .starts_with(&["-m", "pytest", "-p", "no:cacheprovider", "-k", "x"].map(String::from)));
+        assert_eq!(spec.args.last().unwrap(), "tests/a.py");
+        assert!(!spec.args.contains(&"tests".to_string()));
+        assert_eq!(
+            select.unwrap(),
+            r#"["tests/a.py::t[x::y]","tests/a.py::u"]"#
+        );
+        let (all, none) = exec.command(&TestSelection::All, &[]);
+        assert_eq!(all.args.last().unwrap(), "tests");
+        assert!(none.is_none());
+    }
+
+    #[test]
+    fn events_give_phase_outcomes_and_crashes() {
+        let events = [
+            r#"{"event":"start","nodeid":"t.py::ok"}"#,
+            r#"{"event":"report","nodeid":"t.py::ok","when":"setup","outcome":"passed","duration":0.5}"#,
+            r#"{"event":"report","nodeid":"t.py::ok","when":"call","outcome":"passed","duration":1.0}"#,
+            r#"{"event":"report","nodeid":"t.py::ok","when":"teardown","outcome":"failed","duration":0.5}"#,
+            r#"{"event":"finish","nodeid":"t.py::ok"}"#,
+            r#"{"event":"start","nodeid":"t.py::crash"}"#,
+            r#"{"event":"report","nodeid":"t.py::crash","when":"setup","outcome":"passed","duration":0.0}"#,
+            r#"{"event":"rep"#,
+        ]
+        .join("\n");
+        let out = RunOutput {
+            exit_code: None,
+            ..Default::default()
+        };
+        let r = build_report(&events, &out);
+        assert_eq!(r.outcomes[&TestId::from("t.py::ok")], Outcome::Error);
+        assert_eq!(r.durations[&TestId::from("t.py::ok")], 2.0);
+        assert_eq!(r.outcomes[&TestId::from("t.py::crash")], Outcome::Failed);
+    }
+}

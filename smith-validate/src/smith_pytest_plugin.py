@@ -1,0 +1,123 @@
+"""smith's pytest plugin, loaded with `-p smith_pytest_plugin`.
+
+It does three things for smith's validator:
+
+* exact selection: with SMITH_SELECT naming a JSON list of node ids, only
+  those items run (node ids with `::`, spaces or brackets inside their
+  parameters cannot be passed to pytest on the command line reliably);
+* an event log: with SMITH_EVENTS naming a file, every test's start, phase
+  reports and finish are appended and flushed as JSON lines, so a run that
+  crashes or floods its output still says which tests ran and how;
+* coverage contexts: with SMITH_COVERAGE set, the running coverage.py
+  measurement is switched to `t:<node id>` while a test runs and to
+  `f:<fixture name>` while a fixture wider than one function is set up, so
+  lines map to exact tests (fixtures set up once serve many tests).
+"""
+
+import json
+import os
+
+import pytest
+
+_SELECT = os.environ.get("SMITH_SELECT")
+_EVENTS = os.environ.get("SMITH_EVENTS")
+_COVERAGE = os.environ.get("SMITH_COVERAGE")
+if _SELECT:
+    _SELECT = os.path.abspath(_SELECT)
+if _EVENTS:
+    _EVENTS = os.path.abspath(_EVENTS)
+
+_out = None
+_cov = None
+_context = ""
+
+
+def _emit(record):
+    global _out
+    if not _EVENTS:
+        return
+    if _out is None:
+        _out = open(_EVENTS, "a", encoding="utf-8")
+    _out.write(json.dumps(record) + "\n")
+    _out.flush()
+
+
+def _switch(context):
+    global _cov, _context
+    if not _COVERAGE:
+        return
+    if _cov is None:
+        import coverage
+
+        _cov = coverage.Coverage.current()
+        if _cov is None:
+            return
+    _context = context
+    _cov.switch_context(context)
+
+
+def _text(report, limit=6000):
+    text = str(report.longrepr) if report.longrepr is not None else ""
+    if len(text) > limit:
+        text = text[: limit // 3] + "\n...\n" + text[-(limit * 2) // 3 :]
+    return text
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if _SELECT:
+        with open(_SELECT, encoding="utf-8") as f:
+            wanted = set(json.load(f))
+        keep = [item for item in items if item.nodeid in wanted]
+        drop = [item for item in items if item.nodeid not in wanted]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+    if _COVERAGE:
+        for item in items:
+            _emit({"event": "uses", "nodeid": item.nodeid,
+                   "fixtures": list(getattr(item, "fixturenames", ()))})
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _emit({"event": "collect_error", "nodeid": report.nodeid, "text": _text(report)})
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _emit({"event": "start", "nodeid": nodeid})
+    _switch("t:" + nodeid)
+
+
+def pytest_runtest_logreport(report):
+    record = {
+        "event": "report",
+        "nodeid": report.nodeid,
+        "when": report.when,
+        "outcome": report.outcome,
+        "duration": getattr(report, "duration", 0.0),
+        "xfail": hasattr(report, "wasxfail"),
+    }
+    # pytest 9's built-in subtests report through the parent's node id.
+    if type(report).__name__ == "SubtestReport" or hasattr(report, "context"):
+        record["subtest"] = True
+    if report.failed:
+        record["text"] = _text(report)
+    _emit(record)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    _emit({"event": "finish", "nodeid": nodeid})
+    _switch("")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if not _COVERAGE or fixturedef.scope == "function":
+        yield
+        return
+    previous = _context
+    _switch("f:" + fixturedef.argname)
+    try:
+        yield
+    finally:
+        _switch(previous)

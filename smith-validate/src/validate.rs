@@ -1,0 +1,298 @@
+//! The parallel validator: N workers, each with its own workspace, looping
+//! reset → apply → run the selected tests → classify, reporting each
+//! candidate as soon as it is done.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use smith_core::{
+    Baseline, Candidate, Error, Executor, Result, RunOptions, Sandbox, TestId, TestReport,
+    TestSelection, Validation, Verdict, Workspace,
+};
+
+use crate::baseline::run_timeout;
+use crate::classify::{classify, missing_tests};
+use crate::coverage::{CandidateSelection, CoverageMap};
+use crate::failures::{failure_excerpt, FAILURE_LOG_BYTES};
+
+/// How tests are chosen for a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SelectionMode {
+    /// Only the tests that execute the changed lines (needs a coverage map;
+    /// without one, the full suite).
+    #[default]
+    Coverage,
+    /// The whole suite for every candidate, as SWE-smith validates.
+    Full,
+}
+
+/// Options of [`validate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidateOptions {
+    /// Number of workers, each with its own workspace.
+    pub workers: usize,
+    /// Smallest time limit for one run.
+    pub timeout_floor: Duration,
+    /// Time limit = floor + factor × baseline seconds of the selected tests
+    /// (plus start-up overhead); see [`run_timeout`].
+    pub timeout_factor: f64,
+    /// How tests are chosen.
+    pub selection: SelectionMode,
+    /// Re-run kept candidates on the full suite and record whether the labels
+    /// agree ([`Validation::confirmed`]).
+    pub confirm: bool,
+    /// Re-run once the tests missing from a run's report before judging.
+    pub rerun_missing: bool,
+    /// Keep at most this many bytes of each run's stdout and stderr.
+    pub max_output: usize,
+    /// Bytes of failure output kept in [`Validation::log`].
+    pub log_bytes: usize,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        ValidateOptions {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            timeout_floor: Duration::from_secs(10),
+            timeout_factor: 5.0,
+            selection: SelectionMode::Coverage,
+            confirm: false,
+            rerun_missing: true,
+            max_output: RunOptions::default().max_output,
+            log_bytes: FAILURE_LOG_BYTES,
+        }
+    }
+}
+
+/// The selection for one candidate under `options`.
+pub fn select_tests(
+    coverage: Option<&CoverageMap>,
+    candidate: &Candidate,
+    mode: SelectionMode,
+) -> CandidateSelection {
+    match (mode, coverage) {
+        (SelectionMode::Coverage, Some(map)) => map.selection_for(candidate),
+        _ => CandidateSelection::Full,
+    }
+}
+
+/// Run `selection` and, if eligible tests are missing from the report
+/// (a crashed interpreter, a `KeyboardInterrupt`, a lost line), run those
+/// once more and merge.
+fn run_once_more_if_missing(
+    workspace: &mut dyn Workspace,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    selection: &TestSelection,
+    run: &RunOptions,
+    rerun: bool,
+) -> Result<TestReport> {
+    let mut report = executor.run_tests(workspace, selection, run)?;
+    if report.timed_out || !rerun {
+        return Ok(report);
+    }
+    let missing = missing_tests(baseline, selection, &report);
+    if missing.is_empty() {
+        return Ok(report);
+    }
+    tracing::debug!(
+        missing = missing.len(),
+        "re-running tests missing from the report"
+    );
+    let again = TestSelection::Only(missing.into_iter().collect());
+    let second = executor.run_tests(workspace, &again, run)?;
+    report.timed_out |= second.timed_out;
+    report.wall_secs += second.wall_secs;
+    for (t, o) in second.outcomes {
+        report.outcomes.entry(t).or_insert(o);
+    }
+    for (t, d) in second.durations {
+        report.durations.entry(t).or_insert(d);
+    }
+    report.collection_errors.extend(second.collection_errors);
+    report.log.push_str("\n[smith: re-run of missing tests]\n");
+    report.log.push_str(&second.log);
+    Ok(report)
+}
+
+/// Validate one candidate in `workspace` (which must be clean); leaves the
+/// workspace clean again.
+pub fn validate_one(
+    workspace: &mut dyn Workspace,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    coverage: Option<&CoverageMap>,
+    candidate: &Candidate,
+    options: &ValidateOptions,
+) -> Result<Validation> {
+    let start = Instant::now();
+    let chosen = select_tests(coverage, candidate, options.selection);
+    let mut validation = Validation {
+        candidate_id: candidate.id.clone(),
+        strategy: candidate.strategy.clone(),
+        verdict: Verdict::Uncovered,
+        selected: None,
+        seconds: 0.0,
+        confirmed: None,
+        log: String::new(),
+    };
+    let selection = match &chosen {
+        CandidateSelection::Uncovered => {
+            validation.selected = Some(0);
+            validation.seconds = start.elapsed().as_secs_f64();
+            return Ok(validation);
+        }
+        CandidateSelection::Full => TestSelection::All,
+        CandidateSelection::Tests(t) => {
+            validation.selected = Some(t.len());
+            chosen.to_test_selection()
+        }
+    };
+    if let Err(e) = workspace.apply(&candidate.patch) {
+        workspace.reset()?;
+        validation.verdict = Verdict::Unappliable {
+            reason: e.to_string(),
+        };
+        validation.seconds = start.elapsed().as_secs_f64();
+        return Ok(validation);
+    }
+    let run = RunOptions {
+        timeout: Some(run_timeout(
+            baseline,
+            &selection,
+            options.timeout_floor,
+            options.timeout_factor,
+        )),
+        max_output: options.max_output,
+    };
+    let outcome = run_once_more_if_missing(
+        workspace,
+        executor,
+        baseline,
+        &selection,
+        &run,
+        options.rerun_missing,
+    );
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = workspace.reset();
+            return Err(e);
+        }
+    };
+    validation.verdict = classify(baseline, &selection, &report);
+    if let Verdict::Kept { fail_to_pass, .. } = &validation.verdict {
+        let f2p: Vec<&TestId> = fail_to_pass.iter().collect();
+        validation.log = failure_excerpt(&report.log, &f2p, options.log_bytes);
+        if options.confirm {
+            validation.confirmed = Some(if selection == TestSelection::All {
+                true
+            } else {
+                let full_run = RunOptions {
+                    timeout: Some(run_timeout(
+                        baseline,
+                        &TestSelection::All,
+                        options.timeout_floor,
+                        options.timeout_factor,
+                    )),
+                    ..run.clone()
+                };
+                let full = run_once_more_if_missing(
+                    workspace,
+                    executor,
+                    baseline,
+                    &TestSelection::All,
+                    &full_run,
+                    options.rerun_missing,
+                )?;
+                classify(baseline, &TestSelection::All, &full) == validation.verdict
+            });
+        }
+    }
+    workspace.reset()?;
+    validation.seconds = start.elapsed().as_secs_f64();
+    Ok(validation)
+}
+
+/// Validate `candidates` with `options.workers` workers, each with its own
+/// workspace from `sandbox`, calling `on_result` for every candidate as soon
+/// as it is done (from the worker's thread; results arrive in completion
+/// order). `coverage` `None` runs the full suite per candidate.
+///
+/// A candidate's own failures become verdicts (`Unappliable`, `TimedOut`,
+/// `Invalid`); an error of the machinery (a workspace that cannot be made or
+/// reset, a test command that cannot start) stops every worker and is
+/// returned, so that a broken environment is not recorded as a pile of
+/// judged candidates.
+pub fn validate(
+    sandbox: &dyn Sandbox,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    coverage: Option<&CoverageMap>,
+    candidates: &[Candidate],
+    options: &ValidateOptions,
+    on_result: &(dyn Fn(&Candidate, &Validation) + Sync),
+) -> Result<()> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let workers = options.workers.clamp(1, candidates.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let fail = |e: Error| {
+        stop.store(true, Ordering::SeqCst);
+        if let Ok(mut slot) = first_error.lock() {
+            slot.get_or_insert(e);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let mut workspace = match sandbox.workspace() {
+                    Ok(w) => w,
+                    Err(e) => return fail(e),
+                };
+                if let Err(e) = workspace.reset() {
+                    return fail(e);
+                }
+                while !stop.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(candidate) = candidates.get(i) else {
+                        break;
+                    };
+                    match validate_one(
+                        &mut *workspace,
+                        executor,
+                        baseline,
+                        coverage,
+                        candidate,
+                        options,
+                    ) {
+                        Ok(v) => on_result(candidate, &v),
+                        Err(e) => return fail(e),
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Labels of a verdict, for comparing selected and full runs.
+pub fn labels(verdict: &Verdict) -> Option<(&BTreeSet<TestId>, &BTreeSet<TestId>)> {
+    match verdict {
+        Verdict::Kept {
+            fail_to_pass,
+            pass_to_pass,
+        } => Some((fail_to_pass, pass_to_pass)),
+        _ => None,
+    }
+}
