@@ -259,6 +259,13 @@ pub fn build_environment_with(
         path: repo.to_path_buf(),
         reason: format!("cannot open repository: {e}"),
     })?;
+    // Venv scripts and install records hold absolute paths.
+    let cache_dir =
+        std::path::absolute(&options.cache_dir).map_err(|e| Error::io(&options.cache_dir, e))?;
+    let options = &EnvOptions {
+        cache_dir,
+        ..options.clone()
+    };
     let mut builder = Builder {
         repo: repo.clone(),
         options,

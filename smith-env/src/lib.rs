@@ -8,7 +8,9 @@
 //! result is cached by the repository's packaging files.
 //!
 //! The sandboxes implement [`smith_core::Sandbox`]: [`LocalSandbox`] copies
-//! the repository into temp directories and runs commands on the host.
+//! the repository into temp directories and runs commands on the host;
+//! [`BwrapSandbox`] runs them under bubblewrap (read-only system, no network,
+//! own PID namespace). [`conformance`] is the test suite every sandbox passes.
 //!
 //! ```no_run
 //! use smith_core::{RunOptions, Sandbox};
@@ -24,6 +26,8 @@
 //! ```
 
 mod build;
+mod bwrap;
+pub mod conformance;
 pub mod detect;
 mod local;
 pub mod process;
@@ -34,5 +38,6 @@ pub use build::{
     build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
     Collection, EnvOptions, Environment, Installer, STAMP_FILE,
 };
+pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace};
 pub use local::{LocalSandbox, LocalWorkspace};
 pub use spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};

@@ -1,0 +1,139 @@
+//! Build environments for every repository under a corpus directory with no
+//! hand-written spec, once with uv and once with pip, run each suite once in a
+//! local workspace, and print a table.
+//!
+//! ```text
+//! bash ../shared/corpus/fetch-corpus.sh -s dev target/corpus
+//! cargo run --release -p smith-env --example corpus_envs -- target/corpus [cache-dir]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use smith_core::{RunOptions, Sandbox};
+use smith_env::{build_environment, EnvOptions, Environment, LocalSandbox};
+
+fn main() {
+    if let Err(e) = try_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let corpus =
+        PathBuf::from(args.next().ok_or_else(|| {
+            anyhow::anyhow!("usage: corpus_envs CORPUS_DIR [CACHE_DIR] [--no-pip]")
+        })?);
+    let cache = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| corpus.join(".smith-cache"));
+    let with_pip = !std::env::args().any(|a| a == "--no-pip");
+    let mut repos: Vec<PathBuf> = std::fs::read_dir(&corpus)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    repos.sort();
+    println!("| repo | strategy | uv build s | pip build s | collected | passed | failed | errors | suite s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for repo in repos {
+        let name = repo
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let uv = build(&repo, &cache, true);
+        let pip = if with_pip {
+            Some(build(&repo, &cache, false))
+        } else {
+            None
+        };
+        let secs = |r: &anyhow::Result<Environment>| match r {
+            Ok(env) => format!("{:.1}", env.build_secs()),
+            Err(_) => "FAILED".into(),
+        };
+        let Ok(env) = &uv else {
+            println!(
+                "| {name} | FAILED: {} | | | | | | | |",
+                uv.as_ref()
+                    .err()
+                    .map(|e| e.to_string().replace('\n', " "))
+                    .unwrap_or_default()
+            );
+            continue;
+        };
+        let suite = run_suite(env)?;
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            env.spec.strategy,
+            secs(&uv),
+            pip.as_ref().map(secs).unwrap_or_else(|| "-".into()),
+            env.collected.unwrap_or(0),
+            suite.0,
+            suite.1,
+            suite.2,
+            suite.3
+        );
+        if !env.spec.notes.is_empty() {
+            eprintln!("{name}: notes: {}", env.spec.notes.join("; "));
+        }
+        eprintln!("{name}: test_cmd: python {}", env.spec.test_cmd.join(" "));
+    }
+    Ok(())
+}
+
+fn build(repo: &Path, cache: &Path, uv: bool) -> anyhow::Result<Environment> {
+    let mut options = EnvOptions::new(cache);
+    options.use_uv = Some(uv);
+    options.rebuild = true;
+    let env = build_environment(repo, &options)?;
+    Ok(env)
+}
+
+/// (passed, failed, errors, seconds) of one full run.
+fn run_suite(env: &Environment) -> anyhow::Result<(usize, usize, usize, f64)> {
+    let sandbox = LocalSandbox::new(env)?;
+    let mut ws = sandbox.workspace()?;
+    let mut cmd = env.test_command();
+    cmd.args.push("-q".into());
+    let out = ws.run(
+        &cmd,
+        &RunOptions {
+            timeout: Some(Duration::from_secs(600)),
+            max_output: 1 << 20,
+        },
+    )?;
+    let summary = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" in ") && (l.contains("passed") || l.contains("failed")))
+        .unwrap_or("");
+    let count = |word: &str| -> usize {
+        let tokens: Vec<&str> = summary
+            .split([' ', ',', '='])
+            .filter(|t| !t.is_empty())
+            .collect();
+        tokens
+            .windows(2)
+            .filter(|w| w[1].starts_with(word))
+            .filter_map(|w| w[0].parse::<usize>().ok())
+            .sum()
+    };
+    if out.exit_code != Some(0) {
+        eprintln!("suite exit {:?}: {}", out.exit_code, summary);
+    }
+    Ok((
+        count("passed"),
+        count("failed"),
+        count("error"),
+        out.duration.as_secs_f64(),
+    ))
+}

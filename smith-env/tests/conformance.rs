@@ -1,0 +1,59 @@
+//! The shared conformance suite against the local and bubblewrap sandboxes.
+
+use smith_env::conformance::{self, fixture_environment, write_fixture};
+use smith_env::{bwrap_works, BwrapOptions, BwrapSandbox, LocalSandbox};
+
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path()).unwrap();
+    dir
+}
+
+#[test]
+fn local_sandbox_conforms() {
+    let repo = fixture();
+    let sandbox = LocalSandbox::new(&fixture_environment(repo.path())).unwrap();
+    conformance::check_all(&sandbox);
+}
+
+/// bubblewrap is installed by scripts/setup.sh; where it cannot run at all,
+/// the reason is printed and the bwrap tests are vacuous on that machine
+/// only if SMITH_ALLOW_NO_BWRAP=1 says so explicitly.
+fn bwrap_sandbox(repo: &std::path::Path) -> Option<BwrapSandbox> {
+    match bwrap_works(&BwrapOptions::default()) {
+        Ok(()) => Some(BwrapSandbox::new(&fixture_environment(repo)).unwrap()),
+        Err(e) if std::env::var_os("SMITH_ALLOW_NO_BWRAP").is_some() => {
+            eprintln!("bubblewrap unavailable, skipping: {e}");
+            None
+        }
+        Err(e) => panic!(
+            "bubblewrap unavailable (run scripts/setup.sh, or set SMITH_ALLOW_NO_BWRAP=1): {e}"
+        ),
+    }
+}
+
+#[test]
+fn bwrap_sandbox_conforms() {
+    let repo = fixture();
+    if let Some(sandbox) = bwrap_sandbox(repo.path()) {
+        conformance::check_all(&sandbox);
+    }
+}
+
+#[test]
+fn bwrap_sandbox_isolates() {
+    let repo = fixture();
+    if let Some(sandbox) = bwrap_sandbox(repo.path()) {
+        conformance::check_isolation(&sandbox, repo.path());
+    }
+}
+
+#[test]
+fn local_sandbox_is_not_isolated_and_the_isolation_check_notices() {
+    // The isolation check must be able to fail: the local sandbox sees host
+    // processes, so running it there panics.
+    let repo = fixture();
+    let sandbox = LocalSandbox::new(&fixture_environment(repo.path())).unwrap();
+    let result = std::panic::catch_unwind(|| conformance::check_isolation(&sandbox, repo.path()));
+    assert!(result.is_err());
+}
