@@ -29,6 +29,7 @@ mod build;
 mod bwrap;
 pub mod conformance;
 pub mod detect;
+pub mod docker;
 mod local;
 pub mod process;
 mod spec;
@@ -39,5 +40,6 @@ pub use build::{
     Collection, EnvOptions, Environment, Installer, STAMP_FILE,
 };
 pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace};
+pub use docker::{DockerOptions, DockerSandbox};
 pub use local::{LocalSandbox, LocalWorkspace};
 pub use spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};

@@ -57,3 +57,19 @@ fn local_sandbox_is_not_isolated_and_the_isolation_check_notices() {
     let result = std::panic::catch_unwind(|| conformance::check_isolation(&sandbox, repo.path()));
     assert!(result.is_err());
 }
+
+#[test]
+fn docker_sandbox_conforms_where_an_engine_answers() {
+    use smith_env::{docker::docker_available, DockerOptions, DockerSandbox};
+    let options = DockerOptions::default();
+    if let Err(e) = docker_available(&options.program) {
+        // No engine on this machine: the Dockerfile and argument tests in
+        // smith-env's unit tests still run; the container checks cannot.
+        eprintln!("docker engine unavailable, container checks not run: {e}");
+        return;
+    }
+    let repo = fixture();
+    let sandbox = DockerSandbox::new(&fixture_environment(repo.path()), options).unwrap();
+    conformance::check_all(&sandbox);
+    conformance::check_isolation(&sandbox, repo.path());
+}
