@@ -118,7 +118,10 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
             ),
         };
     }
-    if let TestSelection::Only(_) = selected {
+    // A session that died before collecting anything would have taken the
+    // unselected tests down too: they are not vouched for.
+    let session_died = report.collection_errors.iter().any(String::is_empty);
+    if matches!(selected, TestSelection::Only(_)) && !session_died {
         pass_to_pass.extend(
             baseline
                 .passing
@@ -288,6 +291,17 @@ mod tests {
                 all.clone(),
                 full(&[("m.py::a", Skipped), ("m.py::b", Failed)]),
                 kept(&["m.py::b"], &["m.py::c", "n.py::d"]),
+            ),
+            (
+                "a session that died vouches for no unselected test",
+                only(&["m.py::a"]),
+                TestReport {
+                    collection_errors: vec![String::new()],
+                    ..report(&[])
+                },
+                Verdict::Invalid {
+                    reason: "every test broke (1 failed)".into(),
+                },
             ),
             (
                 "timed out beats everything",

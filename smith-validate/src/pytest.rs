@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use smith_core::{
-    CommandSpec, Error, Executor, Outcome, Result, RunOptions, RunOutput, TestId, TestReport,
+    CommandSpec, Executor, Outcome, Result, RunOptions, RunOutput, TestId, TestReport,
     TestSelection, Workspace,
 };
 
@@ -169,7 +169,13 @@ impl PytestExecutor {
             spec = spec.env("SMITH_SELECT", SELECT_PATH);
         }
         for (k, v) in &self.env {
-            spec = spec.env(k.clone(), v.clone());
+            // The plugin's directory stays first on a caller's PYTHONPATH.
+            let v = if k == "PYTHONPATH" {
+                format!("{CONTROL_DIR}:{v}")
+            } else {
+                v.clone()
+            };
+            spec = spec.env(k.clone(), v);
         }
         for (k, v) in extra_env {
             spec = spec.env(*k, *v);
@@ -193,13 +199,7 @@ impl PytestExecutor {
         }
         let output = workspace.run(&spec, options)?;
         let events = workspace.read(EVENTS_PATH).unwrap_or_default();
-        let report = build_report(&String::from_utf8_lossy(&events), &output);
-        // pytest exit codes 3 (internal error) and 4 (usage error) mean the
-        // command itself is wrong; no outcome from it can be trusted.
-        if matches!(output.exit_code, Some(3) | Some(4)) && report.outcomes.is_empty() {
-            return Err(Error::command(spec.display(), tail(&report.log, 2000)));
-        }
-        Ok(report)
+        Ok(build_report(&String::from_utf8_lossy(&events), &output))
     }
 }
 
@@ -357,6 +357,17 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
                 merge_outcome(&mut report.outcomes, id, outcome);
             }
         }
+    }
+    // The session died before reporting anything (a conftest that no longer
+    // imports makes pytest exit with 4, an import-time crash kills it): no
+    // test of the run can have passed, which is recorded as a session-wide
+    // collection error (node id ""). Exit 5 means nothing was collected.
+    if report.outcomes.is_empty()
+        && collection_errors.is_empty()
+        && !output.timed_out
+        && !matches!(output.exit_code, Some(0) | Some(5))
+    {
+        collection_errors.push(String::new());
     }
     collection_errors.sort();
     collection_errors.dedup();

@@ -1,0 +1,251 @@
+//! End to end on a small real repository: baseline, coverage map, and the
+//! parallel validator in coverage and full modes, with `confirm`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use smith_core::{Candidate, FileChange, Patch, RunOptions, Sandbox, TestId, Validation, Verdict};
+use smith_validate::{
+    run_baseline, validate, CandidateSelection, CoverageMap, PytestExecutor, SelectionMode,
+    ValidateOptions,
+};
+use support::{fixture, CopySandbox};
+
+fn pytest() -> PytestExecutor {
+    PytestExecutor::new(
+        "python",
+        ["-m", "pytest", "-p", "no:cacheprovider", "tests"]
+            .map(String::from)
+            .to_vec(),
+    )
+}
+
+fn mutate(name: &str, file: &str, from: &str, to: &str) -> Candidate {
+    let before = std::fs::read_to_string(fixture("calc").join(file)).unwrap();
+    assert!(before.contains(from), "{from} not in {file}");
+    let after = before.replacen(from, to, 1);
+    Candidate::new(
+        "acme/calc",
+        "0000",
+        name,
+        vec![],
+        name,
+        Patch::from_changes(&[FileChange::modified(file, &before, &after)]),
+    )
+}
+
+fn candidates() -> Vec<Candidate> {
+    let unappliable = {
+        let before = "def nothing():\n    return 1\n";
+        Candidate::new(
+            "acme/calc",
+            "0000",
+            "stale",
+            vec![],
+            "stale",
+            Patch::from_changes(&[FileChange::modified(
+                "calc/ops.py",
+                before,
+                "def nothing():\n    return 2\n",
+            )]),
+        )
+    };
+    vec![
+        mutate("add", "calc/ops.py", "return a + b", "return a - b"),
+        mutate("sub", "calc/ops.py", "return a - b", "return a + b"),
+        mutate("spin", "calc/ops.py", "total += i", "total -= i"),
+        mutate(
+            "table",
+            "calc/stats.py",
+            "self.rows = list(rows)",
+            "self.rows = list(rows)[1:]",
+        ),
+        mutate(
+            "loop",
+            "calc/stats.py",
+            "    s = sorted(xs)\n",
+            "    while True:\n        pass\n",
+        ),
+        mutate(
+            "version",
+            "calc/__init__.py",
+            "VERSION = \"1.0\"",
+            "VERSION = \"1.1\"",
+        ),
+        mutate("mean", "calc/stats.py", "if not xs:", "if xs:"),
+        unappliable,
+    ]
+}
+
+fn ids(names: &[&str]) -> BTreeSet<TestId> {
+    names.iter().map(|n| TestId::from(*n)).collect()
+}
+
+fn run(
+    sandbox: &CopySandbox,
+    baseline: &smith_core::Baseline,
+    coverage: Option<&CoverageMap>,
+    options: &ValidateOptions,
+) -> BTreeMap<String, Validation> {
+    let results = Mutex::new(BTreeMap::new());
+    validate(
+        sandbox,
+        &pytest(),
+        baseline,
+        coverage,
+        &candidates(),
+        options,
+        &|c, v| {
+            results
+                .lock()
+                .unwrap()
+                .insert(c.strategy.clone(), v.clone());
+        },
+    )
+    .unwrap();
+    results.into_inner().unwrap()
+}
+
+#[test]
+fn coverage_selection_gives_the_labels_of_full_runs() {
+    let sandbox = CopySandbox::new(fixture("calc"));
+    let exec = pytest();
+    let mut ws = sandbox.workspace().unwrap();
+    let baseline = run_baseline(
+        &mut ws,
+        &exec,
+        2,
+        "acme/calc",
+        "0000",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(baseline.passing.len(), 16, "{baseline:?}");
+    assert!(baseline.flaky.is_empty());
+
+    let coverage = CoverageMap::collect(&mut ws, &exec, &RunOptions::default()).unwrap();
+    assert_eq!(coverage.test_count(), 16);
+    // `add` is executed by its own tests, by `mul` and by `mean`.
+    assert_eq!(
+        coverage.tests_for("calc/ops.py", [2]),
+        Some(ids(&[
+            "tests/test_ops.py::test_add[-1-1-0]",
+            "tests/test_ops.py::test_add[0-0-0]",
+            "tests/test_ops.py::test_add[1-2-3]",
+            "tests/test_ops.py::test_mul[2--3]",
+            "tests/test_ops.py::test_mul[3-4]",
+            "tests/test_stats.py::test_mean",
+        ]))
+    );
+    // Table.__init__ runs once, in a module-scoped fixture: every test that
+    // uses the fixture depends on it.
+    assert_eq!(
+        coverage.tests_for("calc/stats.py", [24]),
+        Some(ids(&[
+            "tests/test_stats.py::test_table_column",
+            "tests/test_stats.py::test_table_total",
+        ]))
+    );
+    // A def line runs at import: full suite.
+    assert_eq!(coverage.tests_for("calc/ops.py", [1]), None);
+    let by_name: BTreeMap<String, CandidateSelection> = candidates()
+        .iter()
+        .map(|c| (c.strategy.clone(), coverage.selection_for(c)))
+        .collect();
+    assert_eq!(by_name["spin"], CandidateSelection::Uncovered);
+    assert_eq!(by_name["version"], CandidateSelection::Full);
+    // The map survives a round trip through its cache file.
+    let cached: CoverageMap =
+        serde_json::from_str(&serde_json::to_string(&coverage).unwrap()).unwrap();
+    assert_eq!(cached, coverage);
+
+    let options = ValidateOptions {
+        workers: 2,
+        timeout_floor: Duration::from_secs(3),
+        timeout_factor: 3.0,
+        selection: SelectionMode::Coverage,
+        confirm: true,
+        ..ValidateOptions::default()
+    };
+    let selected = run(&sandbox, &baseline, Some(&coverage), &options);
+    let full = run(
+        &sandbox,
+        &baseline,
+        None,
+        &ValidateOptions {
+            selection: SelectionMode::Full,
+            confirm: false,
+            ..options.clone()
+        },
+    );
+    assert_eq!(selected.len(), 8);
+    assert_eq!(full.len(), 8);
+
+    let verdict = |m: &BTreeMap<String, Validation>, k: &str| m[k].verdict.clone();
+    let Verdict::Kept {
+        fail_to_pass,
+        pass_to_pass,
+    } = verdict(&selected, "add")
+    else {
+        panic!("add: {:?}", selected["add"]);
+    };
+    assert_eq!(fail_to_pass.len(), 5, "{fail_to_pass:?}");
+    assert_eq!(fail_to_pass.len() + pass_to_pass.len(), 16);
+    assert!(selected["add"].selected.unwrap() < 16);
+    assert!(
+        selected["add"].log.contains("assert"),
+        "{}",
+        selected["add"].log
+    );
+    assert!(
+        selected["add"].log.contains("test_add"),
+        "{}",
+        selected["add"].log
+    );
+
+    assert_eq!(verdict(&selected, "spin"), Verdict::Uncovered);
+    assert_eq!(verdict(&full, "spin"), Verdict::NoTestBroke);
+    assert_eq!(verdict(&selected, "loop"), Verdict::TimedOut);
+    assert!(matches!(
+        verdict(&selected, "stale"),
+        Verdict::Unappliable { .. }
+    ));
+    let Verdict::Kept { fail_to_pass, .. } = verdict(&selected, "table") else {
+        panic!("table: {:?}", selected["table"]);
+    };
+    assert_eq!(
+        fail_to_pass,
+        ids(&[
+            "tests/test_stats.py::test_table_column",
+            "tests/test_stats.py::test_table_total",
+        ])
+    );
+    let Verdict::Kept { fail_to_pass, .. } = verdict(&selected, "mean") else {
+        panic!("mean: {:?}", selected["mean"]);
+    };
+    assert_eq!(
+        fail_to_pass,
+        ids(&[
+            "tests/test_stats.py::test_mean",
+            "tests/test_stats.py::test_mean_empty"
+        ])
+    );
+
+    // Same labels both ways, and confirm agrees for every kept candidate.
+    let mut kept = 0;
+    for (name, v) in &selected {
+        if name != "spin" {
+            assert_eq!(v.verdict, full[name].verdict, "{name}");
+        }
+        if v.verdict.is_kept() {
+            kept += 1;
+            assert_eq!(v.confirmed, Some(true), "{name}");
+        } else {
+            assert_eq!(v.confirmed, None, "{name}");
+        }
+    }
+    assert_eq!(kept, 5);
+}
