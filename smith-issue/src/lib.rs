@@ -41,11 +41,15 @@
 
 mod leak;
 mod lm;
+#[cfg(feature = "lm")]
+mod openai;
 mod pytest;
 mod template;
 
 pub use leak::{check_leak, Leak, LeakKind};
 pub use lm::{strip_reply, LmIssueWriter, PromptTemplates};
+#[cfg(feature = "lm")]
+pub use openai::{OpenAiClient, OpenAiConfig, Usage};
 pub use pytest::{failure_excerpt, test_source, Symptom};
 pub use template::TemplateWriter;
 
