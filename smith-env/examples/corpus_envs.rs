@@ -22,15 +22,15 @@ fn main() {
 
 fn try_main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let corpus =
-        PathBuf::from(args.next().ok_or_else(|| {
-            anyhow::anyhow!("usage: corpus_envs CORPUS_DIR [CACHE_DIR] [--no-pip]")
-        })?);
+    let corpus = PathBuf::from(args.next().ok_or_else(|| {
+        anyhow::anyhow!("usage: corpus_envs CORPUS_DIR [CACHE_DIR] [--no-pip] [--no-suite]")
+    })?);
     let cache = args
         .next()
         .map(PathBuf::from)
         .unwrap_or_else(|| corpus.join(".smith-cache"));
     let with_pip = !std::env::args().any(|a| a == "--no-pip");
+    let with_suite = !std::env::args().any(|a| a == "--no-suite");
     let mut repos: Vec<PathBuf> = std::fs::read_dir(&corpus)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -69,7 +69,11 @@ fn try_main() -> anyhow::Result<()> {
             );
             continue;
         };
-        let suite = run_suite(env)?;
+        let suite = if with_suite {
+            run_suite(env)?
+        } else {
+            (0, 0, 0, 0.0)
+        };
         println!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
             env.spec.strategy,

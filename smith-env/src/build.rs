@@ -32,6 +32,9 @@ pub struct EnvOptions {
     /// A spec file that overrides detection (else `smith-env.toml`/`.json`
     /// in the repository root, if present).
     pub spec_file: Option<PathBuf>,
+    /// A spec that overrides both detection and spec files (the install
+    /// agent's result, or a caller's own).
+    pub spec: Option<EnvSpec>,
     /// Run `pytest --collect-only` to verify (on by default).
     pub verify: bool,
     /// Ignore a cached venv and build again.
@@ -53,6 +56,7 @@ impl EnvOptions {
             cache_dir: cache_dir.into(),
             use_uv: None,
             spec_file: None,
+            spec: None,
             verify: true,
             rebuild: false,
             step_timeout: Duration::from_secs(20 * 60),
@@ -281,16 +285,21 @@ pub fn build_environment_with(
             .map(|p| EnvSpec::from_file(&p).map(|s| (p, s)))
             .transpose()?,
     };
-    let candidates = match &user_spec {
-        Some((_, spec)) => vec![spec.clone()],
-        None => detect(&repo)?,
+    let candidates = match (&options.spec, &user_spec) {
+        (Some(spec), _) => vec![spec.clone()],
+        (None, Some((_, spec))) => vec![spec.clone()],
+        (None, None) => detect(&repo)?,
     };
     let installer = builder.installer()?;
-    let key = cache_key(
+    let mut key = cache_key(
         &repo,
         user_spec.as_ref().map(|(p, _)| p.as_path()),
         &installer,
     );
+    if let Some(spec) = &options.spec {
+        let json = serde_json::to_string(spec).unwrap_or_default();
+        key = stable_hex(&[key.as_bytes(), json.as_bytes()]);
+    }
     let venvs = options.cache_dir.join("venvs");
     std::fs::create_dir_all(&venvs).map_err(|e| Error::io(&venvs, e))?;
     let name = repo
@@ -408,20 +417,7 @@ impl Builder<'_> {
         }
         let start = Instant::now();
         let python = spec.python_program();
-        let create = match installer {
-            Installer::Uv(uv) => {
-                let mut c = Command::new(uv);
-                c.args(["venv", "--quiet", "--python"])
-                    .arg(&python)
-                    .arg(venv);
-                c
-            }
-            Installer::Pip => {
-                let mut c = Command::new(&python);
-                c.args(["-m", "venv"]).arg(venv);
-                c
-            }
-        };
+        let create = create_venv_command(installer, &python, venv);
         let out = run_command(create, "create venv", &self.run_options())?;
         self.record("venv", strategy, start, out.success(), tail(&out, 2000));
         if !out.success() {
@@ -431,14 +427,7 @@ impl Builder<'_> {
             )));
         }
         let mut lines = spec.install.clone();
-        lines.push(format!(
-            "pip install {}",
-            spec.test_deps
-                .iter()
-                .map(|d| shell_quote(d))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
+        lines.push(test_deps_line(spec));
         for line in &lines {
             let start = Instant::now();
             let shell_line = translate_pip(line, installer);
@@ -584,8 +573,32 @@ fn cache_key(repo: &Path, spec_file: Option<&Path>, installer: &Installer) -> St
     stable_hex(&refs)
 }
 
+/// The command that creates an empty venv at `venv`.
+pub(crate) fn create_venv_command(installer: &Installer, python: &str, venv: &Path) -> Command {
+    match installer {
+        Installer::Uv(uv) => {
+            let mut c = Command::new(uv);
+            c.args(["venv", "--quiet", "--python"])
+                .arg(python)
+                .arg(venv);
+            c
+        }
+        Installer::Pip => {
+            let mut c = Command::new(python);
+            c.args(["-m", "venv"]).arg(venv);
+            c
+        }
+    }
+}
+
+/// `pip install <test deps>`.
+pub(crate) fn test_deps_line(spec: &EnvSpec) -> String {
+    let deps: Vec<String> = spec.test_deps.iter().map(|d| shell_quote(d)).collect();
+    format!("pip install {}", deps.join(" "))
+}
+
 /// Rewrite `pip ...` / `python -m pip ...` to `uv pip ...` when uv installs.
-fn translate_pip(line: &str, installer: &Installer) -> String {
+pub(crate) fn translate_pip(line: &str, installer: &Installer) -> String {
     let Installer::Uv(uv) = installer else {
         return line.to_string();
     };
@@ -699,11 +712,11 @@ pub(crate) fn parse_collection(out: &RunOutput) -> Collection {
     }
 }
 
-fn tail(out: &RunOutput, max: usize) -> String {
+pub(crate) fn tail(out: &RunOutput, max: usize) -> String {
     last_chars(&format!("{}{}", out.stdout, out.stderr), max)
 }
 
-fn last_chars(s: &str, max: usize) -> String {
+pub(crate) fn last_chars(s: &str, max: usize) -> String {
     let s = s.trim_end();
     if s.len() <= max {
         return s.to_string();

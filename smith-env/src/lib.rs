@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent;
 mod build;
 mod bwrap;
 pub mod conformance;
@@ -35,6 +36,7 @@ pub mod process;
 mod spec;
 pub mod tree;
 
+pub use agent::{install_with_agent, AgentOptions, AgentOutcome, AgentStep};
 pub use build::{
     build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
     Collection, EnvOptions, Environment, Installer, STAMP_FILE,
