@@ -98,6 +98,18 @@ fn build(repo: &Path, cache: &Path, uv: bool) -> anyhow::Result<Environment> {
     options.use_uv = Some(uv);
     options.rebuild = true;
     let env = build_environment(repo, &options)?;
+    if std::env::var_os("SMITH_ENV_STEPS").is_some() {
+        for step in &env.steps {
+            eprintln!(
+                "  [{}] {:>7.1}s {} {} {}",
+                if uv { "uv" } else { "pip" },
+                step.secs,
+                if step.ok { "ok  " } else { "FAIL" },
+                step.strategy,
+                step.name
+            );
+        }
+    }
     Ok(env)
 }
 

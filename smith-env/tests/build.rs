@@ -4,7 +4,9 @@
 mod common;
 
 use smith_core::{CommandSpec, FileChange, Patch, RunOptions, Sandbox};
-use smith_env::{build_environment, EnvOptions, Installer, LocalSandbox};
+use smith_env::{
+    build_environment, bwrap_works, BwrapOptions, BwrapSandbox, EnvOptions, Installer, LocalSandbox,
+};
 
 #[test]
 fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
@@ -70,6 +72,25 @@ fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
     assert!(clean.success(), "{}", clean.stdout);
     // Nothing wrote bytecode into the workspace.
     assert!(!ws.root().join("src/calc/__pycache__").exists());
+
+    // The same environment runs the suite under bubblewrap, with the venv read-only.
+    if bwrap_works(&BwrapOptions::default()).is_ok() {
+        let sandbox = BwrapSandbox::new(&env).unwrap();
+        let mut ws = sandbox.workspace().unwrap();
+        let out = ws.run(&env.test_command(), &RunOptions::default()).unwrap();
+        assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("2 passed"), "{}", out.stdout);
+        let write_venv = ws
+            .run(
+                &CommandSpec::new("sh", ["-c", "touch \"$VIRTUAL_ENV/escape\""]),
+                &RunOptions::default(),
+            )
+            .unwrap();
+        assert!(
+            !write_venv.success(),
+            "the venv is writable from the sandbox"
+        );
+    }
 }
 
 #[test]
