@@ -320,7 +320,9 @@ pub(crate) fn strip_strings(line: &str) -> String {
 /// The failure section of one test in a pytest log run with `-rA` or
 /// `--tb=long|short`: the traceback, the `E   ` lines, the exception type and
 /// message, and the location line. Both a failure and a setup/teardown error
-/// of the test are returned, in log order. `None` if the log has no section
+/// of the test are returned, in log order, as is a collection error of its
+/// file. Accepts whole logs and logs already cut down to failure sections
+/// (smith-validate's `Validation::log`). `None` if the log has no section
 /// for the test.
 pub fn failure_excerpt(log: &str, test: &TestId) -> Option<String> {
     let head = head_line(test);
@@ -330,11 +332,14 @@ pub fn failure_excerpt(log: &str, test: &TestId) -> Option<String> {
     for section in failure_sections(log) {
         let name = section.title.as_str();
         let matches = name == head
+            // Subtests: `test_x (i=1)`.
+            || name.strip_prefix(head.as_str()).is_some_and(|r| r.starts_with(" ("))
             || name
                 .strip_prefix("ERROR at setup of ")
                 .or_else(|| name.strip_prefix("ERROR at teardown of "))
                 .or_else(|| name.strip_prefix("ERROR at call of "))
-                .is_some_and(|n| n == head);
+                .is_some_and(|n| n == head)
+            || name.strip_prefix("ERROR collecting ") == Some(file);
         if !matches {
             continue;
         }
@@ -375,14 +380,18 @@ struct Section<'a> {
     lines: Vec<&'a str>,
 }
 
-/// The `___ name ___` sections inside the FAILURES and ERRORS parts of a log.
+/// The `___ name ___` sections inside the FAILURES and ERRORS parts of a
+/// log, or outside any part.
 fn failure_sections(log: &str) -> Vec<Section<'_>> {
     static PART: OnceLock<Regex> = OnceLock::new();
     static HEAD: OnceLock<Regex> = OnceLock::new();
     let part = PART.get_or_init(|| Regex::new(r"^={3,} (.+?) ={3,}$").expect("valid regex"));
     let head = HEAD.get_or_init(|| Regex::new(r"^_{3,} (.+?) _{3,}$").expect("valid regex"));
     let mut out: Vec<Section<'_>> = Vec::new();
-    let mut in_failures = false;
+    // Text before any `=== part ===` line counts: excerpts that a validator
+    // already cut out of a log (smith-validate's `Validation::log`) are bare
+    // sections.
+    let mut in_failures = true;
     for line in log.lines() {
         if let Some(caps) = part.captures(line) {
             in_failures = matches!(&caps[1], "FAILURES" | "ERRORS");

@@ -222,15 +222,26 @@ fn concrete_call(symptom: &Symptom) -> Option<String> {
     let line = symptom.failing_line.as_deref()?;
     let line = line.strip_prefix("assert ").unwrap_or(line);
     let line = line.split(", \"").next().unwrap_or(line);
-    let sides: Vec<&str> = line.splitn(2, " == ").collect();
-    let side = sides.iter().find(|s| s.contains('('))?;
-    let side = side.trim();
+    let sides: Vec<&str> = line.splitn(2, " == ").map(str::trim).collect();
+    // A call, or else an attribute of an object the test built
+    // (`order.total`).
+    let side = sides.iter().find(|s| s.contains('(')).or_else(|| {
+        sides.iter().find(|s| {
+            s.contains('.')
+                && s.chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        })
+    })?;
     (side.len() <= 80).then(|| side.to_string())
 }
 
-/// `calc.add(1, 2)` gives `calc.add`; `"-".join(x)` gives `join`.
+/// `calc.add(1, 2)` gives `calc.add`; `"-".join(x)` gives `join`;
+/// `order.total` stays itself.
 fn callee(call: &str) -> Option<String> {
-    let head = &call[..call.find('(')?];
+    let head = &call[..call.find('(').unwrap_or(call.len())];
     let name: String = head
         .chars()
         .rev()
@@ -358,10 +369,13 @@ fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Optio
         if !needed.contains(param) {
             continue;
         }
-        if let Some((_, value)) = symptom.arguments.iter().find(|(n, _)| n == param) {
-            if !value.contains('<') && value.len() <= 60 {
+        match symptom.arguments.iter().find(|(n, _)| n == param) {
+            Some((_, value)) if !value.contains('<') && value.len() <= 60 => {
                 setup.push(format!("{param} = {value}"));
             }
+            // A fixture: say where the name comes from rather than leave the
+            // reader guessing.
+            _ => setup.push(format!("# `{param}` is a fixture of the test suite")),
         }
     }
 
@@ -499,6 +513,11 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
         _ => None,
     };
 
+    let returns = if call.is_some_and(|c| c.contains('(')) {
+        "returns"
+    } else {
+        "is"
+    };
     let title = match (values, exception, call) {
         (_, Some(_), _) if did_not_raise => {
             let what = raised_name(s.message.as_deref().unwrap_or(""));
@@ -525,7 +544,7 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
         ][p.title]
             .clone(),
         (Some((actual, expected)), None, Some(call)) => [
-            format!("`{call}` returns {actual} instead of {expected}"),
+            format!("`{call}` {returns} {actual} instead of {expected}"),
             format!("Wrong result from `{subject}`"),
             format!("`{subject}` gives an incorrect result"),
             format!("Unexpected return value from `{subject}`"),
@@ -576,9 +595,7 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
         (_, Some(exc), None) => Some(format!("The code fails with `{exc}`.")),
         (Some((actual, expected)), None, Some(call)) => Some(
             [
-                format!(
-                    "Calling `{call}` returns `{actual}`, but the result should be `{expected}`."
-                ),
+                format!("`{call}` {returns} `{actual}`, but it should be `{expected}`."),
                 format!("`{call}` gives `{actual}`; I expected `{expected}`."),
                 format!("The result of `{call}` is `{actual}`, while `{expected}` is expected."),
             ][p.symptom]

@@ -213,3 +213,31 @@ fn expected_on_the_left_is_recognised() {
     assert_eq!(s.actual.as_deref(), Some("-1"));
     assert_eq!(s.expected.as_deref(), Some("3"));
 }
+
+#[test]
+fn failure_excerpt_reads_logs_already_cut_to_sections() {
+    // A validator keeps only the failure sections of a run, re-headed.
+    let cut = "\
+____ test_mean ____
+
+    def test_mean():
+>       assert mean(values) == 4
+E       assert 6.0 == 4
+
+tests/test_calc.py:18: AssertionError
+____ ERROR collecting tests/test_broken.py ____
+E   ImportError: cannot import name 'gone'
+____ test_loop (i=2) ____
+E       assert 3 == 2
+";
+    let mean = failure_excerpt(cut, &TestId::from("tests/test_calc.py::test_mean")).unwrap();
+    assert!(mean.contains("E       assert 6.0 == 4"), "{mean}");
+    assert!(!mean.contains("ImportError"), "{mean}");
+    let collect = failure_excerpt(cut, &TestId::from("tests/test_broken.py::test_any")).unwrap();
+    assert!(collect.contains("ImportError"), "{collect}");
+    let sub = failure_excerpt(cut, &TestId::from("tests/test_s.py::test_loop")).unwrap();
+    assert!(sub.contains("assert 3 == 2"), "{sub}");
+    // Passing tests' captured output in a full log is not a failure.
+    let full = "==== PASSES ====\n____ test_ok ____\nprinted\n==== short test summary info ====\n";
+    assert!(failure_excerpt(full, &TestId::from("t.py::test_ok")).is_none());
+}

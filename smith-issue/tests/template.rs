@@ -105,3 +105,42 @@ fn method_reproduction_keeps_mutating_calls() {
     );
     assert!(!text.contains("other = Stack()"), "{text}");
 }
+
+#[test]
+fn fixtures_are_named_in_the_reproduction() {
+    use smith_core::{Candidate, FailingTest, IssueContext, Patch, TestId};
+    let source = "from shop import Order\n\ndef test_total(inventory, monkeypatch):\n    \"\"\"Totals add up.\"\"\"\n    order = Order(\"o1\", inventory)\n    order.add_line(\"FR-1\", 2)\n    assert order.total == 250\n";
+    let output = "\
+____ test_total ____
+
+inventory = <shop.Inventory object at 0x7f00>, monkeypatch = <_pytest.monkeypatch.MonkeyPatch object at 0x7f01>
+
+    def test_total(inventory, monkeypatch):
+        order = Order(\"o1\", inventory)
+        order.add_line(\"FR-1\", 2)
+>       assert order.total == 250
+E       assert 125 == 250
+E        +  where 125 = <shop.Order object at 0x7f02>.total
+
+tests/test_shop.py:7: AssertionError
+";
+    let context = IssueContext {
+        candidate: Candidate::new("o/shop", "c", "s", vec![], "", Patch::from_text("")),
+        failing: vec![FailingTest {
+            id: TestId::from("tests/test_shop.py::test_total"),
+            source: Some(source.into()),
+            output: output.into(),
+        }],
+        original_code: vec![],
+        seed: 0,
+    };
+    let text = TemplateWriter::new().write(&context).unwrap();
+    println!("{text}");
+    assert!(
+        text.contains("from shop import Order\n\n# `inventory` is a fixture of the test suite\norder = Order(\"o1\", inventory)\norder.add_line(\"FR-1\", 2)\nassert order.total == 250\n"),
+        "{text}"
+    );
+    assert!(!text.contains("monkeypatch"), "{text}");
+    assert!(!text.contains("Totals add up"), "{text}");
+    assert!(!text.contains("0x7f"), "{text}");
+}

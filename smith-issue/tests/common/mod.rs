@@ -89,20 +89,23 @@ impl FixtureMutation {
         std::fs::read_to_string(fixtures().join("logs").join(format!("{}.log", self.name))).unwrap()
     }
 
-    /// An issue context from a pytest log of this bug run in `repo`.
-    pub fn context(&self, repo: &Path, log: &str, seed: u64) -> IssueContext {
+    /// An issue context from a pytest log of this bug run in `tree` (test
+    /// sources are read there; the patch and original code come from the
+    /// clean fixture).
+    pub fn context(&self, tree: &Path, log: &str, seed: u64) -> IssueContext {
+        let clean = calc_repo();
         let failing = failing_tests(log)
             .into_iter()
             .map(|id| FailingTest {
-                source: test_source(repo, &id),
+                source: test_source(tree, &id),
                 output: failure_excerpt(log, &id).unwrap_or_default(),
                 id,
             })
             .collect();
         IssueContext {
-            candidate: self.candidate(repo),
+            candidate: self.candidate(&clean),
             failing,
-            original_code: vec![self.original_code(repo)],
+            original_code: vec![self.original_code(&clean)],
             seed,
         }
     }
