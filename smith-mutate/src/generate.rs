@@ -1,0 +1,310 @@
+//! Candidate generation: read files, extract entities, run mutators, keep
+//! only mutations that re-parse and change the AST, and turn them into
+//! [`Candidate`]s — in parallel over files, deterministic in output.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use rayon::prelude::*;
+use smith_core::{
+    join_rel, stable_hash, Candidate, Entity, Error, FileChange, Mutator, Patch, Result, Shard,
+    SourceFile,
+};
+
+use crate::entities::{entities_with_defs, EntityFilter};
+use crate::mutators::cached_parse;
+use crate::parse::{changes_ast, Verdict};
+
+/// Options for [`generate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Seed for every random choice; the same seed gives the same candidates.
+    pub seed: u64,
+    /// Only run the mutators with these names (`None` = all given).
+    pub strategies: Option<Vec<String>>,
+    /// At most this many candidates per (entity, strategy), chosen by seed
+    /// (`None` = no limit). Default 3.
+    pub max_per_entity: Option<usize>,
+    /// At most this many candidates in all, the first in output order
+    /// (applied before sharding, so shards partition the capped set).
+    pub max_candidates: Option<usize>,
+    /// Keep only candidates whose id falls in this shard.
+    pub shard: Shard,
+    /// Which entities to mutate.
+    pub entity_filter: EntityFilter,
+    /// Worker threads (`None` = one per core).
+    pub threads: Option<usize>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            seed: 0,
+            strategies: None,
+            max_per_entity: Some(3),
+            max_candidates: None,
+            shard: Shard::ALL,
+            entity_filter: EntityFilter::default(),
+            threads: None,
+        }
+    }
+}
+
+/// A file [`generate`] could not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedFile {
+    /// Repo-relative path.
+    pub path: String,
+    /// Why: unreadable, not UTF-8, syntax error, too big, too deeply nested.
+    pub reason: String,
+}
+
+/// What happened to one strategy's proposals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MutatorStats {
+    /// Mutations the mutator returned.
+    pub proposed: usize,
+    /// Dropped: the mutated file does not parse.
+    pub unparsable: usize,
+    /// Dropped: the AST did not change (a formatting-only or no-op edit).
+    pub unchanged: usize,
+    /// Dropped: the edits overlapped or fell outside the file.
+    pub invalid_edit: usize,
+    /// Dropped: the same patch was already emitted.
+    pub duplicate: usize,
+    /// Not examined: the entity already had `max_per_entity` candidates.
+    pub capped: usize,
+    /// Turned into candidates (before `max_candidates` and sharding).
+    pub emitted: usize,
+}
+
+impl MutatorStats {
+    /// Proposals examined and dropped as invalid or no-ops.
+    pub fn dropped(&self) -> usize {
+        self.unparsable + self.unchanged + self.invalid_edit + self.duplicate
+    }
+
+    fn add(&mut self, other: &MutatorStats) {
+        self.proposed += other.proposed;
+        self.unparsable += other.unparsable;
+        self.unchanged += other.unchanged;
+        self.invalid_edit += other.invalid_edit;
+        self.duplicate += other.duplicate;
+        self.capped += other.capped;
+        self.emitted += other.emitted;
+    }
+}
+
+/// The result of [`generate`].
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    /// Candidates in deterministic order: by file, entity, then strategy.
+    pub candidates: Vec<Candidate>,
+    /// Files that could not be used.
+    pub skipped: Vec<SkippedFile>,
+    /// Per strategy: proposed, dropped, emitted.
+    pub stats: BTreeMap<String, MutatorStats>,
+    /// Files read and parsed.
+    pub files: usize,
+    /// Entities that passed the filter.
+    pub entities: usize,
+}
+
+#[derive(Default)]
+struct FileResult {
+    candidates: Vec<Candidate>,
+    skipped: Option<SkippedFile>,
+    stats: BTreeMap<String, MutatorStats>,
+    entities: usize,
+}
+
+/// Stack for worker threads: AST walks recurse once per nesting level.
+const WORKER_STACK: usize = 256 << 20;
+
+/// Read `files` under `root`, extract entities, run `mutators` on each,
+/// keep only mutations that re-parse and change the AST, and turn each
+/// into a [`Candidate`] of `repo` at `base_commit`.
+///
+/// ```
+/// # fn main() -> smith_core::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
+/// let out = smith_mutate::generate(dir.path(), "acme/calc", "0123abcd", &["calc.py".into()],
+///     &smith_mutate::procedural_mutators(), &Default::default())?;
+/// assert!(out.candidates.iter().any(|c| c.strategy == "func_pm_op_change"));
+/// # Ok(()) }
+/// ```
+pub fn generate(
+    root: &Path,
+    repo: &str,
+    base_commit: &str,
+    files: &[String],
+    mutators: &[Box<dyn Mutator>],
+    options: &GenerateOptions,
+) -> Result<Generated> {
+    let selected: Vec<&dyn Mutator> = match &options.strategies {
+        None => mutators.iter().map(|m| m.as_ref()).collect(),
+        Some(names) => {
+            let known: Vec<&str> = mutators.iter().map(|m| m.name()).collect();
+            if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+                return Err(Error::invalid(
+                    "strategy",
+                    format!("`{bad}` is not one of: {}", known.join(", ")),
+                ));
+            }
+            mutators
+                .iter()
+                .filter(|m| names.iter().any(|n| n == m.name()))
+                .map(|m| m.as_ref())
+                .collect()
+        }
+    };
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .stack_size(WORKER_STACK)
+        .thread_name(|i| format!("smith-mutate-{i}"))
+        .build()
+        .map_err(|e| Error::invalid("threads", e.to_string()))?;
+    let results: Vec<FileResult> = pool.install(|| {
+        files
+            .par_iter()
+            .map(|path| process_file(root, repo, base_commit, path, &selected, options))
+            .collect()
+    });
+
+    let mut out = Generated::default();
+    let mut seen = HashSet::new();
+    for result in results {
+        match result.skipped {
+            Some(skip) => out.skipped.push(skip),
+            None => out.files += 1,
+        }
+        out.entities += result.entities;
+        for (name, stats) in result.stats {
+            out.stats.entry(name).or_default().add(&stats);
+        }
+        for c in result.candidates {
+            if seen.insert(c.id.clone()) {
+                out.candidates.push(c);
+            }
+        }
+    }
+    if let Some(max) = options.max_candidates {
+        out.candidates.truncate(max);
+    }
+    out.candidates.retain(|c| options.shard.contains(&c.id));
+    Ok(out)
+}
+
+fn read_source(root: &Path, path: &str) -> std::result::Result<SourceFile, String> {
+    let bytes = std::fs::read(join_rel(root, path)).map_err(|e| format!("unreadable: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    Ok(SourceFile::new(path, text))
+}
+
+/// The seed of one (file, entity, strategy), independent of run order.
+fn site_seed(seed: u64, entity: &Entity, strategy: &str) -> u64 {
+    stable_hash(&[
+        &seed.to_le_bytes(),
+        entity.file.as_bytes(),
+        entity.qualname.as_bytes(),
+        strategy.as_bytes(),
+    ]) as u64
+}
+
+fn process_file(
+    root: &Path,
+    repo: &str,
+    base_commit: &str,
+    path: &str,
+    mutators: &[&dyn Mutator],
+    options: &GenerateOptions,
+) -> FileResult {
+    let skip = |reason: String| FileResult {
+        skipped: Some(SkippedFile {
+            path: path.to_string(),
+            reason,
+        }),
+        ..Default::default()
+    };
+    let file = match read_source(root, path) {
+        Ok(file) => file,
+        Err(reason) => return skip(reason),
+    };
+    let parsed = match cached_parse(&file) {
+        Ok(parsed) => parsed,
+        Err(reason) => return skip(reason),
+    };
+    let module = parsed.syntax();
+    let entities: Vec<Entity> = entities_with_defs(&file, module)
+        .into_iter()
+        .map(|(e, _)| e)
+        .filter(|e| options.entity_filter.accepts(e))
+        .collect();
+    let mut result = FileResult {
+        entities: entities.len(),
+        ..Default::default()
+    };
+    let cap = options.max_per_entity.unwrap_or(usize::MAX);
+    let mut seen = HashSet::new();
+    for entity in &entities {
+        for mutator in mutators {
+            let name = mutator.name();
+            let mutations = mutator.mutate(&file, entity, site_seed(options.seed, entity, name));
+            let stats = result.stats.entry(name.to_string()).or_default();
+            stats.proposed += mutations.len();
+            let mut kept = 0;
+            for (i, mutation) in mutations.iter().enumerate() {
+                if kept == cap {
+                    stats.capped += mutations.len() - i;
+                    break;
+                }
+                let Ok(after) = mutation.apply(&file.text) else {
+                    stats.invalid_edit += 1;
+                    continue;
+                };
+                match changes_ast(module, &after) {
+                    Verdict::Unparsable => stats.unparsable += 1,
+                    Verdict::Unchanged => stats.unchanged += 1,
+                    Verdict::Changed => {
+                        let patch = Patch::from_changes(&[FileChange::modified(
+                            path,
+                            file.text.as_str(),
+                            after,
+                        )]);
+                        let entities = if mutation.entities.is_empty() {
+                            vec![entity.id()]
+                        } else {
+                            mutation.entities.clone()
+                        };
+                        let candidate = Candidate::new(
+                            repo,
+                            base_commit,
+                            mutation.strategy.as_str(),
+                            entities,
+                            mutation.description.as_str(),
+                            patch,
+                        );
+                        if seen.insert(candidate.id.clone()) {
+                            kept += 1;
+                            stats.emitted += 1;
+                            result.candidates.push(candidate);
+                        } else {
+                            stats.duplicate += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    result
+}
