@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use smith_core::{RunOptions, Sandbox};
-use smith_env::{build_environment, EnvOptions, Environment, LocalSandbox};
+use smith_env::{build_environment, BwrapSandbox, EnvOptions, Environment, LocalSandbox};
 
 fn main() {
     if let Err(e) = try_main() {
@@ -23,7 +23,9 @@ fn main() {
 fn try_main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let corpus = PathBuf::from(args.next().ok_or_else(|| {
-        anyhow::anyhow!("usage: corpus_envs CORPUS_DIR [CACHE_DIR] [--no-pip] [--no-suite]")
+        anyhow::anyhow!(
+            "usage: corpus_envs CORPUS_DIR [CACHE_DIR] [--no-pip] [--no-suite] [--bwrap] [--reuse]"
+        )
     })?);
     let cache = args
         .next()
@@ -31,6 +33,8 @@ fn try_main() -> anyhow::Result<()> {
         .unwrap_or_else(|| corpus.join(".smith-cache"));
     let with_pip = !std::env::args().any(|a| a == "--no-pip");
     let with_suite = !std::env::args().any(|a| a == "--no-suite");
+    let bwrap = std::env::args().any(|a| a == "--bwrap");
+    let reuse = std::env::args().any(|a| a == "--reuse");
     let mut repos: Vec<PathBuf> = std::fs::read_dir(&corpus)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -49,9 +53,9 @@ fn try_main() -> anyhow::Result<()> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let uv = build(&repo, &cache, true);
+        let uv = build(&repo, &cache, true, reuse);
         let pip = if with_pip {
-            Some(build(&repo, &cache, false))
+            Some(build(&repo, &cache, false, reuse))
         } else {
             None
         };
@@ -70,7 +74,7 @@ fn try_main() -> anyhow::Result<()> {
             continue;
         };
         let suite = if with_suite {
-            run_suite(env)?
+            run_suite(env, bwrap)?
         } else {
             (0, 0, 0, 0.0)
         };
@@ -93,10 +97,10 @@ fn try_main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(repo: &Path, cache: &Path, uv: bool) -> anyhow::Result<Environment> {
+fn build(repo: &Path, cache: &Path, uv: bool, reuse: bool) -> anyhow::Result<Environment> {
     let mut options = EnvOptions::new(cache);
     options.use_uv = Some(uv);
-    options.rebuild = true;
+    options.rebuild = !reuse;
     let env = build_environment(repo, &options)?;
     if std::env::var_os("SMITH_ENV_STEPS").is_some() {
         for step in &env.steps {
@@ -114,8 +118,12 @@ fn build(repo: &Path, cache: &Path, uv: bool) -> anyhow::Result<Environment> {
 }
 
 /// (passed, failed, errors, seconds) of one full run.
-fn run_suite(env: &Environment) -> anyhow::Result<(usize, usize, usize, f64)> {
-    let sandbox = LocalSandbox::new(env)?;
+fn run_suite(env: &Environment, bwrap: bool) -> anyhow::Result<(usize, usize, usize, f64)> {
+    let sandbox: Box<dyn Sandbox> = if bwrap {
+        Box::new(BwrapSandbox::new(env)?)
+    } else {
+        Box::new(LocalSandbox::new(env)?)
+    };
     let mut ws = sandbox.workspace()?;
     let mut cmd = env.test_command();
     cmd.args.push("-q".into());

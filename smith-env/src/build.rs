@@ -386,6 +386,13 @@ impl Builder<'_> {
             ok,
             detail,
         };
+        tracing::debug!(
+            step = %step.name,
+            strategy = %step.strategy,
+            secs = step.secs,
+            ok = step.ok,
+            "environment build step"
+        );
         (self.progress)(&step);
         self.steps.push(step);
     }
