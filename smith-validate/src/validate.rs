@@ -45,6 +45,10 @@ pub struct ValidateOptions {
     pub confirm: bool,
     /// Re-run once the tests missing from a run's report before judging.
     pub rerun_missing: bool,
+    /// Re-run a selected run that timed out once with the full suite's time
+    /// limit, so that a slow (not hung) mutant gets the verdict a full run
+    /// would give it.
+    pub recheck_timeouts: bool,
     /// Keep at most this many bytes of each run's stdout and stderr.
     pub max_output: usize,
     /// Bytes of failure output kept in [`Validation::log`].
@@ -57,11 +61,12 @@ impl Default for ValidateOptions {
             workers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            timeout_floor: Duration::from_secs(10),
+            timeout_floor: Duration::from_secs(5),
             timeout_factor: 5.0,
             selection: SelectionMode::Coverage,
             confirm: false,
             rerun_missing: true,
+            recheck_timeouts: true,
             max_output: RunOptions::default().max_output,
             log_bytes: FAILURE_LOG_BYTES,
         }
@@ -177,7 +182,7 @@ pub fn validate_one(
         &run,
         options.rerun_missing,
     );
-    let report = match outcome {
+    let mut report = match outcome {
         Ok(r) => r,
         Err(e) => {
             let _ = workspace.reset();
@@ -185,6 +190,33 @@ pub fn validate_one(
         }
     };
     validation.verdict = classify(baseline, &selection, &report);
+    // A selected run's time limit is tighter than a full run's; a mutant that
+    // only slows its tests down would time out here but not in a full run.
+    // Give it the full run's limit once, so the two modes agree.
+    if validation.verdict == Verdict::TimedOut && options.recheck_timeouts {
+        let full_limit = run_timeout(
+            baseline,
+            &TestSelection::All,
+            options.timeout_floor,
+            options.timeout_factor,
+        );
+        if run.timeout.is_some_and(|t| t < full_limit) {
+            let longer = RunOptions {
+                timeout: Some(full_limit),
+                ..run.clone()
+            };
+            let again = executor.run_tests(workspace, &selection, &longer);
+            let again = match again {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = workspace.reset();
+                    return Err(e);
+                }
+            };
+            validation.verdict = classify(baseline, &selection, &again);
+            report = again;
+        }
+    }
     if let Verdict::Kept { fail_to_pass, .. } = &validation.verdict {
         let f2p: Vec<&TestId> = fail_to_pass.iter().collect();
         validation.log = failure_excerpt(&report.log, &f2p, options.log_bytes);

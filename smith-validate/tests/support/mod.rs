@@ -77,7 +77,13 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == "__pycache__" || name == ".smith" || name == ".pytest_cache" {
+        // Virtualenvs and git data are not part of the tree under test.
+        if name == "__pycache__"
+            || name == ".smith"
+            || name == ".pytest_cache"
+            || name == ".venv"
+            || name == ".git"
+        {
             continue;
         }
         let target = to.join(&name);

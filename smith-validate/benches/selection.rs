@@ -1,0 +1,336 @@
+//! Coverage-guided selection versus the whole suite per candidate, side by
+//! side in one process on the same candidates.
+//!
+//! Repository: `SMITH_BENCH_REPO` (default: the demo repository,
+//! `examples/demo-repo`), its library directory `SMITH_BENCH_SRC` (default
+//! `src`), extra `PYTHONPATH` `SMITH_BENCH_PYTHONPATH` (default `src` for the
+//! demo), test arguments `SMITH_BENCH_ARGS` (default
+//! `-m pytest -p no:cacheprovider tests`), venv `bin` directory
+//! `SMITH_BENCH_VENV_BIN` (default: the test venv with pytest and coverage),
+//! number of candidates `SMITH_BENCH_N` (default 24), workers
+//! `SMITH_BENCH_WORKERS` (default 2). `SMITH_BENCH_CRITERION=0` skips the
+//! criterion timings and keeps only the side-by-side pass.
+//!
+//! The side-by-side pass prints, for both modes: seconds per candidate,
+//! candidates per second, label disagreements between the modes, and the
+//! physical limit (sum of the selected tests' own baseline durations divided
+//! by the workers).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use smith_core::{
+    Baseline, Candidate, FileChange, Patch, RunOptions, Sandbox, Validation, Verdict,
+};
+use smith_validate::{
+    labels, run_baseline, select_tests, validate, validate_one, CandidateSelection, CoverageMap,
+    PytestExecutor, SelectionMode, ValidateOptions,
+};
+use support::CopySandbox;
+
+struct Setup {
+    sandbox: CopySandbox,
+    executor: PytestExecutor,
+    baseline: Baseline,
+    coverage: CoverageMap,
+    candidates: Vec<Candidate>,
+    workers: usize,
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+/// Operator swaps that keep a line valid Python.
+const SWAPS: &[(&str, &str)] = &[
+    (" + ", " - "),
+    (" - ", " + "),
+    (" == ", " != "),
+    (" != ", " == "),
+    (" < ", " >= "),
+    (" > ", " <= "),
+    (" <= ", " > "),
+    (" >= ", " < "),
+    (" and ", " or "),
+    (" or ", " and "),
+    ("return True", "return False"),
+    ("return False", "return True"),
+    (" is None", " is not None"),
+    (" is not None", " is None"),
+];
+
+fn py_files(dir: &Path, root: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            py_files(&p, root, out);
+        } else if p.extension().is_some_and(|x| x == "py") {
+            out.push(
+                p.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/"),
+            );
+        }
+    }
+}
+
+/// Mutants on statement lines (lines coverage.py knows as code), spread
+/// evenly over the library.
+fn make_candidates(repo: &Path, src: &str, coverage: &CoverageMap, n: usize) -> Vec<Candidate> {
+    let mut files = Vec::new();
+    py_files(&repo.join(src), repo, &mut files);
+    let mut all = Vec::new();
+    for file in files {
+        let Some(cov) = coverage.files.get(&file) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(repo.join(&file)).unwrap();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for &stmt in &cov.statements {
+            let Some(line) = lines.get(stmt as usize - 1) else {
+                continue;
+            };
+            let code = line.trim_start();
+            if code.starts_with('#') || code.starts_with("def ") || code.starts_with("class ") {
+                continue;
+            }
+            if let Some((from, to)) = SWAPS.iter().find(|(from, _)| line.contains(from)) {
+                let mut after_lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                after_lines[stmt as usize - 1] = line.replacen(from, to, 1);
+                let after = after_lines.concat();
+                all.push(Candidate::new(
+                    "bench/repo",
+                    "bench",
+                    "bench/op_swap",
+                    vec![],
+                    format!("{file}:{stmt}: `{}` -> `{}`", from.trim(), to.trim()),
+                    Patch::from_changes(&[FileChange::modified(file.clone(), &text, &after)]),
+                ));
+            }
+        }
+    }
+    if all.len() <= n {
+        return all;
+    }
+    let step = all.len() as f64 / n as f64;
+    (0..n)
+        .map(|i| all[(i as f64 * step) as usize].clone())
+        .collect()
+}
+
+fn setup() -> Setup {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let default_repo = manifest.join("../examples/demo-repo");
+    let repo = PathBuf::from(env_or("SMITH_BENCH_REPO", &default_repo.to_string_lossy()));
+    let is_demo = std::env::var("SMITH_BENCH_REPO").is_err();
+    let src = env_or("SMITH_BENCH_SRC", "src");
+    let args: Vec<String> = env_or("SMITH_BENCH_ARGS", "-m pytest -p no:cacheprovider tests")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut executor = PytestExecutor::new("python", args);
+    let pythonpath = env_or("SMITH_BENCH_PYTHONPATH", if is_demo { "src" } else { "" });
+    if !pythonpath.is_empty() {
+        executor = executor.env("PYTHONPATH", pythonpath);
+    }
+    let mut sandbox = CopySandbox::new(&repo);
+    if let Ok(bin) = std::env::var("SMITH_BENCH_VENV_BIN") {
+        sandbox.bin = PathBuf::from(bin);
+    }
+    let workers: usize = env_or("SMITH_BENCH_WORKERS", "2").parse().unwrap();
+    let n: usize = env_or("SMITH_BENCH_N", "24").parse().unwrap();
+    let mut ws = sandbox.workspace().unwrap();
+    let t = Instant::now();
+    let baseline = run_baseline(
+        &mut ws,
+        &executor,
+        3,
+        "bench/repo",
+        "bench",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let baseline_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let coverage = CoverageMap::collect(&mut ws, &executor, &RunOptions::default()).unwrap();
+    let coverage_secs = t.elapsed().as_secs_f64();
+    let candidates = make_candidates(&repo, &src, &coverage, n);
+    println!(
+        "repo {}: {} tests ({} stable, {} flaky), full run {:.2}s; baseline x3 {:.1}s, coverage map {:.1}s ({} tests mapped); {} candidates",
+        repo.display(),
+        baseline.passing.len() + baseline.flaky.len() + baseline.other.len(),
+        baseline.passing.len(),
+        baseline.flaky.len(),
+        baseline.wall_secs,
+        baseline_secs,
+        coverage_secs,
+        coverage.test_count(),
+        candidates.len()
+    );
+    Setup {
+        sandbox,
+        executor,
+        baseline,
+        coverage,
+        candidates,
+        workers,
+    }
+}
+
+fn run_all(s: &Setup, mode: SelectionMode) -> (f64, BTreeMap<String, Validation>) {
+    let options = ValidateOptions {
+        workers: s.workers,
+        selection: mode,
+        ..ValidateOptions::default()
+    };
+    let results = Mutex::new(BTreeMap::new());
+    let t = Instant::now();
+    validate(
+        &s.sandbox,
+        &s.executor,
+        &s.baseline,
+        Some(&s.coverage),
+        &s.candidates,
+        &options,
+        &|c, v| {
+            results.lock().unwrap().insert(c.id.clone(), v.clone());
+        },
+    )
+    .unwrap();
+    (t.elapsed().as_secs_f64(), results.into_inner().unwrap())
+}
+
+fn side_by_side(s: &Setup) {
+    let (cov_secs, cov) = run_all(s, SelectionMode::Coverage);
+    let (full_secs, full) = run_all(s, SelectionMode::Full);
+    let n = s.candidates.len() as f64;
+    let mut disagreements = 0;
+    let mut kept_cov = 0;
+    let mut kept_full = 0;
+    let mut uncovered = 0;
+    let mut verdicts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for c in &s.candidates {
+        let (a, b) = (&cov[&c.id].verdict, &full[&c.id].verdict);
+        *verdicts.entry((a.label(), b.label())).or_default() += 1;
+        kept_cov += a.is_kept() as usize;
+        kept_full += b.is_kept() as usize;
+        let agree = match (a, b) {
+            (Verdict::Uncovered, Verdict::NoTestBroke) => true,
+            _ => labels(a) == labels(b) && a.label() == b.label(),
+        };
+        if *a == Verdict::Uncovered {
+            uncovered += 1;
+        }
+        if !agree {
+            disagreements += 1;
+            println!(
+                "  DISAGREE {}: selected={:?} full={:?}",
+                c.description,
+                a.label(),
+                b.label()
+            );
+            if let (Some((fa, _)), Some((fb, _))) = (labels(a), labels(b)) {
+                println!(
+                    "    f2p only selected: {:?}\n    f2p only full: {:?}",
+                    fa.difference(fb).collect::<Vec<_>>(),
+                    fb.difference(fa).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+    // Physical limit: the selected tests' own baseline seconds, spread over
+    // the workers.
+    let own: f64 = s
+        .candidates
+        .iter()
+        .map(
+            |c| match select_tests(Some(&s.coverage), c, SelectionMode::Coverage) {
+                CandidateSelection::Uncovered => 0.0,
+                CandidateSelection::Full => s.baseline.durations.values().sum(),
+                CandidateSelection::Tests(t) => {
+                    t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
+                }
+            },
+        )
+        .sum();
+    let limit = own / s.workers as f64;
+    let full_own: f64 = s.baseline.durations.values().sum::<f64>() * n / s.workers as f64;
+    println!(
+        "coverage: {:.3}s/candidate ({:.2} candidates/s), kept {kept_cov}, uncovered {uncovered}; physical limit {:.3}s total, ratio {:.1}x",
+        cov_secs / n,
+        n / cov_secs,
+        limit,
+        cov_secs / limit.max(1e-9)
+    );
+    println!(
+        "full:     {:.3}s/candidate ({:.2} candidates/s), kept {kept_full}; physical limit {:.3}s total, ratio {:.1}x",
+        full_secs / n,
+        n / full_secs,
+        full_own,
+        full_secs / full_own.max(1e-9)
+    );
+    println!(
+        "speed-up {:.1}x; label disagreements: {disagreements} of {} candidates",
+        full_secs / cov_secs,
+        s.candidates.len()
+    );
+    println!("verdicts (selected, full): {verdicts:?}");
+}
+
+fn bench(c: &mut Criterion) {
+    let s = setup();
+    side_by_side(&s);
+    if env_or("SMITH_BENCH_CRITERION", "1") == "0" {
+        return;
+    }
+    let mut group = c.benchmark_group("validate_one_candidate");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.warm_up_time(Duration::from_secs(1));
+    for (name, mode) in [
+        ("coverage", SelectionMode::Coverage),
+        ("full", SelectionMode::Full),
+    ] {
+        let options = ValidateOptions {
+            selection: mode,
+            ..ValidateOptions::default()
+        };
+        let mut ws = s.sandbox.workspace().unwrap();
+        let mut i = 0usize;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let cand = &s.candidates[i % s.candidates.len()];
+                    i += 1;
+                    validate_one(
+                        &mut *ws,
+                        &s.executor,
+                        &s.baseline,
+                        Some(&s.coverage),
+                        cand,
+                        &options,
+                    )
+                    .unwrap();
+                }
+                t.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
