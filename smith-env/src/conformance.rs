@@ -77,6 +77,9 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
+                // Directories count too: reset must remove the ones a patch made.
+                let rel = path.strip_prefix(root).unwrap_or(&path).join("");
+                out.insert(rel, b"<dir>".to_vec());
                 walk(root, &path, out);
             } else {
                 let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
@@ -100,7 +103,7 @@ pub fn check_apply_reset_is_byte_identical(sandbox: &dyn Sandbox) {
     let patch = Patch::from_changes(&[
         FileChange::modified("pkg/calc.py", calc.clone(), calc.replace("a + b", "a - b")),
         FileChange {
-            path: "pkg/new.py".into(),
+            path: "pkg/fresh/sub/new.py".into(),
             before: None,
             after: Some("x = 1\n".into()),
         },

@@ -59,6 +59,8 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 pub struct Tree {
     root: PathBuf,
     originals: BTreeMap<String, Option<Vec<u8>>>,
+    /// Directories created for new files, deepest last; removed on reset.
+    created_dirs: Vec<PathBuf>,
 }
 
 impl Tree {
@@ -67,6 +69,7 @@ impl Tree {
         Tree {
             root,
             originals: BTreeMap::new(),
+            created_dirs: Vec::new(),
         }
     }
 
@@ -91,7 +94,14 @@ impl Tree {
         self.remember(rel)?;
         let path = self.path(rel)?;
         if let Some(parent) = path.parent() {
+            let mut missing: Vec<PathBuf> = parent
+                .ancestors()
+                .take_while(|d| !d.exists())
+                .map(Path::to_path_buf)
+                .collect();
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            missing.reverse();
+            self.created_dirs.extend(missing);
         }
         std::fs::write(&path, contents).map_err(|e| Error::io(path, e))
     }
@@ -137,6 +147,10 @@ impl Tree {
                     Err(e) => return Err(Error::io(path, e)),
                 },
             }
+        }
+        // Deepest first; a directory something else filled stays.
+        for dir in std::mem::take(&mut self.created_dirs).iter().rev() {
+            let _ = std::fs::remove_dir(dir);
         }
         Ok(())
     }
@@ -214,7 +228,10 @@ mod tests {
         tree.reset().unwrap();
         assert_eq!(tree.read("a.py").unwrap(), b"x = 1\n");
         assert_eq!(tree.read("gone.py").unwrap(), b"y = 2\n");
-        assert!(!dir.path().join("new/file.py").exists());
+        assert!(
+            !dir.path().join("new").exists(),
+            "created directory left behind"
+        );
         assert_eq!(tree.touched().count(), 0);
     }
 
