@@ -33,7 +33,9 @@ pub struct EntityFilter {
     pub max_complexity: Option<u32>,
     /// Skip test code (on by default: bugs belong in the code under test).
     pub skip_tests: bool,
-    /// Skip stubs (`pass`, `...`, `raise NotImplementedError`, abstract).
+    /// Skip stub functions and methods (`pass`, `...`,
+    /// `raise NotImplementedError`, abstract). Classes are kept: dropping the
+    /// base of an empty exception class is a real bug.
     pub skip_stubs: bool,
     /// Only these kinds (`None` = all).
     pub kinds: Option<Vec<EntityKind>>,
@@ -54,8 +56,8 @@ impl Default for EntityFilter {
 impl EntityFilter {
     /// Whether `entity` passes the filter.
     pub fn accepts(&self, entity: &Entity) -> bool {
-        let unwanted =
-            (self.skip_tests && entity.flags.is_test) || (self.skip_stubs && entity.flags.is_stub);
+        let stub = entity.flags.is_stub && entity.kind != EntityKind::Class;
+        let unwanted = (self.skip_tests && entity.flags.is_test) || (self.skip_stubs && stub);
         !unwanted
             && self.min_complexity.is_none_or(|m| entity.complexity >= m)
             && self.max_complexity.is_none_or(|m| entity.complexity <= m)

@@ -6,13 +6,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use rayon::prelude::*;
+use ruff_python_ast::ModModule;
+use ruff_python_parser::Parsed;
 use smith_core::{
-    join_rel, stable_hash, Candidate, Entity, Error, FileChange, Mutator, Patch, Result, Shard,
-    SourceFile,
+    apply_edits, join_rel, stable_hash, Candidate, Edit, Entity, Error, FileChange, LineKind,
+    Mutation, Mutator, Patch, Result, Shard, SourceFile,
 };
 
 use crate::entities::{entities_with_defs, EntityFilter};
-use crate::mutators::cached_parse;
+use crate::mutators::{ActiveFile, CachedParse};
 use crate::parse::{changes_ast, Verdict};
 
 /// Options for [`generate`].
@@ -229,22 +231,27 @@ fn process_file(
     mutators: &[&dyn Mutator],
     options: &GenerateOptions,
 ) -> FileResult {
-    let skip = |reason: String| FileResult {
-        skipped: Some(SkippedFile {
-            path: path.to_string(),
-            reason,
-        }),
-        ..Default::default()
+    let skip = |reason: String| {
+        tracing::debug!(path, %reason, "skipping file");
+        FileResult {
+            skipped: Some(SkippedFile {
+                path: path.to_string(),
+                reason,
+            }),
+            ..Default::default()
+        }
     };
     let file = match read_source(root, path) {
         Ok(file) => file,
         Err(reason) => return skip(reason),
     };
-    let parsed = match cached_parse(&file) {
-        Ok(parsed) => parsed,
-        Err(reason) => return skip(reason),
+    let parsed = CachedParse::parse(&file, false);
+    let module = match parsed.module() {
+        Ok(module) => module,
+        Err(reason) => return skip(reason.to_string()),
     };
-    let module = parsed.syntax();
+    let _active = ActiveFile::set(&file, parsed.clone());
+    let lines = LineIndex::new(&file.text);
     let entities: Vec<Entity> = entities_with_defs(&file, module)
         .into_iter()
         .map(|(e, _)| e)
@@ -257,6 +264,7 @@ fn process_file(
     let cap = options.max_per_entity.unwrap_or(usize::MAX);
     let mut seen = HashSet::new();
     for entity in &entities {
+        let mut region = Region::new(&file.text, entity);
         for mutator in mutators {
             let name = mutator.name();
             let mutations = mutator.mutate(&file, entity, site_seed(options.seed, entity, name));
@@ -268,43 +276,241 @@ fn process_file(
                     stats.capped += mutations.len() - i;
                     break;
                 }
-                let Ok(after) = mutation.apply(&file.text) else {
-                    stats.invalid_edit += 1;
-                    continue;
-                };
-                match changes_ast(module, &after) {
-                    Verdict::Unparsable => stats.unparsable += 1,
-                    Verdict::Unchanged => stats.unchanged += 1,
-                    Verdict::Changed => {
-                        let patch = Patch::from_changes(&[FileChange::modified(
-                            path,
-                            file.text.as_str(),
-                            after,
-                        )]);
-                        let entities = if mutation.entities.is_empty() {
-                            vec![entity.id()]
-                        } else {
-                            mutation.entities.clone()
-                        };
-                        let candidate = Candidate::new(
-                            repo,
-                            base_commit,
-                            mutation.strategy.as_str(),
-                            entities,
-                            mutation.description.as_str(),
-                            patch,
-                        );
-                        if seen.insert(candidate.id.clone()) {
-                            kept += 1;
-                            stats.emitted += 1;
-                            result.candidates.push(candidate);
-                        } else {
-                            stats.duplicate += 1;
-                        }
+                let patch = match bug_patch(&file, module, &lines, &mut region, mutation) {
+                    Ok(patch) => patch,
+                    Err(Verdict::Unparsable) => {
+                        stats.unparsable += 1;
+                        continue;
                     }
+                    Err(Verdict::Unchanged) => {
+                        stats.unchanged += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        stats.invalid_edit += 1;
+                        continue;
+                    }
+                };
+                let entities = if mutation.entities.is_empty() {
+                    vec![entity.id()]
+                } else {
+                    mutation.entities.clone()
+                };
+                let candidate = Candidate::new(
+                    repo,
+                    base_commit,
+                    mutation.strategy.as_str(),
+                    entities,
+                    mutation.description.as_str(),
+                    patch,
+                );
+                if seen.insert(candidate.id.clone()) {
+                    kept += 1;
+                    stats.emitted += 1;
+                    result.candidates.push(candidate);
+                } else {
+                    stats.duplicate += 1;
                 }
             }
         }
     }
     result
+}
+
+/// Byte offsets of line starts, for line numbers without rescanning.
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        LineIndex(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+
+    /// 0-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|s| *s <= offset) - 1
+    }
+
+    /// First byte of 0-based `line`, or `len` past the last line.
+    fn start(&self, line: usize, len: usize) -> usize {
+        self.0.get(line).copied().unwrap_or(len)
+    }
+}
+
+/// An entity's full lines and, parsed once, the AST of those lines on their
+/// own. Mutations inside it are checked by re-parsing just this region, so
+/// the cost of a candidate does not grow with the size of its file.
+struct Region {
+    start: usize,
+    end: usize,
+    /// The lines are indented: wrap them in a block so they parse alone.
+    indented: bool,
+    original: Option<Option<Parsed<ModModule>>>,
+}
+
+impl Region {
+    fn new(text: &str, entity: &Entity) -> Self {
+        let start = text[..entity.range.start].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[entity.range.end..]
+            .find('\n')
+            .map_or(text.len(), |i| entity.range.end + i + 1);
+        Region {
+            start,
+            end,
+            indented: start < entity.range.start,
+            original: None,
+        }
+    }
+
+    fn snippet(&self, lines: &str) -> String {
+        if self.indented {
+            format!("if True:\n{lines}")
+        } else {
+            lines.to_string()
+        }
+    }
+
+    fn original(&mut self, text: &str) -> Option<&ModModule> {
+        if self.original.is_none() {
+            let snippet = self.snippet(&text[self.start..self.end]);
+            self.original = Some(ruff_python_parser::parse_module(&snippet).ok());
+        }
+        self.original
+            .as_ref()
+            .and_then(|p| p.as_ref())
+            .map(Parsed::syntax)
+    }
+}
+
+/// The patch planting `mutation`, or why it is dropped (`Verdict::Changed`
+/// stands for invalid edits here).
+fn bug_patch(
+    file: &SourceFile,
+    module: &ModModule,
+    lines: &LineIndex,
+    region: &mut Region,
+    mutation: &Mutation,
+) -> std::result::Result<Patch, Verdict> {
+    let text = file.text.as_str();
+    let inside = mutation
+        .edits
+        .iter()
+        .all(|e| region.start <= e.range.start && e.range.end <= region.end);
+    if inside && region.original(text).is_some() {
+        let shifted: Vec<Edit> = mutation
+            .edits
+            .iter()
+            .map(|e| {
+                Edit::replacement(
+                    e.content.clone(),
+                    e.range.start - region.start,
+                    e.range.end - region.start,
+                )
+            })
+            .collect();
+        let new_lines =
+            apply_edits(&text[region.start..region.end], &shifted).map_err(|_| Verdict::Changed)?;
+        let snippet = region.snippet(&new_lines);
+        let original = region.original(text).expect("checked above");
+        match changes_ast(original, &snippet) {
+            Verdict::Changed => {}
+            other => return Err(other),
+        }
+        if let Some(patch) = window_patch(file, lines, region, &new_lines) {
+            return Ok(patch);
+        }
+        let after = format!(
+            "{}{new_lines}{}",
+            &text[..region.start],
+            &text[region.end..]
+        );
+        return Ok(Patch::from_changes(&[FileChange::modified(
+            file.path.as_str(),
+            text,
+            after,
+        )]));
+    }
+    let after = mutation.apply(text).map_err(|_| Verdict::Changed)?;
+    match changes_ast(module, &after) {
+        Verdict::Changed => Ok(Patch::from_changes(&[FileChange::modified(
+            file.path.as_str(),
+            text,
+            after,
+        )])),
+        other => Err(other),
+    }
+}
+
+/// Lines of unchanged text diffed around a region: enough that the diff's
+/// three context lines never run into the window's edge.
+const WINDOW_MARGIN: usize = 6;
+
+/// The unified diff of replacing the region's lines with `new_lines`, made
+/// from a window around the region instead of the whole file; `None` if a
+/// hunk's context reaches the window's edge (then the whole file is diffed).
+fn window_patch(
+    file: &SourceFile,
+    lines: &LineIndex,
+    region: &Region,
+    new_lines: &str,
+) -> Option<Patch> {
+    let text = file.text.as_str();
+    let first = lines.line_of(region.start);
+    let last = lines.line_of(region.end.saturating_sub(1).max(region.start));
+    let from_line = first.saturating_sub(WINDOW_MARGIN);
+    let from = lines.start(from_line, text.len());
+    let to = lines.start(last + 1 + WINDOW_MARGIN, text.len());
+    let before = &text[from..to];
+    let after = format!(
+        "{}{new_lines}{}",
+        &text[from..region.start],
+        &text[region.end..to]
+    );
+    let window = Patch::from_changes(&[FileChange::modified(file.path.as_str(), before, after)]);
+    let at_top = from_line == 0;
+    let at_bottom = to == text.len();
+    for hunk in window.files().ok()?.iter().flat_map(|f| f.hunks.iter()) {
+        let leading = hunk
+            .lines
+            .iter()
+            .take_while(|l| l.kind == LineKind::Context)
+            .count();
+        let trailing = hunk
+            .lines
+            .iter()
+            .rev()
+            .take_while(|l| l.kind == LineKind::Context)
+            .count();
+        if (leading < 3 && !at_top) || (trailing < 3 && !at_bottom) {
+            return None;
+        }
+    }
+    if from_line == 0 {
+        return Some(window);
+    }
+    let mut shifted = String::with_capacity(window.as_str().len());
+    for line in window.as_str().split_inclusive('\n') {
+        match line
+            .strip_prefix("@@ -")
+            .and_then(|rest| shift_header(rest, from_line))
+        {
+            Some(header) => shifted.push_str(&header),
+            None => shifted.push_str(line),
+        }
+    }
+    Some(Patch::from_text(shifted))
+}
+
+/// `a,b +c,d @@\n` with `offset` added to both starts, as a full header.
+fn shift_header(rest: &str, offset: usize) -> Option<String> {
+    let (ranges, tail) = rest.split_once(" @@")?;
+    let (old, new) = ranges.split_once(" +")?;
+    let shift = |r: &str| -> Option<String> {
+        let (start, len) = r.split_once(',')?;
+        Some(format!("{},{len}", start.parse::<usize>().ok()? + offset))
+    };
+    Some(format!("@@ -{} +{} @@{tail}", shift(old)?, shift(new)?))
 }

@@ -134,10 +134,34 @@ pub(crate) fn operand_text(src: &str, expr: &Expr, min: OperatorPrecedence) -> S
     }
 }
 
-/// Whether a decimal integer literal is written plainly (no `0x`, `_`, ...),
-/// so that its text can be rewritten from its value.
-pub(crate) fn plain_decimal(t: &str) -> bool {
-    !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) && (t == "0" || !t.starts_with('0'))
+/// An operand as written: its span including any parentheses wrapping it
+/// inside `outer` (the parent's range), and its text ready to be moved to a
+/// position needing at least precedence `min`.
+pub(crate) fn operand(
+    src: &str,
+    expr: &Expr,
+    outer: (usize, usize),
+    min: OperatorPrecedence,
+) -> ((usize, usize), String) {
+    let (mut s, mut e) = span(expr);
+    let mut wrapped = false;
+    loop {
+        let before = src[outer.0..s].trim_end_matches([' ', '\t', '\r', '\n', '\\', '\x0c']);
+        let after = src[e..outer.1].trim_start_matches([' ', '\t', '\r', '\n', '\\', '\x0c']);
+        if before.ends_with('(') && after.starts_with(')') {
+            s = outer.0 + before.len() - 1;
+            e = outer.1 - after.len() + 1;
+            wrapped = true;
+        } else {
+            break;
+        }
+    }
+    let text = if wrapped {
+        src[s..e].to_string()
+    } else {
+        operand_text(src, expr, min)
+    };
+    ((s, e), text)
 }
 
 #[cfg(test)]
@@ -158,6 +182,5 @@ mod tests {
         assert_eq!(&src[s..e], "not  in");
         assert_eq!(find_token(src, (x_end, y), "in"), None);
         assert_eq!(newline_of("a\r\nb"), "\r\n");
-        assert!(plain_decimal("10") && !plain_decimal("0x1") && !plain_decimal("1_0"));
     }
 }

@@ -240,10 +240,11 @@ impl Mutator for Procedural {
         if !self.eligible(entity) {
             return Vec::new();
         }
-        let Ok(parsed) = cached_parse(file) else {
+        let parsed = cached_parse(file);
+        let Ok(module) = parsed.module() else {
             return Vec::new();
         };
-        let Some(def) = find_def(parsed.syntax(), entity) else {
+        let Some(def) = find_def(module, entity) else {
             return Vec::new();
         };
         let cx = Ctx::new(&file.text, entity, def);
@@ -251,50 +252,85 @@ impl Mutator for Procedural {
     }
 }
 
-struct CachedParse {
-    text: String,
+/// A parsed file, shared between the mutators run on it.
+pub(crate) struct CachedParse {
+    /// The text parsed, kept to recognise the same file by content.
+    text: Option<String>,
     parsed: std::result::Result<Parsed<ModModule>, String>,
 }
 
+impl CachedParse {
+    /// Parse `file` (the error is the parser's message).
+    pub(crate) fn parse(file: &SourceFile, keep_text: bool) -> Rc<CachedParse> {
+        let parsed = crate::parse::parse(&file.path, &file.text).map_err(|e| match e {
+            smith_core::Error::Parse { message, .. } => message,
+            other => other.to_string(),
+        });
+        Rc::new(CachedParse {
+            text: keep_text.then(|| file.text.clone()),
+            parsed,
+        })
+    }
+
+    /// The module, or the parse error.
+    pub(crate) fn module(&self) -> std::result::Result<&ModModule, &str> {
+        match &self.parsed {
+            Ok(parsed) => Ok(parsed.syntax()),
+            Err(message) => Err(message),
+        }
+    }
+}
+
 thread_local! {
+    /// The last file parsed through the standalone [`Mutator`] interface.
     static LAST_PARSE: RefCell<Option<Rc<CachedParse>>> = const { RefCell::new(None) };
+    /// The file `generate` is working on: its text's address and length
+    /// (exact while the text is alive, which the guard ensures) and parse.
+    static ACTIVE: RefCell<Option<(usize, usize, Rc<CachedParse>)>> = const { RefCell::new(None) };
 }
 
-/// This thread's parse of `file`, parsing only when the text changed; the
-/// error message if it does not parse.
-pub(crate) fn cached_parse(file: &SourceFile) -> std::result::Result<ParsedRef, String> {
-    let hit = LAST_PARSE.with(|c| c.borrow().as_ref().filter(|p| p.text == file.text).cloned());
-    let entry = match hit {
-        Some(entry) => entry,
-        None => {
-            let parsed = crate::parse::parse(&file.path, &file.text).map_err(|e| match e {
-                smith_core::Error::Parse { message, .. } => message,
-                other => other.to_string(),
-            });
-            let entry = Rc::new(CachedParse {
-                text: file.text.clone(),
-                parsed,
-            });
-            LAST_PARSE.with(|c| *c.borrow_mut() = Some(entry.clone()));
-            entry
-        }
-    };
-    match &entry.parsed {
-        Ok(_) => Ok(ParsedRef(entry)),
-        Err(message) => Err(message.clone()),
+/// While alive, mutators on this thread reuse `parsed` for `file` without
+/// comparing its text.
+pub(crate) struct ActiveFile(());
+
+impl ActiveFile {
+    pub(crate) fn set(file: &SourceFile, parsed: Rc<CachedParse>) -> ActiveFile {
+        let key = (file.text.as_ptr() as usize, file.text.len());
+        ACTIVE.with(|a| *a.borrow_mut() = Some((key.0, key.1, parsed)));
+        ActiveFile(())
     }
 }
 
-/// A shared handle on a cached parse.
-pub(crate) struct ParsedRef(Rc<CachedParse>);
-
-impl ParsedRef {
-    pub(crate) fn syntax(&self) -> &ModModule {
-        match &self.0.parsed {
-            Ok(parsed) => parsed.syntax(),
-            Err(_) => unreachable!("ParsedRef is only made from a successful parse"),
-        }
+impl Drop for ActiveFile {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| *a.borrow_mut() = None);
     }
+}
+
+/// This thread's parse of `file`: the active file, the last parsed file if
+/// its text is the same, or a fresh parse.
+fn cached_parse(file: &SourceFile) -> Rc<CachedParse> {
+    let key = (file.text.as_ptr() as usize, file.text.len());
+    let active = ACTIVE.with(|a| {
+        a.borrow()
+            .as_ref()
+            .filter(|(ptr, len, _)| (*ptr, *len) == key)
+            .map(|(_, _, parsed)| parsed.clone())
+    });
+    if let Some(parsed) = active {
+        return parsed;
+    }
+    let hit = LAST_PARSE.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|p| p.text.as_deref() == Some(file.text.as_str()))
+            .cloned()
+    });
+    hit.unwrap_or_else(|| {
+        let entry = CachedParse::parse(file, true);
+        LAST_PARSE.with(|c| *c.borrow_mut() = Some(entry.clone()));
+        entry
+    })
 }
 
 /// The definition whose range (decorators included) is the entity's.

@@ -12,7 +12,7 @@ use smith_core::Edit;
 use super::{Ctx, Proposal, Rule};
 use crate::entities::Def;
 use crate::rng::Rng;
-use crate::text::{find_token, operand_text, plain_decimal, span, text};
+use crate::text::{find_token, operand, operand_text, span, text};
 
 /// Replacement operators within an operator's family.
 fn op_family(op: Operator) -> &'static [Operator] {
@@ -139,27 +139,34 @@ impl Rule for Swap {
     }
     fn propose(&self, cx: &Ctx<'_>, _rng: &mut Rng) -> Vec<Proposal> {
         let mut out = Vec::new();
-        let mut swap = |left: &Expr,
+        let mut swap = |parent: &Expr,
+                        left: &Expr,
                         right: &Expr,
                         (lp, rp): (OperatorPrecedence, OperatorPrecedence),
                         op: &str| {
-            let (lt, rt) = (text(cx.src, left), text(cx.src, right));
-            if lt == rt {
+            if text(cx.src, left) == text(cx.src, right) {
                 return;
             }
-            let (ls, le) = span(left);
-            let (rs, re) = span(right);
+            let outer = span(parent);
+            let ((ls, le), left_text) = operand(cx.src, left, outer, rp);
+            let ((rs, re), right_text) = operand(cx.src, right, outer, lp);
             out.push(Proposal::new(
                 vec![
-                    Edit::replacement(operand_text(cx.src, right, lp), ls, le),
-                    Edit::replacement(operand_text(cx.src, left, rp), rs, re),
+                    Edit::replacement(right_text, ls, le),
+                    Edit::replacement(left_text, rs, re),
                 ],
                 format!("swapped the operands of `{op}`"),
             ));
         };
         for expr in &cx.exprs {
             match expr {
-                Expr::BinOp(b) => swap(&b.left, &b.right, operand_precedence(b.op), b.op.as_str()),
+                Expr::BinOp(b) => swap(
+                    expr,
+                    &b.left,
+                    &b.right,
+                    operand_precedence(b.op),
+                    b.op.as_str(),
+                ),
                 // `==`, `!=`, `is` and `is not` are symmetric: swapping
                 // their operands cannot plant a bug.
                 Expr::Compare(c)
@@ -170,7 +177,7 @@ impl Rule for Swap {
                         ) =>
                 {
                     let p = next_level(OperatorPrecedence::ComparisonsMembershipIdentity);
-                    swap(&c.left, &c.comparators[0], (p, p), c.ops[0].as_str())
+                    swap(expr, &c.left, &c.comparators[0], (p, p), c.ops[0].as_str())
                 }
                 _ => {}
             }
@@ -195,21 +202,13 @@ impl Rule for BreakChains {
         for expr in &cx.exprs {
             let Expr::BinOp(outer) = expr else { continue };
             let (lp, rp) = operand_precedence(outer.op);
-            if let Expr::BinOp(inner) = outer.left.as_ref() {
-                let (s, e) = span(inner);
+            let outer_span = span(*expr);
+            for (side, min) in [(outer.left.as_ref(), lp), (outer.right.as_ref(), rp)] {
+                let Expr::BinOp(inner) = side else { continue };
+                let ((s, e), _) = operand(cx.src, side, outer_span, min);
+                let (_, kept) = operand(cx.src, &inner.left, span(side), min);
                 out.push(Proposal::one(
-                    Edit::replacement(operand_text(cx.src, &inner.left, lp), s, e),
-                    format!(
-                        "`{}` lost its `{} …` link",
-                        text(cx.src, inner),
-                        inner.op.as_str()
-                    ),
-                ));
-            }
-            if let Expr::BinOp(inner) = outer.right.as_ref() {
-                let (s, e) = span(inner);
-                out.push(Proposal::one(
-                    Edit::replacement(operand_text(cx.src, &inner.left, rp), s, e),
+                    Edit::replacement(kept, s, e),
                     format!(
                         "`{}` lost its `{} …` link",
                         text(cx.src, inner),
@@ -222,14 +221,13 @@ impl Rule for BreakChains {
     }
 }
 
-/// Whether an expression sits where an integer literal means an index,
-/// count or bound: anything outside annotations qualifies.
-fn int_literal(src: &str, expr: &Expr) -> Option<u64> {
+/// The value of an integer literal (any base; rewritten in decimal).
+fn int_literal(expr: &Expr) -> Option<u64> {
     match expr {
         Expr::NumberLiteral(ast::ExprNumberLiteral {
             value: Number::Int(i),
             ..
-        }) if plain_decimal(text(src, expr)) => i.as_u64(),
+        }) => i.as_u64(),
         _ => None,
     }
 }
@@ -247,7 +245,7 @@ impl Rule for ChangeConst {
     fn propose(&self, cx: &Ctx<'_>, rng: &mut Rng) -> Vec<Proposal> {
         let mut out = Vec::new();
         for expr in &cx.exprs {
-            let Some(v) = int_literal(cx.src, expr) else {
+            let Some(v) = int_literal(expr) else {
                 continue;
             };
             let new = if v == 0 || rng.below(2) == 0 {
@@ -451,11 +449,18 @@ impl Rule for OffByOne {
         let mut out = Vec::new();
         for bound in bounds {
             let (s, e) = span(bound);
-            let delta = if rng.below(2) == 0 { "+" } else { "-" };
-            let t = operand_text(cx.src, bound, OperatorPrecedence::AddSub);
+            let up = rng.below(2) == 0;
+            let new = match int_literal(bound) {
+                Some(v) if up || v == 0 => (v + 1).to_string(),
+                Some(v) => (v - 1).to_string(),
+                None => {
+                    let t = operand_text(cx.src, bound, OperatorPrecedence::AddSub);
+                    format!("{t} {} 1", if up { "+" } else { "-" })
+                }
+            };
             out.push(Proposal::one(
-                Edit::replacement(format!("{t} {delta} 1"), s, e),
-                format!("bound `{}` became `{t} {delta} 1`", text(cx.src, bound)),
+                Edit::replacement(new.clone(), s, e),
+                format!("bound `{}` became `{new}`", text(cx.src, bound)),
             ));
         }
         out
@@ -525,7 +530,7 @@ impl Rule for ParamDefault {
                 Expr::BooleanLiteral(b) => (if b.value { "False" } else { "True" }).to_string(),
                 Expr::StringLiteral(lit) if !lit.value.is_empty() => "\"\"".to_string(),
                 Expr::NoneLiteral(_) => continue,
-                _ => match int_literal(cx.src, default) {
+                _ => match int_literal(default) {
                     Some(v) if v == 0 || rng.below(2) == 0 => (v + 1).to_string(),
                     Some(v) => (v - 1).to_string(),
                     None => continue,
@@ -622,12 +627,13 @@ impl Rule for ArgSwap {
                 continue;
             }
             let min = OperatorPrecedence::IfElse;
-            let (as_, ae) = span(a);
-            let (bs, be) = span(b);
+            let outer = span(&c.arguments);
+            let ((as_, ae), a_text) = operand(cx.src, a, outer, min);
+            let ((bs, be), b_text) = operand(cx.src, b, outer, min);
             out.push(Proposal::new(
                 vec![
-                    Edit::replacement(operand_text(cx.src, b, min), as_, ae),
-                    Edit::replacement(operand_text(cx.src, a, min), bs, be),
+                    Edit::replacement(b_text, as_, ae),
+                    Edit::replacement(a_text, bs, be),
                 ],
                 format!(
                     "swapped arguments {} and {} of `{}`",
