@@ -76,6 +76,12 @@ fn candidates() -> Vec<Candidate> {
             "VERSION = \"1.1\"",
         ),
         mutate("mean", "calc/stats.py", "if not xs:", "if xs:"),
+        mutate(
+            "import",
+            "calc/stats.py",
+            "from .ops import add, div",
+            "from .ops import add, div, nothing",
+        ),
         unappliable,
     ]
 }
@@ -181,8 +187,8 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
             ..options.clone()
         },
     );
-    assert_eq!(selected.len(), 8);
-    assert_eq!(full.len(), 8);
+    assert_eq!(selected.len(), 9);
+    assert_eq!(full.len(), 9);
 
     let verdict = |m: &BTreeMap<String, Validation>, k: &str| m[k].verdict.clone();
     let Verdict::Kept {
@@ -232,6 +238,15 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
             "tests/test_stats.py::test_mean",
             "tests/test_stats.py::test_mean_empty"
         ])
+    );
+
+    // The package no longer imports, so neither does the conftest: pytest
+    // stops before collecting and every test counts as broken.
+    assert_eq!(
+        verdict(&selected, "import"),
+        Verdict::Invalid {
+            reason: "every test broke (16 failed)".into()
+        }
     );
 
     // Same labels both ways, and confirm agrees for every kept candidate.

@@ -1,0 +1,204 @@
+//! The validator's scheduling and bookkeeping with in-memory workspaces and
+//! executors: no Python needed.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use smith_core::memory::{MemorySandbox, ScriptedExecutor};
+use smith_core::{
+    Baseline, Candidate, Error, Executor, FileChange, Patch, Result, RunOptions, Sandbox, TestId,
+    TestReport, TestSelection, Verdict, Workspace,
+};
+use smith_validate::{run_baseline, validate, ValidateOptions};
+
+const SRC: &str = "def add(a, b):\n    return a + b\n\n\ndef neg(a):\n    return -a\n";
+
+fn sandbox() -> MemorySandbox {
+    MemorySandbox::new([("m.py".to_string(), SRC.to_string())])
+}
+
+fn tests() -> ScriptedExecutor {
+    ScriptedExecutor::new()
+        .test("t.py::add", "m.py", "a + b")
+        .test("t.py::neg", "m.py", "return -a")
+}
+
+fn cand(from: &str, to: &str) -> Candidate {
+    Candidate::new(
+        "o/r",
+        "c",
+        format!("{from}->{to}"),
+        vec![],
+        "",
+        Patch::from_changes(&[FileChange::modified(
+            "m.py",
+            SRC,
+            &SRC.replacen(from, to, 1),
+        )]),
+    )
+}
+
+fn baseline(exec: &dyn Executor) -> Baseline {
+    let mut ws = sandbox().workspace().unwrap();
+    run_baseline(&mut ws, exec, 2, "o/r", "c", &RunOptions::default()).unwrap()
+}
+
+#[test]
+fn every_candidate_is_reported_once_with_many_workers() {
+    let exec = tests();
+    let b = baseline(&exec);
+    let mut candidates: Vec<Candidate> = (0..20)
+        .map(|i| cand("a + b", &format!("a + b + {i}")))
+        .collect();
+    candidates.push(cand("return -a", "return a"));
+    let stale = Candidate::new(
+        "o/r",
+        "c",
+        "stale",
+        vec![],
+        "",
+        Patch::from_changes(&[FileChange::modified("m.py", "x = 1\n", "x = 2\n")]),
+    );
+    candidates.push(stale.clone());
+    let seen = Mutex::new(Vec::new());
+    validate(
+        &sandbox(),
+        &exec,
+        &b,
+        None,
+        &candidates,
+        &ValidateOptions {
+            workers: 4,
+            ..ValidateOptions::default()
+        },
+        &|c, v| seen.lock().unwrap().push((c.id.clone(), v.clone())),
+    )
+    .unwrap();
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), candidates.len());
+    let ids: BTreeSet<&String> = seen.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), candidates.len());
+    for (id, v) in &seen {
+        assert_eq!(*id, v.candidate_id);
+        if *id == stale.id {
+            assert!(matches!(v.verdict, Verdict::Unappliable { .. }), "{v:?}");
+        } else if v.strategy == "return -a->return a" {
+            assert_eq!(
+                v.verdict,
+                Verdict::Kept {
+                    fail_to_pass: [TestId::from("t.py::neg")].into(),
+                    pass_to_pass: [TestId::from("t.py::add")].into(),
+                }
+            );
+        } else {
+            // `a + b + i` still contains `a + b`: the scripted test passes.
+            assert_eq!(v.verdict, Verdict::NoTestBroke, "{v:?}");
+        }
+    }
+}
+
+/// Drops one test from its first report, as a crashed or cut-off run would.
+#[derive(Debug)]
+struct Forgetful {
+    inner: ScriptedExecutor,
+    calls: AtomicUsize,
+    forget_until: usize,
+}
+
+impl Executor for Forgetful {
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut report = self.inner.run_tests(workspace, selection, options)?;
+        if call < self.forget_until {
+            report.outcomes.remove(&TestId::from("t.py::add"));
+        }
+        Ok(report)
+    }
+}
+
+fn run_one(exec: &dyn Executor, b: &Baseline, c: &Candidate) -> Verdict {
+    let out = Mutex::new(None);
+    validate(
+        &sandbox(),
+        exec,
+        b,
+        None,
+        std::slice::from_ref(c),
+        &ValidateOptions::default(),
+        &|_, v| *out.lock().unwrap() = Some(v.verdict.clone()),
+    )
+    .unwrap();
+    out.into_inner().unwrap().unwrap()
+}
+
+#[test]
+fn a_test_missing_once_is_rerun_and_missing_twice_is_invalid() {
+    let b = baseline(&tests());
+    let c = cand("return -a", "return a");
+    let once = Forgetful {
+        inner: tests(),
+        calls: AtomicUsize::new(0),
+        forget_until: 1,
+    };
+    assert!(run_one(&once, &b, &c).is_kept());
+    assert_eq!(once.calls.load(Ordering::SeqCst), 2, "one run, one re-run");
+
+    let always = Forgetful {
+        inner: tests(),
+        calls: AtomicUsize::new(0),
+        forget_until: usize::MAX,
+    };
+    assert_eq!(
+        run_one(&always, &b, &c),
+        Verdict::Invalid {
+            reason: "1 selected test(s) missing from the report, e.g. t.py::add".into()
+        }
+    );
+}
+
+#[derive(Debug)]
+struct Broken;
+
+impl Sandbox for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn workspace(&self) -> Result<Box<dyn Workspace>> {
+        Err(Error::invalid("workspace", "no disk"))
+    }
+}
+
+#[test]
+fn machinery_errors_stop_the_run_and_record_nothing() {
+    let exec = tests();
+    let b = baseline(&exec);
+    let called = AtomicUsize::new(0);
+    let err = validate(
+        &Broken,
+        &exec,
+        &b,
+        None,
+        &[cand("return -a", "return a")],
+        &ValidateOptions::default(),
+        &|_, _| {
+            called.fetch_add(1, Ordering::SeqCst);
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no disk"));
+    assert_eq!(called.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_baseline_without_tests_is_an_error() {
+    let empty = ScriptedExecutor::new();
+    let mut ws = sandbox().workspace().unwrap();
+    let err = run_baseline(&mut ws, &empty, 3, "o/r", "c", &RunOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("reported no tests"), "{err}");
+}
