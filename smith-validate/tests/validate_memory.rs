@@ -31,11 +31,7 @@ fn cand(from: &str, to: &str) -> Candidate {
         format!("{from}->{to}"),
         vec![],
         "",
-        Patch::from_changes(&[FileChange::modified(
-            "m.py",
-            SRC,
-            &SRC.replacen(from, to, 1),
-        )]),
+        Patch::from_changes(&[FileChange::modified("m.py", SRC, SRC.replacen(from, to, 1))]),
     )
 }
 
