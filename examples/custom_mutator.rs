@@ -22,7 +22,9 @@ impl Mutator for RangeOffByOne {
             let open = entity.range.start + pos + "range(".len();
             // Find the matching `)` of a single-argument call.
             let rest = &file.text[open..entity.range.end];
-            let Some(close) = rest.find(')') else { continue };
+            let Some(close) = rest.find(')') else {
+                continue;
+            };
             let arg = &rest[..close];
             if arg.is_empty() || arg.contains([',', '(']) {
                 continue;
@@ -40,7 +42,9 @@ impl Mutator for RangeOffByOne {
 }
 
 fn try_main() -> Result<(), Box<dyn std::error::Error>> {
-    let repo = std::env::args().nth(1).unwrap_or_else(|| "examples/demo-repo".into());
+    let repo = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "examples/demo-repo".into());
     let root = std::path::Path::new(&repo);
     let files = python_files(root, &FileOptions::default())?;
     let mut mutators = procedural_mutators();
@@ -53,7 +57,11 @@ fn try_main() -> Result<(), Box<dyn std::error::Error>> {
     for c in &generated.candidates {
         println!("{} {}", &c.id[..8], c.description);
     }
-    println!("{} candidates from {} files", generated.candidates.len(), generated.files);
+    println!(
+        "{} candidates from {} files",
+        generated.candidates.len(),
+        generated.files
+    );
     Ok(())
 }
 

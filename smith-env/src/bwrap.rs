@@ -222,8 +222,7 @@ impl Workspace for BwrapWorkspace {
         // that PATH, so the venv comes first inside too.
         cmd.args(&argv)
             .env_remove("PYTHONHOME")
-            .envs(&self.base_env)
-            .envs(&command.env)
+            .envs(crate::local::merged_env(&self.base_env, &command.env))
             .env("TMPDIR", "/tmp");
         run_command(cmd, &command.display(), options)
     }

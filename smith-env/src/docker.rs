@@ -255,7 +255,7 @@ pub fn exec_args(
         None => TESTBED.to_string(),
     };
     let mut args = vec!["exec".to_string(), "-w".to_string(), cwd];
-    for (k, v) in env.iter().chain(&command.env) {
+    for (k, v) in crate::local::merged_env(env, &command.env) {
         args.extend(["-e".to_string(), format!("{k}={v}")]);
     }
     args.push(name.to_string());

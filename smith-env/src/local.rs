@@ -112,9 +112,29 @@ pub(crate) fn host_command(
     cmd.args(&command.args)
         .current_dir(cwd)
         .env_remove("PYTHONHOME")
-        .envs(base_env)
-        .envs(&command.env);
+        .envs(merged_env(base_env, &command.env));
     Ok(cmd)
+}
+
+/// The environment of one command: the workspace's, overridden by the
+/// command's, except `PYTHONPATH`, where the command's entries go first and
+/// the workspace's follow. The workspace's entries point imports at its own
+/// copy of the code; dropping them would silently test the original tree.
+pub(crate) fn merged_env(
+    base_env: &BTreeMap<String, String>,
+    command_env: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = base_env.clone();
+    for (k, v) in command_env {
+        let value = match (k.as_str(), base_env.get(k)) {
+            ("PYTHONPATH", Some(base)) if !base.is_empty() && !v.is_empty() => {
+                format!("{v}:{base}")
+            }
+            _ => v.clone(),
+        };
+        env.insert(k.clone(), value);
+    }
+    env
 }
 
 impl Workspace for LocalWorkspace {
@@ -141,5 +161,25 @@ impl Workspace for LocalWorkspace {
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
         let cmd = host_command(self.tree.root(), &self.base_env, command)?;
         run_command(cmd, &command.display(), options)
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn command_pythonpath_goes_before_the_workspace_one() {
+        let base = BTreeMap::from([
+            ("PYTHONPATH".to_string(), "/ws/src".to_string()),
+            ("A".to_string(), "1".to_string()),
+        ]);
+        let cmd = BTreeMap::from([
+            ("PYTHONPATH".to_string(), ".smith".to_string()),
+            ("A".to_string(), "2".to_string()),
+        ]);
+        let env = merged_env(&base, &cmd);
+        assert_eq!(env["PYTHONPATH"], ".smith:/ws/src");
+        assert_eq!(env["A"], "2");
     }
 }

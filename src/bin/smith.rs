@@ -1,1 +1,430 @@
-fn main() {}
+//! The `smith` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use smith::pipeline::{Config, Event, Pipeline, SandboxKind, Summary};
+use smith::validate::SelectionMode;
+use smith::{Candidate, Error, Shard};
+
+/// Exit codes that mean something to scripts.
+mod exit {
+    /// Bad input: missing path, not a Python project, bad record or option.
+    pub const INPUT: u8 = 3;
+    /// The Python environment could not be built or its tests not collected.
+    pub const ENVIRONMENT: u8 = 4;
+    /// Anything else.
+    pub const FAILURE: u8 = 1;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "smith",
+    version,
+    about = "Turn Python repositories into validated bug-fix training tasks."
+)]
+struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the whole pipeline: environment, baseline, mutate, validate, issues.
+    Run(RunArgs),
+    /// Detect and build a repository's Python environment and print its spec.
+    Env(EnvArgs),
+    /// Generate bug candidates (no tests are run).
+    Mutate(MutateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// `owner/name` to record in tasks (default: git remote or `local/<dir>`).
+    #[arg(long)]
+    repo_name: Option<String>,
+    /// Seed for every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only these strategies (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    strategies: Option<Vec<String>>,
+    /// At most this many mutations per entity and strategy.
+    #[arg(long)]
+    max_per_entity: Option<usize>,
+    /// Process only shard K of N (`K/N`, 0-based).
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<Shard>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The repository (default: the bundled demo repository).
+    #[arg(default_value = "examples/demo-repo")]
+    repo: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "smith-out")]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+    /// Validate at most this many candidates (picked deterministically).
+    #[arg(long)]
+    max_candidates: Option<usize>,
+    /// Parallel validation workers (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Baseline repetitions (flaky-test detection).
+    #[arg(long, default_value_t = 3)]
+    baseline_runs: u32,
+    /// Which tests a candidate runs.
+    #[arg(long, value_enum, default_value_t = Selection::Coverage)]
+    selection: Selection,
+    /// Re-run kept candidates on the whole suite and measure label agreement.
+    #[arg(long)]
+    confirm: bool,
+    /// Sandbox for test runs.
+    #[arg(long, value_enum, default_value_t = SandboxArg::Local)]
+    sandbox: SandboxArg,
+    /// Where to cache virtualenvs (default: <out>/.env-cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct EnvArgs {
+    /// The repository.
+    #[arg(default_value = "examples/demo-repo")]
+    repo: PathBuf,
+    /// Output directory (the environment cache lives under it).
+    #[arg(long, default_value = "smith-out")]
+    out: PathBuf,
+    /// Where to cache virtualenvs.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct MutateArgs {
+    /// The repository.
+    #[arg(default_value = "examples/demo-repo")]
+    repo: PathBuf,
+    /// Where to write candidates.
+    #[arg(long, default_value = "smith-out/candidates.jsonl")]
+    out: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Selection {
+    /// Only the tests that execute the changed code.
+    Coverage,
+    /// The whole suite for every candidate.
+    Full,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum SandboxArg {
+    /// Temp-copy workspaces, no isolation.
+    Local,
+    /// Bubblewrap: read-only system, no network.
+    Bwrap,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse::<Shard>().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match try_main(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit_code(&err);
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{err:#}"), "exit_code": code })
+                );
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<Error>() {
+        Some(Error::Repo { .. } | Error::Record { .. } | Error::Invalid { .. }) => exit::INPUT,
+        Some(Error::Environment { .. }) => exit::ENVIRONMENT,
+        _ => exit::FAILURE,
+    }
+}
+
+fn try_main(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Run(args) => run(args, cli.json),
+        Command::Env(args) => env(args, cli.json),
+        Command::Mutate(args) => mutate(args, cli.json),
+    }
+}
+
+fn config_from(repo: &PathBuf, out: &PathBuf, common: &Common) -> Config {
+    let mut config = Config::new(repo, out);
+    config.repo_name = common.repo_name.clone();
+    config.seed = common.seed;
+    config.strategies = common.strategies.clone();
+    config.max_per_entity = common.max_per_entity;
+    config.shard = common.shard.unwrap_or(Shard::ALL);
+    config
+}
+
+/// Turns pipeline events into a spinner per stage and a bar for validation.
+fn progress_sink(quiet: bool) -> impl Fn(&Event) + Send + Sync + 'static {
+    let bar: Arc<Mutex<Option<ProgressBar>>> = Arc::new(Mutex::new(None));
+    move |event: &Event| {
+        if quiet {
+            return;
+        }
+        let mut slot = bar.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Stage { name, detail } => {
+                if let Some(b) = slot.take() {
+                    b.finish_and_clear();
+                }
+                let b = ProgressBar::new_spinner();
+                b.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix:>9} {msg} [{elapsed}]")
+                        .unwrap(),
+                );
+                b.set_prefix(name.to_string());
+                b.set_message(detail.clone());
+                b.enable_steady_tick(Duration::from_millis(120));
+                eprintln!("{name:>9} {detail}");
+                *slot = Some(b);
+            }
+            Event::Progress {
+                stage,
+                done,
+                total,
+                kept,
+            } => {
+                let b = slot.get_or_insert_with(ProgressBar::new_spinner);
+                if b.length() != Some(*total as u64) {
+                    b.set_length(*total as u64);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>9} [{bar:30}] {pos}/{len} {msg} eta {eta} [{elapsed}]",
+                        )
+                        .unwrap()
+                        .progress_chars("=> "),
+                    );
+                    b.set_prefix(stage.to_string());
+                }
+                b.set_position(*done as u64);
+                let rate = if *done > 0 {
+                    100.0 * *kept as f64 / *done as f64
+                } else {
+                    0.0
+                };
+                b.set_message(format!("kept {kept} ({rate:.0}%)"));
+            }
+            Event::Warning(w) => match slot.as_ref() {
+                Some(b) => b.println(format!("warning: {w}")),
+                None => eprintln!("warning: {w}"),
+            },
+        }
+    }
+}
+
+fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
+    let mut config = config_from(&args.repo, &args.out, &args.common);
+    config.max_candidates = args.max_candidates;
+    if let Some(w) = args.workers {
+        config.workers = w.max(1);
+    }
+    config.baseline_runs = args.baseline_runs.max(1);
+    config.selection = match args.selection {
+        Selection::Coverage => SelectionMode::Coverage,
+        Selection::Full => SelectionMode::Full,
+    };
+    config.confirm = args.confirm;
+    config.cache_dir = args.cache_dir.clone();
+    config.sandbox = match args.sandbox {
+        SandboxArg::Local => SandboxKind::Local,
+        SandboxArg::Bwrap => SandboxKind::Bwrap,
+    };
+    let summary = Pipeline::new(config)
+        .on_event(progress_sink(json))
+        .run()
+        .with_context(|| format!("smith run {}", args.repo.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "repository   {} @ {}",
+        s.repo,
+        &s.base_commit[..s.base_commit.len().min(12)]
+    );
+    println!(
+        "baseline     {} passing tests, {} flaky",
+        s.baseline_passing, s.baseline_flaky
+    );
+    println!(
+        "candidates   {} generated, {} validated",
+        s.candidates, s.validated
+    );
+    println!(
+        "kept         {} ({:.0}% yield), median {} FAIL_TO_PASS tests, median {} changed lines",
+        s.kept,
+        100.0 * s.yield_,
+        s.median_f2p,
+        s.median_changed_lines
+    );
+    println!("strategy                          validated   kept  yield");
+    for (name, st) in &s.strategies {
+        println!(
+            "  {name:<32} {:>9} {:>6} {:>5.0}%",
+            st.validated,
+            st.kept,
+            100.0 * st.yield_
+        );
+    }
+    let verdicts: Vec<String> = s.verdicts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("verdicts     {}", verdicts.join(", "));
+    if let Some(a) = s.confirm_agreement {
+        println!(
+            "confirm      {:.1}% of kept candidates agree with a full-suite run",
+            100.0 * a
+        );
+    }
+    if !s.skipped_files.is_empty() {
+        println!(
+            "skipped      {} files (see warnings)",
+            s.skipped_files.len()
+        );
+    }
+    println!(
+        "time         {:.1} s ({:.2} s per candidate validated)",
+        s.seconds, s.seconds_per_candidate
+    );
+    println!(
+        "tasks        {} instances in {}",
+        s.instances,
+        s.instances_path.display()
+    );
+}
+
+fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
+    let work = &args.out;
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let repo = smith::repo::open_repo(&args.repo, None, work)?;
+    let options = smith::env::EnvOptions::new(
+        args.cache_dir
+            .clone()
+            .unwrap_or_else(|| work.join(".env-cache")),
+    );
+    let started = std::time::Instant::now();
+    let env = smith::env::build_environment(&repo.root, &options)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "spec": env.spec, "venv": env.venv, "seconds": started.elapsed().as_secs_f64() })
+        );
+    } else {
+        println!("{}", serde_json::to_string_pretty(&env.spec)?);
+        println!(
+            "venv {} ({:.1} s)",
+            env.venv.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
+    let work = args
+        .out
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let repo = smith::repo::open_repo(&args.repo, args.common.repo_name.as_deref(), &work)?;
+    let files = smith::mutate::python_files(&repo.root, &Default::default())?;
+    let options = smith::mutate::GenerateOptions {
+        seed: args.common.seed,
+        strategies: args.common.strategies.clone(),
+        max_per_entity: args
+            .common
+            .max_per_entity
+            .or(smith::mutate::GenerateOptions::default().max_per_entity),
+        shard: args.common.shard.unwrap_or(Shard::ALL),
+        ..Default::default()
+    };
+    let spinner = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    spinner.set_message(format!("mutating {} files", files.len()));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let generated = smith::mutate::generate(
+        &repo.root,
+        &repo.name,
+        &repo.base_commit,
+        &files,
+        &smith::mutate::procedural_mutators(),
+        &options,
+    )?;
+    spinner.finish_and_clear();
+    smith::store::write_jsonl::<Candidate>(&args.out, &generated.candidates)?;
+    for s in &generated.skipped {
+        eprintln!("warning: skipped {}: {}", s.path, s.reason);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "candidates": generated.candidates.len(),
+                "files": generated.files,
+                "entities": generated.entities,
+                "skipped": generated.skipped.iter().map(|s| format!("{}: {}", s.path, s.reason)).collect::<Vec<_>>(),
+                "out": args.out,
+            })
+        );
+    } else {
+        println!("strategy                          proposed  dropped  emitted");
+        for (name, st) in &generated.stats {
+            println!(
+                "  {name:<32} {:>8} {:>8} {:>8}",
+                st.proposed,
+                st.dropped(),
+                st.emitted
+            );
+        }
+        println!(
+            "{} candidates from {} entities in {} files → {}",
+            generated.candidates.len(),
+            generated.entities,
+            generated.files,
+            args.out.display()
+        );
+    }
+    Ok(())
+}

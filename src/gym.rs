@@ -1,0 +1,282 @@
+//! An RL episode API over task instances: reset to the buggy tree, let an
+//! agent act, grade with the task's own FAIL_TO_PASS and PASS_TO_PASS tests.
+//!
+//! Workspaces are expensive to make (a copy of the repository) and cheap to
+//! reset (only touched files are restored), so a [`Task`] keeps a pool of
+//! them and episodes borrow one.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CommandSpec, Executor, Patch, Result, RunOptions, RunOutput, Sandbox, TaskInstance, TestId,
+    TestSelection, Workspace,
+};
+
+/// Which of a group of tests passed and which did not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResults {
+    /// Tests that passed.
+    pub passed: Vec<TestId>,
+    /// Tests that failed, errored or did not run.
+    pub failed: Vec<TestId>,
+}
+
+/// The result of grading one attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grade {
+    /// Every FAIL_TO_PASS and every PASS_TO_PASS test passes.
+    pub resolved: bool,
+    /// Whether the model's patch applied (an unappliable patch is unresolved).
+    pub applied: bool,
+    /// The task's FAIL_TO_PASS tests.
+    pub fail_to_pass: TestResults,
+    /// The task's PASS_TO_PASS tests.
+    pub pass_to_pass: TestResults,
+}
+
+impl Grade {
+    /// 1.0 when resolved, else 0.0: the usual sparse reward.
+    pub fn reward(&self) -> f64 {
+        if self.resolved {
+            1.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Split `tests` by whether `passed` holds them.
+fn split(tests: &[TestId], passed: &BTreeSet<TestId>) -> TestResults {
+    let mut r = TestResults::default();
+    for t in tests {
+        if passed.contains(t) {
+            r.passed.push(t.clone());
+        } else {
+            r.failed.push(t.clone());
+        }
+    }
+    r
+}
+
+/// Grade a run's passing set against an instance's lists (pure).
+pub fn grade_report(instance: &TaskInstance, passed: &BTreeSet<TestId>) -> Grade {
+    let fail_to_pass = split(&instance.fail_to_pass, passed);
+    let pass_to_pass = split(&instance.pass_to_pass, passed);
+    Grade {
+        resolved: fail_to_pass.failed.is_empty() && pass_to_pass.failed.is_empty(),
+        applied: true,
+        fail_to_pass,
+        pass_to_pass,
+    }
+}
+
+/// One task, ready to run episodes.
+#[derive(Debug)]
+pub struct Task {
+    instance: TaskInstance,
+    bug: Patch,
+    sandbox: Arc<dyn Sandbox>,
+    executor: Arc<dyn Executor>,
+    pool: Mutex<Vec<Box<dyn Workspace>>>,
+    options: RunOptions,
+}
+
+impl Task {
+    /// A task from an instance and the environment of its repository.
+    pub fn from_instance(
+        instance: TaskInstance,
+        sandbox: Arc<dyn Sandbox>,
+        executor: Arc<dyn Executor>,
+    ) -> Self {
+        let bug = Patch::from_text(instance.patch.clone());
+        Task {
+            instance,
+            bug,
+            sandbox,
+            executor,
+            pool: Mutex::new(Vec::new()),
+            options: RunOptions::default(),
+        }
+    }
+
+    /// Limits for commands and test runs.
+    pub fn with_run_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The instance.
+    pub fn instance(&self) -> &TaskInstance {
+        &self.instance
+    }
+
+    /// Start an episode: a workspace with the bug applied.
+    pub fn episode(&self) -> Result<Episode<'_>> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let workspace = match pooled {
+            Some(ws) => ws,
+            None => self.sandbox.workspace()?,
+        };
+        let mut episode = Episode {
+            task: self,
+            workspace: Some(workspace),
+            dirty: false,
+        };
+        episode.reset()?;
+        Ok(episode)
+    }
+
+    /// Grade a patch against the buggy tree in a fresh episode.
+    pub fn grade(&self, model_patch: &Patch) -> Result<Grade> {
+        self.episode()?.grade(model_patch)
+    }
+}
+
+/// One attempt at a task. Dropping it returns its workspace to the task's
+/// pool, unless commands may have changed files reset cannot restore.
+#[derive(Debug)]
+pub struct Episode<'t> {
+    task: &'t Task,
+    workspace: Option<Box<dyn Workspace>>,
+    dirty: bool,
+}
+
+impl Episode<'_> {
+    fn ws(&mut self) -> &mut dyn Workspace {
+        self.workspace
+            .as_deref_mut()
+            .expect("an episode always holds a workspace until dropped")
+    }
+
+    /// Back to the buggy tree.
+    pub fn reset(&mut self) -> Result<()> {
+        if self.dirty {
+            // Commands may have written anywhere; start from a new copy.
+            self.workspace = Some(self.task.sandbox.workspace()?);
+            self.dirty = false;
+        }
+        let bug = self.task.bug.clone();
+        let ws = self.ws();
+        ws.reset()?;
+        ws.apply(&bug)
+    }
+
+    /// The workspace, for reading and writing files.
+    pub fn workspace(&mut self) -> &mut dyn Workspace {
+        self.ws()
+    }
+
+    /// Run a command in the workspace, within the task's limits.
+    pub fn exec(&mut self, command: &CommandSpec) -> Result<RunOutput> {
+        self.dirty = true;
+        let options = self.task.options.clone();
+        self.ws().run(command, &options)
+    }
+
+    /// Run the task's tests on the workspace as it is now.
+    pub fn grade_current(&mut self) -> Result<Grade> {
+        let inst = &self.task.instance;
+        let tests: Vec<TestId> = inst
+            .fail_to_pass
+            .iter()
+            .chain(&inst.pass_to_pass)
+            .cloned()
+            .collect();
+        let executor = self.task.executor.clone();
+        let options = self.task.options.clone();
+        let report = executor.run_tests(self.ws(), &TestSelection::Only(tests), &options)?;
+        Ok(grade_report(inst, &report.passed()))
+    }
+
+    /// Reset to the buggy tree, apply `model_patch`, run the task's tests.
+    /// A patch that does not apply grades as unresolved with every test failed.
+    pub fn grade(&mut self, model_patch: &Patch) -> Result<Grade> {
+        self.reset()?;
+        if !model_patch.is_empty() && self.ws().apply(model_patch).is_err() {
+            let mut g = grade_report(&self.task.instance, &BTreeSet::new());
+            g.applied = false;
+            return Ok(g);
+        }
+        self.grade_current()
+    }
+}
+
+impl Drop for Episode<'_> {
+    fn drop(&mut self) {
+        if self.dirty {
+            return;
+        }
+        if let (Some(ws), Ok(mut pool)) = (self.workspace.take(), self.task.pool.lock()) {
+            pool.push(ws);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemorySandbox, ScriptedExecutor};
+    use crate::{Candidate, FileChange};
+
+    fn task() -> Task {
+        let clean = "def add(a, b):\n    return a + b\n";
+        let buggy = "def add(a, b):\n    return a - b\n";
+        let patch = Patch::from_changes(&[FileChange::modified("m.py", clean, buggy)]);
+        let c = Candidate::new(
+            "o/r",
+            "abc",
+            "func_pm_op_change",
+            vec!["m.py::add".into()],
+            "",
+            patch,
+        );
+        let inst = TaskInstance::new(
+            &c,
+            vec!["t::add".into()],
+            vec!["t::other".into()],
+            "add is wrong".into(),
+            "img".into(),
+            "2026-01-01T00:00:00Z".into(),
+        );
+        let sandbox = MemorySandbox::new([("m.py".to_string(), clean.to_string())]);
+        let exec = ScriptedExecutor::new()
+            .test("t::add", "m.py", "a + b")
+            .test("t::other", "m.py", "def add");
+        Task::from_instance(inst, Arc::new(sandbox), Arc::new(exec))
+    }
+
+    #[test]
+    fn gold_fix_resolves_and_empty_patch_does_not() {
+        let t = task();
+        let gold = Patch::from_text(t.instance().patch.clone()).reverse();
+        let g = t.grade(&gold).unwrap();
+        assert!(g.resolved, "{g:?}");
+        assert_eq!(g.reward(), 1.0);
+        let g = t.grade(&Patch::from_text("")).unwrap();
+        assert!(!g.resolved);
+        assert_eq!(g.fail_to_pass.failed, vec![TestId::from("t::add")]);
+        assert_eq!(g.pass_to_pass.passed, vec![TestId::from("t::other")]);
+    }
+
+    #[test]
+    fn an_unappliable_patch_is_unresolved() {
+        let t = task();
+        let junk = Patch::from_changes(&[FileChange::modified("m.py", "nothing like it\n", "x\n")]);
+        let g = t.grade(&junk).unwrap();
+        assert!(!g.applied && !g.resolved);
+    }
+
+    #[test]
+    fn episodes_reuse_workspaces() {
+        let t = task();
+        for _ in 0..3 {
+            let mut e = t.episode().unwrap();
+            let text = String::from_utf8(e.workspace().read("m.py").unwrap()).unwrap();
+            assert!(text.contains("a - b"), "the bug is applied on reset");
+        }
+        assert_eq!(t.pool.lock().unwrap().len(), 1);
+    }
+}

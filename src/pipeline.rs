@@ -1,0 +1,752 @@
+//! The pipeline: repository → environment → baseline → candidates →
+//! validations → task instances. Each stage reads and writes plain files in
+//! the output directory, so a run that is killed resumes where it stopped.
+//!
+//! | file | written by | resumes by |
+//! |---|---|---|
+//! | `repo.json`, `env.json` | [`Pipeline::prepare`] | rebuilt (the environment is cached) |
+//! | `baseline.json` | [`Pipeline::baseline`] | reused when its commit matches |
+//! | `coverage.json` | [`Pipeline::coverage`] | reused when its commit matches |
+//! | `candidates.jsonl` | [`Pipeline::mutate`] | regenerated (deterministic, written atomically) |
+//! | `validations.jsonl` | [`Pipeline::validate`] | appended; done candidates are skipped |
+//! | `instances.jsonl` | [`Pipeline::write_instances`] | appended; done instances are skipped |
+//! | `summary.json` | [`Pipeline::run`] | rewritten |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use smith_core::{
+    Baseline, Candidate, Error, FailingTest, IssueContext, IssueWriter, Result, RunOptions,
+    Sandbox, Shard, SourceFile, TaskInstance, TestId, Validation, Verdict,
+};
+use smith_env::{Environment, LocalSandbox};
+use smith_mutate::{GenerateOptions, Generated};
+use smith_validate::{CoverageMap, PytestExecutor, SelectionMode, ValidateOptions};
+
+use crate::repo::{open_repo, RepoInfo};
+use crate::store::{self, JsonlWriter};
+
+/// `coverage.json`: a coverage map and the commit it was made on.
+#[derive(Debug, Serialize, Deserialize)]
+struct CoverageRecord {
+    base_commit: String,
+    map: CoverageMap,
+}
+
+/// Which sandbox runs the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxKind {
+    /// Temp-copy workspaces, no isolation.
+    #[default]
+    Local,
+    /// Bubblewrap: read-only system, no network.
+    Bwrap,
+}
+
+/// Everything a run is configured by.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The repository to make tasks from.
+    pub repo: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+    /// `owner/name` to record; default from the git remote or the directory name.
+    pub repo_name: Option<String>,
+    /// Where virtualenvs are cached; default `<out>/.env-cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Seed for every random choice.
+    pub seed: u64,
+    /// Only these strategies (default: all procedural ones).
+    pub strategies: Option<Vec<String>>,
+    /// Validate at most this many candidates (chosen deterministically).
+    pub max_candidates: Option<usize>,
+    /// At most this many mutations per entity and strategy.
+    pub max_per_entity: Option<usize>,
+    /// Parallel validation workers.
+    pub workers: usize,
+    /// Baseline repetitions.
+    pub baseline_runs: u32,
+    /// Coverage-guided or whole-suite validation.
+    pub selection: SelectionMode,
+    /// Re-run kept candidates on the whole suite and compare labels.
+    pub confirm: bool,
+    /// This process's shard of the candidates.
+    pub shard: Shard,
+    /// Sandbox kind.
+    pub sandbox: SandboxKind,
+}
+
+impl Config {
+    /// Defaults for `repo` → `out`.
+    pub fn new(repo: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Config {
+            repo: repo.into(),
+            out: out.into(),
+            repo_name: None,
+            cache_dir: None,
+            seed: 0,
+            strategies: None,
+            max_candidates: None,
+            max_per_entity: None,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            baseline_runs: 3,
+            selection: SelectionMode::default(),
+            confirm: false,
+            shard: Shard::ALL,
+            sandbox: SandboxKind::Local,
+        }
+    }
+}
+
+/// What the pipeline reports while it works. Libraries never print; the CLI
+/// turns these into progress bars.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A stage started.
+    Stage {
+        /// Stage name.
+        name: &'static str,
+        /// What it is doing.
+        detail: String,
+    },
+    /// Progress inside a stage.
+    Progress {
+        /// Stage name.
+        stage: &'static str,
+        /// Items done.
+        done: usize,
+        /// Items in all.
+        total: usize,
+        /// Candidates kept so far (validation only).
+        kept: usize,
+    },
+    /// Something was skipped or looked wrong; the run goes on.
+    Warning(String),
+}
+
+/// A ready environment: the repository, its Python environment and a sandbox.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The repository.
+    pub repo: RepoInfo,
+    /// Its Python environment.
+    pub env: Environment,
+    /// The sandbox that makes workspaces.
+    pub sandbox: Arc<dyn Sandbox>,
+    /// The test runner.
+    pub executor: PytestExecutor,
+}
+
+/// Counts for one strategy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StrategySummary {
+    /// Candidates validated.
+    pub validated: usize,
+    /// Candidates kept.
+    pub kept: usize,
+    /// kept / validated.
+    #[serde(rename = "yield")]
+    pub yield_: f64,
+}
+
+/// The summary of a run, also written to `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `owner/name`.
+    pub repo: String,
+    /// Commit of the clean tree.
+    pub base_commit: String,
+    /// Candidates generated (this shard).
+    pub candidates: usize,
+    /// Candidates validated.
+    pub validated: usize,
+    /// Candidates kept.
+    pub kept: usize,
+    /// kept / validated.
+    #[serde(rename = "yield")]
+    pub yield_: f64,
+    /// Per strategy.
+    pub strategies: BTreeMap<String, StrategySummary>,
+    /// Verdict counts.
+    pub verdicts: BTreeMap<String, usize>,
+    /// Median FAIL_TO_PASS size of kept candidates.
+    pub median_f2p: f64,
+    /// Median changed lines of kept candidates' patches.
+    pub median_changed_lines: f64,
+    /// Instances written.
+    pub instances: usize,
+    /// Problem statements rejected by the leak check before one passed.
+    pub leaked_statements: usize,
+    /// Python files skipped (syntax errors, encoding, size), with reasons.
+    pub skipped_files: Vec<String>,
+    /// Baseline: stable passing tests.
+    pub baseline_passing: usize,
+    /// Baseline: flaky tests.
+    pub baseline_flaky: usize,
+    /// Wall seconds of the whole run.
+    pub seconds: f64,
+    /// Wall seconds spent validating, per candidate validated this run.
+    pub seconds_per_candidate: f64,
+    /// With `--confirm`: share of kept candidates whose full-suite labels agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_agreement: Option<f64>,
+    /// Where the task instances are.
+    pub instances_path: PathBuf,
+}
+
+/// The pipeline over one repository.
+pub struct Pipeline {
+    config: Config,
+    on_event: Box<dyn Fn(&Event) + Send + Sync>,
+    issue_writer: Arc<dyn IssueWriter>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Pipeline {
+    /// A pipeline with the offline template issue writer and no event sink.
+    pub fn new(config: Config) -> Self {
+        Pipeline {
+            config,
+            on_event: Box::new(|_| {}),
+            issue_writer: Arc::new(smith_issue::TemplateWriter::new()),
+        }
+    }
+
+    /// Report events to `f`.
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.on_event = Box::new(f);
+        self
+    }
+
+    /// Write problem statements with `writer`.
+    pub fn issue_writer(mut self, writer: Arc<dyn IssueWriter>) -> Self {
+        self.issue_writer = writer;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn emit(&self, event: Event) {
+        (self.on_event)(&event);
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.config.out.join(name)
+    }
+
+    /// Open the repository, build (or reuse) its environment, make a sandbox.
+    pub fn prepare(&self) -> Result<Prepared> {
+        let out = &self.config.out;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        self.emit(Event::Stage {
+            name: "repo",
+            detail: self.config.repo.display().to_string(),
+        });
+        let repo = open_repo(&self.config.repo, self.config.repo_name.as_deref(), out)?;
+        store::write_json(&self.path("repo.json"), &repo)?;
+        self.emit(Event::Stage {
+            name: "env",
+            detail: "building the Python environment".into(),
+        });
+        let options = smith_env::EnvOptions::new(
+            self.config
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| out.join(".env-cache")),
+        );
+        let env = smith_env::build_environment(&repo.root, &options)?;
+        store::write_json(
+            &self.path("env.json"),
+            &serde_json::json!({ "spec": &env.spec, "venv": &env.venv }),
+        )?;
+        let sandbox: Arc<dyn Sandbox> = match self.config.sandbox {
+            SandboxKind::Local => Arc::new(LocalSandbox::new(&env)?),
+            SandboxKind::Bwrap => Arc::new(smith_env::BwrapSandbox::new(&env)?),
+        };
+        let executor = PytestExecutor::new("python", env.spec.test_cmd.clone());
+        Ok(Prepared {
+            repo,
+            env,
+            sandbox,
+            executor,
+        })
+    }
+
+    /// Run the suite `baseline_runs` times on the clean tree, or reuse
+    /// `baseline.json` made for the same commit.
+    pub fn baseline(&self, p: &Prepared) -> Result<Baseline> {
+        let path = self.path("baseline.json");
+        if let Some(b) = store::read_json::<Baseline>(&path)? {
+            if b.base_commit == p.repo.base_commit && b.runs >= self.config.baseline_runs {
+                return Ok(b);
+            }
+        }
+        self.emit(Event::Stage {
+            name: "baseline",
+            detail: format!(
+                "running the whole suite {} times",
+                self.config.baseline_runs
+            ),
+        });
+        let mut ws = p.sandbox.workspace()?;
+        let baseline = smith_validate::run_baseline(
+            ws.as_mut(),
+            &p.executor,
+            self.config.baseline_runs,
+            &p.repo.name,
+            &p.repo.base_commit,
+            &RunOptions::default(),
+        )?;
+        if baseline.passing.is_empty() {
+            return Err(Error::Environment {
+                path: p.repo.root.clone(),
+                reason: "no test passes on the clean tree; nothing can be validated".into(),
+            });
+        }
+        store::write_json(&path, &baseline)?;
+        Ok(baseline)
+    }
+
+    /// Map lines to the tests that execute them, or reuse `coverage.json`
+    /// made for the same commit.
+    pub fn coverage(&self, p: &Prepared) -> Result<Option<CoverageMap>> {
+        if self.config.selection == SelectionMode::Full {
+            return Ok(None);
+        }
+        let path = self.path("coverage.json");
+        if let Some(c) = store::read_json::<CoverageRecord>(&path)? {
+            if c.base_commit == p.repo.base_commit {
+                return Ok(Some(c.map));
+            }
+        }
+        self.emit(Event::Stage {
+            name: "coverage",
+            detail: "one suite run under coverage".into(),
+        });
+        let mut ws = p.sandbox.workspace()?;
+        let map = CoverageMap::collect(ws.as_mut(), &p.executor, &RunOptions::default())?;
+        let record = CoverageRecord {
+            base_commit: p.repo.base_commit.clone(),
+            map,
+        };
+        store::write_json(&path, &record)?;
+        Ok(Some(record.map))
+    }
+
+    /// Generate candidates and write `candidates.jsonl`.
+    pub fn mutate(&self, p: &Prepared) -> Result<Generated> {
+        self.emit(Event::Stage {
+            name: "mutate",
+            detail: "procedural bugs".into(),
+        });
+        let files =
+            smith_mutate::python_files(&p.repo.root, &smith_mutate::FileOptions::default())?;
+        let mutators = smith_mutate::procedural_mutators();
+        let options = GenerateOptions {
+            seed: self.config.seed,
+            strategies: self.config.strategies.clone(),
+            max_per_entity: self
+                .config
+                .max_per_entity
+                .or(GenerateOptions::default().max_per_entity),
+            max_candidates: None,
+            shard: self.config.shard,
+            ..Default::default()
+        };
+        let generated = smith_mutate::generate(
+            &p.repo.root,
+            &p.repo.name,
+            &p.repo.base_commit,
+            &files,
+            &mutators,
+            &options,
+        )?;
+        for s in &generated.skipped {
+            self.emit(Event::Warning(format!("skipped {}: {}", s.path, s.reason)));
+        }
+        store::write_jsonl(&self.path("candidates.jsonl"), &generated.candidates)?;
+        Ok(generated)
+    }
+
+    /// Choose which candidates to validate: all of them, or `max_candidates`
+    /// picked deterministically by id hash and seed, spread over strategies.
+    pub fn select_candidates(&self, candidates: &[Candidate]) -> Vec<Candidate> {
+        let Some(max) = self.config.max_candidates else {
+            return candidates.to_vec();
+        };
+        let seed = self.config.seed.to_le_bytes();
+        let mut by_strategy: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+        for c in candidates {
+            by_strategy.entry(&c.strategy).or_default().push(c);
+        }
+        for list in by_strategy.values_mut() {
+            list.sort_by_key(|c| smith_core::stable_hash(&[&seed, c.id.as_bytes()]));
+        }
+        // Round-robin over strategies so a small sample still covers them all.
+        let mut picked = Vec::new();
+        let mut round = 0;
+        while picked.len() < max {
+            let mut any = false;
+            for list in by_strategy.values() {
+                if let Some(c) = list.get(round) {
+                    if picked.len() < max {
+                        picked.push((*c).clone());
+                    }
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+            round += 1;
+        }
+        picked.sort_by(|a, b| a.id.cmp(&b.id));
+        picked
+    }
+
+    /// Validate candidates not yet in `validations.jsonl`, appending each
+    /// result as it finishes. Returns every validation of these candidates
+    /// (earlier runs' included) and the seconds spent now.
+    pub fn validate(
+        &self,
+        p: &Prepared,
+        baseline: &Baseline,
+        coverage: Option<&CoverageMap>,
+        candidates: &[Candidate],
+    ) -> Result<(Vec<Validation>, f64, usize)> {
+        let path = self.path("validations.jsonl");
+        let done = store::done_ids(&path, "candidate_id")?;
+        let todo: Vec<Candidate> = candidates
+            .iter()
+            .filter(|c| !done.contains(&c.id))
+            .cloned()
+            .collect();
+        self.emit(Event::Stage {
+            name: "validate",
+            detail: format!(
+                "{} candidates ({} already done), {} workers",
+                candidates.len(),
+                candidates.len() - todo.len(),
+                self.config.workers
+            ),
+        });
+        let writer = Mutex::new(JsonlWriter::<Validation>::append(&path)?);
+        let total = candidates.len();
+        let previous: Vec<Validation> = store::read_jsonl(&path)?;
+        let counts = Mutex::new((
+            done.len().min(total),
+            previous.iter().filter(|v| v.verdict.is_kept()).count(),
+            None::<Error>,
+        ));
+        let options = ValidateOptions {
+            workers: self.config.workers.max(1),
+            selection: self.config.selection,
+            confirm: self.config.confirm,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        smith_validate::validate(
+            p.sandbox.as_ref(),
+            &p.executor,
+            baseline,
+            coverage,
+            &todo,
+            &options,
+            &|_c: &Candidate, v: &Validation| {
+                let write = writer
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|mut w| w.write(v).map_err(|_| ()));
+                let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                if write.is_err() && counts.2.is_none() {
+                    counts.2 = Some(Error::invalid(
+                        "validations.jsonl",
+                        "could not append a record",
+                    ));
+                }
+                counts.0 += 1;
+                counts.1 += usize::from(v.verdict.is_kept());
+                self.emit(Event::Progress {
+                    stage: "validate",
+                    done: counts.0,
+                    total,
+                    kept: counts.1,
+                });
+            },
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        if let Some(e) = counts.into_inner().unwrap_or_else(|e| e.into_inner()).2 {
+            return Err(e);
+        }
+        let wanted: BTreeSet<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
+        let all: Vec<Validation> = store::read_jsonl::<Validation>(&path)?
+            .into_iter()
+            .filter(|v| wanted.contains(v.candidate_id.as_str()))
+            .collect();
+        Ok((all, secs, todo.len()))
+    }
+
+    /// Write a problem statement for every kept candidate not yet in
+    /// `instances.jsonl`. Returns all instances and the leak count.
+    pub fn write_instances(
+        &self,
+        p: &Prepared,
+        candidates: &[Candidate],
+        validations: &[Validation],
+    ) -> Result<(Vec<TaskInstance>, usize)> {
+        let path = self.path("instances.jsonl");
+        let done = store::done_ids(&path, "candidate_id")?;
+        let by_id: BTreeMap<&str, &Candidate> =
+            candidates.iter().map(|c| (c.id.as_str(), c)).collect();
+        let mut writer = JsonlWriter::<TaskInstance>::append(&path)?;
+        let kept: Vec<&Validation> = validations.iter().filter(|v| v.verdict.is_kept()).collect();
+        self.emit(Event::Stage {
+            name: "issue",
+            detail: format!(
+                "{} problem statements ({})",
+                kept.len(),
+                self.issue_writer.name()
+            ),
+        });
+        let image = format!(
+            "smith/{}.{}",
+            p.repo.name.replacen('/', "__", 1),
+            &p.repo.base_commit[..p.repo.base_commit.len().min(8)]
+        );
+        let mut leaked = 0;
+        for (i, v) in kept.iter().enumerate() {
+            if done.contains(&v.candidate_id) {
+                continue;
+            }
+            let Some(candidate) = by_id.get(v.candidate_id.as_str()) else {
+                self.emit(Event::Warning(format!(
+                    "validation for unknown candidate {}",
+                    v.candidate_id
+                )));
+                continue;
+            };
+            let Verdict::Kept {
+                fail_to_pass,
+                pass_to_pass,
+            } = &v.verdict
+            else {
+                continue;
+            };
+            let context = IssueContext {
+                candidate: (*candidate).clone(),
+                failing: fail_to_pass
+                    .iter()
+                    .map(|t| FailingTest {
+                        id: t.clone(),
+                        source: smith_issue::test_source(&p.repo.root, t),
+                        output: smith_issue::failure_excerpt(&v.log, t).unwrap_or_default(),
+                    })
+                    .collect(),
+                original_code: original_code(&p.repo.root, candidate),
+                seed: self.config.seed ^ smith_core::stable_hash(&[candidate.id.as_bytes()]) as u64,
+            };
+            let checked = smith_issue::write_checked(self.issue_writer.as_ref(), &context, 5)?;
+            leaked += checked.leaked as usize;
+            let instance = TaskInstance::new(
+                candidate,
+                fail_to_pass.iter().cloned().collect::<Vec<TestId>>(),
+                pass_to_pass.iter().cloned().collect::<Vec<TestId>>(),
+                checked.statement,
+                image.clone(),
+                now_rfc3339(),
+            );
+            writer.write(&instance)?;
+            self.emit(Event::Progress {
+                stage: "issue",
+                done: i + 1,
+                total: kept.len(),
+                kept: i + 1,
+            });
+        }
+        Ok((store::read_jsonl(&path)?, leaked))
+    }
+
+    /// The whole pipeline.
+    pub fn run(&self) -> Result<Summary> {
+        let started = Instant::now();
+        let p = self.prepare()?;
+        let baseline = self.baseline(&p)?;
+        let coverage = self.coverage(&p)?;
+        let generated = self.mutate(&p)?;
+        let selected = self.select_candidates(&generated.candidates);
+        let (validations, secs, validated_now) =
+            self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
+        let (instances, leaked) = self.write_instances(&p, &selected, &validations)?;
+        let summary = summarize(
+            &p,
+            &baseline,
+            &generated,
+            &selected,
+            &validations,
+            instances.len(),
+            leaked,
+            started.elapsed(),
+            secs / validated_now.max(1) as f64,
+            self.path("instances.jsonl"),
+        );
+        store::write_json(&self.path("summary.json"), &summary)?;
+        Ok(summary)
+    }
+}
+
+/// The clean source of each entity a candidate touches, for leak checks.
+fn original_code(root: &Path, candidate: &Candidate) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in &candidate.entities {
+        let Some((file, qualname)) = id.split_once("::") else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(smith_core::join_rel(root, file)) else {
+            continue;
+        };
+        let source = SourceFile::new(file, text);
+        if let Ok(entities) = smith_mutate::extract_entities(&source) {
+            if let Some(e) = entities.iter().find(|e| e.qualname == qualname) {
+                out.push(source.slice(e.range).to_string());
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    p: &Prepared,
+    baseline: &Baseline,
+    generated: &Generated,
+    selected: &[Candidate],
+    validations: &[Validation],
+    instances: usize,
+    leaked: usize,
+    elapsed: Duration,
+    seconds_per_candidate: f64,
+    instances_path: PathBuf,
+) -> Summary {
+    let by_id: BTreeMap<&str, &Candidate> = selected.iter().map(|c| (c.id.as_str(), c)).collect();
+    let mut strategies: BTreeMap<String, StrategySummary> = BTreeMap::new();
+    let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut f2p = Vec::new();
+    let mut lines = Vec::new();
+    let mut confirmed = (0usize, 0usize);
+    for v in validations {
+        let s = strategies.entry(v.strategy.clone()).or_default();
+        s.validated += 1;
+        *verdicts.entry(v.verdict.label().to_string()).or_default() += 1;
+        if let Verdict::Kept { fail_to_pass, .. } = &v.verdict {
+            s.kept += 1;
+            f2p.push(fail_to_pass.len() as f64);
+            if let Some(c) = by_id.get(v.candidate_id.as_str()) {
+                lines.push(c.patch.changed_lines() as f64);
+            }
+            if let Some(ok) = v.confirmed {
+                confirmed.0 += 1;
+                confirmed.1 += usize::from(ok);
+            }
+        }
+    }
+    for s in strategies.values_mut() {
+        s.yield_ = s.kept as f64 / s.validated.max(1) as f64;
+    }
+    let kept = f2p.len();
+    Summary {
+        repo: p.repo.name.clone(),
+        base_commit: p.repo.base_commit.clone(),
+        candidates: generated.candidates.len(),
+        validated: validations.len(),
+        kept,
+        yield_: kept as f64 / validations.len().max(1) as f64,
+        strategies,
+        verdicts,
+        median_f2p: median(f2p),
+        median_changed_lines: median(lines),
+        instances,
+        leaked_statements: leaked,
+        skipped_files: generated
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path, s.reason))
+            .collect(),
+        baseline_passing: baseline.passing.len(),
+        baseline_flaky: baseline.flaky.len(),
+        seconds: elapsed.as_secs_f64(),
+        seconds_per_candidate,
+        confirm_agreement: (confirmed.0 > 0).then(|| confirmed.1 as f64 / confirmed.0 as f64),
+        instances_path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn selection_is_deterministic_and_covers_strategies() {
+        let mk = |s: &str, n: usize| {
+            (0..n)
+                .map(|i| {
+                    Candidate::new(
+                        "o/r",
+                        "c",
+                        s,
+                        vec![],
+                        "",
+                        smith_core::Patch::from_text(format!("{s}{i}")),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = mk("a", 50);
+        all.extend(mk("b", 3));
+        let mut config = Config::new("r", "o");
+        config.max_candidates = Some(10);
+        let p = Pipeline::new(config);
+        let one = p.select_candidates(&all);
+        assert_eq!(one.len(), 10);
+        assert_eq!(one, p.select_candidates(&all));
+        assert_eq!(one.iter().filter(|c| c.strategy == "b").count(), 3);
+    }
+}

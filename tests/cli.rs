@@ -1,0 +1,140 @@
+//! The `smith` binary on bad input: clear errors naming what is wrong, and
+//! exit codes that mean something.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn smith(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smith"))
+        .args(args)
+        .output()
+        .expect("run smith")
+}
+
+fn cache_dir() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-cache/envs")
+        .display()
+        .to_string()
+}
+
+fn write(root: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+const PYPROJECT: &str = "[project]\nname = \"tiny\"\nversion = \"0.1\"\n\n[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[tool.setuptools]\npackages = [\"tiny\"]\n";
+
+#[test]
+fn a_missing_path_is_an_input_error() {
+    let out = smith(&["run", "/nonexistent/smith-repo"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/smith-repo") && err.contains("no such"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_directory_without_python_is_an_input_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &[("README.md", "# not python\n")]);
+    let out = smith(&[
+        "run",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Python project"));
+}
+
+#[test]
+fn json_errors_are_machine_readable() {
+    let out = smith(&["--json", "run", "/nonexistent/smith-repo"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(v["exit_code"], 3);
+    assert!(v["error"].as_str().unwrap().contains("smith-repo"));
+}
+
+#[test]
+fn a_suite_that_cannot_be_collected_is_an_environment_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("uncollectable");
+    write(
+        &repo,
+        &[
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", "def one():\n    return 1\n"),
+            (
+                "tests/test_one.py",
+                "import module_that_does_not_exist\n\ndef test_one():\n    assert True\n",
+            ),
+        ],
+    );
+    let out = smith(&[
+        "run",
+        repo.to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("module_that_does_not_exist") || err.contains("collect"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_with_a_syntax_error_is_skipped_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("halfbroken");
+    write(
+        &repo,
+        &[
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", ""),
+            (
+                "tiny/calc.py",
+                "def add(a, b):\n    return a + b\n\n\ndef clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n",
+            ),
+            ("tiny/broken.py", "def oops(:\n    return\n"),
+            (
+                "tests/test_calc.py",
+                "from tiny.calc import add, clamp\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_clamp():\n    assert clamp(5, 0, 3) == 3\n    assert clamp(-1, 0, 3) == 0\n    assert clamp(2, 0, 3) == 2\n\n\ndef test_other():\n    assert add(0, 0) == 0\n",
+            ),
+        ],
+    );
+    let out_dir = dir.path().join("out");
+    let out = smith(&[
+        "--json",
+        "run",
+        repo.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir(),
+        "--baseline-runs",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
+    let skipped = summary["skipped_files"].as_array().unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("tiny/broken.py")),
+        "{summary}"
+    );
+    assert!(summary["kept"].as_u64().unwrap() >= 1, "{summary}");
+    assert!(out_dir.join("instances.jsonl").is_file());
+}
