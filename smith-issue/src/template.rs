@@ -147,9 +147,8 @@ impl Facts {
             symptom
                 .error_lines
                 .iter()
-                .filter(|l| !l.contains(" object at 0x"))
                 .take(PASTED_ERROR_LINES)
-                .cloned()
+                .map(|l| without_addresses(l))
                 .collect()
         };
         Facts {
@@ -173,6 +172,16 @@ impl Facts {
             ..Facts::default()
         }
     }
+}
+
+/// `<calc.Stack object at 0x7f..>` becomes `<calc.Stack object>`: addresses
+/// differ on every run and mean nothing to a reader.
+fn without_addresses(line: &str) -> String {
+    static ADDRESS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    ADDRESS
+        .get_or_init(|| regex::Regex::new(r" at 0x[0-9a-fA-F]+>").expect("valid regex"))
+        .replace_all(line, ">")
+        .into_owned()
 }
 
 /// The first non-blank line after `line` in `source`, trimmed.
@@ -577,7 +586,7 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
     let intro = if call.is_some() {
         intro
     } else {
-        intro.replace('`', "")
+        capitalize(&intro.replace('`', ""))
     };
 
     let symptom_line = match (values, exception, call) {

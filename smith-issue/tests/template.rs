@@ -143,4 +143,8 @@ tests/test_shop.py:7: AssertionError
     assert!(!text.contains("monkeypatch"), "{text}");
     assert!(!text.contains("Totals add up"), "{text}");
     assert!(!text.contains("0x7f"), "{text}");
+    assert!(
+        text.contains("E        +  where 125 = <shop.Order object>.total"),
+        "{text}"
+    );
 }
