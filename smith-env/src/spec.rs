@@ -1,6 +1,21 @@
 //! The environment specification: how to install a repository and run its
 //! tests. Detected automatically ([`crate::detect`]) or written by a user in
-//! `smith-env.toml` / `smith-env.json`.
+//! `smith-env.toml` / `smith-env.json` in the repository root (or passed as
+//! a file), which then overrides detection. Every field is optional:
+//!
+//! ```
+//! let spec = smith_env::EnvSpec::from_toml(r#"
+//!     python = "3.11"
+//!     install = ["pip install -e .", "pip install -r requirements/test.txt"]
+//!     test_cmd = ["-m", "pytest", "-p", "no:cacheprovider", "-x", "tests/unit"]
+//!     pythonpath = ["src"]
+//!     [env]
+//!     TZ = "UTC"
+//! "#).unwrap();
+//! assert_eq!(spec.python_program(), "python3.11");
+//! assert_eq!(spec.test_deps, ["pytest", "coverage"]); // always added
+//! assert_eq!(spec.strategy, "user");
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,16 +88,28 @@ impl EnvSpec {
             path: path.to_path_buf(),
             reason: format!("bad spec file: {reason}"),
         };
-        let mut spec: EnvSpec = if path.extension().is_some_and(|e| e == "json") {
+        let spec: EnvSpec = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
         } else {
             toml::from_str(&text).map_err(|e| bad(e.to_string()))?
         };
-        spec.ensure_test_deps();
-        if spec.test_cmd.is_empty() {
-            spec.test_cmd = default_test_cmd();
+        Ok(spec.completed())
+    }
+
+    /// Read a spec from TOML text.
+    pub fn from_toml(text: &str) -> Result<EnvSpec> {
+        let spec: EnvSpec =
+            toml::from_str(text).map_err(|e| Error::invalid("environment spec", e.to_string()))?;
+        Ok(spec.completed())
+    }
+
+    /// Fill what a user may leave out: pytest and coverage, a test command.
+    fn completed(mut self) -> EnvSpec {
+        self.ensure_test_deps();
+        if self.test_cmd.is_empty() {
+            self.test_cmd = default_test_cmd();
         }
-        Ok(spec)
+        self
     }
 
     /// The spec as TOML, the format users edit.

@@ -129,3 +129,40 @@ fn a_repo_whose_tests_cannot_be_collected_is_an_environment_error() {
     assert!(text.contains("no-install"), "{text}");
     assert!(text.contains("no_such_module_anywhere"), "{text}");
 }
+
+#[test]
+fn a_spec_file_in_the_repo_overrides_detection() {
+    let repo = common::write_repo(&[
+        (
+            "smith-env.toml",
+            "test_cmd = [\"-m\", \"pytest\", \"-p\", \"no:cacheprovider\", \"checks\"]\n\
+             [env]\nSMITH_FIXTURE_MODE = \"strict\"\n",
+        ),
+        ("lib.py", "MODE = 'lenient'\n"),
+        // Not in a standard test directory: only the spec's test_cmd finds it.
+        (
+            "checks/check_mode.py",
+            "import os\n\ndef test_mode():\n    assert os.environ['SMITH_FIXTURE_MODE'] == 'strict'\n",
+        ),
+        ("checks/conftest.py", "collect_ignore = []\n\ndef pytest_configure(config):\n    config.addinivalue_line('python_files', 'check_*.py')\n"),
+    ]);
+    let env = build_environment(repo.path(), &EnvOptions::new(common::cache_dir())).unwrap();
+    assert_eq!(env.spec.strategy, "user");
+    assert_eq!(env.collected, Some(1), "{:#?}", env.steps);
+    let sandbox = LocalSandbox::new(&env).unwrap();
+    let mut ws = sandbox.workspace().unwrap();
+    let out = ws.run(&env.test_command(), &RunOptions::default()).unwrap();
+    assert!(out.success(), "{}", out.stdout);
+    let _ = std::fs::remove_dir_all(&env.venv);
+}
+
+#[test]
+fn a_missing_repository_is_a_repo_error() {
+    let err = build_environment(
+        std::path::Path::new("/nonexistent/smith-repo"),
+        &EnvOptions::new(common::cache_dir()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, smith_core::Error::Repo { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/smith-repo"), "{err}");
+}
