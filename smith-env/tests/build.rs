@@ -13,7 +13,6 @@ fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
     // A fixed location, so that the cache key (which includes the repo path)
     // matches on every run and the second half can check reuse.
     let repo = common::cache_dir().join("fixtures").join("calc");
-    let _ = std::fs::remove_dir_all(repo.join("src"));
     common::write_files(&repo, common::CALC);
     let options = EnvOptions::new(common::cache_dir());
     let env = build_environment(&repo, &options).unwrap();
