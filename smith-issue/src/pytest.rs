@@ -22,12 +22,39 @@ pub fn test_source(repo_root: &Path, test: &TestId) -> Option<String> {
     let names: Vec<&str> = parts.map(strip_param).collect();
     let (func, classes) = names.split_last()?;
     let def = find_def(&text, classes, func)?;
-    let imports = used_imports(&text, &def);
-    if imports.is_empty() {
-        Some(def)
-    } else {
-        Some(format!("{}\n\n{def}", imports.join("\n")))
+    let helpers = used_helpers(&text, &def, func);
+    let mut code = helpers.join("\n\n");
+    if !code.is_empty() {
+        code.push_str("\n\n");
     }
+    code.push_str(&def);
+    let imports = used_imports(&text, &code);
+    if imports.is_empty() {
+        Some(code)
+    } else {
+        Some(format!("{}\n\n{code}", imports.join("\n")))
+    }
+}
+
+/// Plain module-level functions of the test module that `def` calls
+/// (`def skus(inventory, query): ...`), so a reproduction can carry them.
+/// Tests and fixtures are not helpers.
+fn used_helpers(module: &str, def: &str, func: &str) -> Vec<String> {
+    let used = identifiers(def);
+    let mut out = Vec::new();
+    for name in &used {
+        if name == func || name.starts_with("test") {
+            continue;
+        }
+        let Some(text) = find_def(module, &[], name) else {
+            continue;
+        };
+        if text.lines().any(|l| l.trim_start().starts_with("@")) {
+            continue;
+        }
+        out.push(text.trim_end().to_string());
+    }
+    out
 }
 
 fn strip_param(name: &str) -> &str {
@@ -480,17 +507,21 @@ impl Symptom {
                 break;
             }
         }
-        // Arguments: pytest prints `name = repr, ...` between the section
-        // header and the first source line of the first frame.
+        // Arguments: pytest prints `name = repr, ...` (wrapped over lines
+        // when long) between the section header and the first source line
+        // of the first frame.
+        let mut argument_lines: Vec<&str> = Vec::new();
         for line in lines.iter().skip_while(|l| l.starts_with("___")) {
             if line.starts_with("    ") || line.starts_with('>') || long_loc.is_match(line) {
                 break;
             }
             if line.contains(" = ") && !line.starts_with('E') {
-                s.arguments = split_arguments(line);
+                argument_lines.push(line.trim());
+            } else if !argument_lines.is_empty() {
                 break;
             }
         }
+        s.arguments = split_arguments(&argument_lines.join(", "));
         let mut in_first = false;
         for line in &lines {
             if line.starts_with('E')

@@ -282,10 +282,16 @@ fn humanize(test: &TestId) -> String {
 /// the failing statement cannot be found or any line would leak.
 fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Option<String> {
     let lines: Vec<&str> = source.lines().collect();
-    let def_at = lines.iter().position(|l| {
-        let t = l.trim_start();
-        t.starts_with("def ") || t.starts_with("async def ")
-    })?;
+    // The test is the last top-level def; helper functions come before it.
+    let def_at = lines
+        .iter()
+        .rposition(|l| l.starts_with("def ") || l.starts_with("async def "))
+        .or_else(|| {
+            lines.iter().position(|l| {
+                let t = l.trim_start();
+                t.starts_with("def ") || t.starts_with("async def ")
+            })
+        })?;
     let module_head = lines[..def_at].join("\n");
     let def_indent = indentation(lines[def_at]);
 
@@ -388,7 +394,17 @@ fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Optio
         }
     }
 
-    let used = identifiers(&format!("{}\n{}", setup.join("\n"), code.join("\n")));
+    let mut used = identifiers(&format!("{}\n{}", setup.join("\n"), code.join("\n")));
+    let helpers: Vec<String> = top_level_defs(&module_head)
+        .into_iter()
+        .filter(|(name, _)| used.contains(name))
+        .map(|(_, text)| text)
+        .collect();
+    for id in identifiers(&helpers.join("\n")) {
+        if !used.contains(&id) {
+            used.push(id);
+        }
+    }
     let imports: Vec<String> = parse_imports(&module_head)
         .into_iter()
         .filter_map(|imp| imp.restricted_to(&used))
@@ -399,12 +415,44 @@ fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Optio
     if !imports.is_empty() {
         out.push(String::new());
     }
+    for helper in helpers {
+        out.extend(helper.lines().map(str::to_string));
+        out.push(String::new());
+    }
     out.extend(setup);
     out.extend(code);
     if out.len() > MAX_SNIPPET_LINES || out.iter().any(|l| checker.line_leaks(l)) {
         return None;
     }
     Some(out.join("\n"))
+}
+
+/// The top-level functions in `code` (helpers that `test_source` put before
+/// the test), by name, each with its text.
+fn top_level_defs(code: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(rest) = lines[i].strip_prefix("def ") else {
+            i += 1;
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let end = (i + 1..lines.len())
+            .find(|&j| !lines[j].trim().is_empty() && indentation(lines[j]) == 0)
+            .unwrap_or(lines.len());
+        let mut text: Vec<&str> = lines[i..end].to_vec();
+        while text.last().is_some_and(|l| l.trim().is_empty()) {
+            text.pop();
+        }
+        out.push((name, text.join("\n")));
+        i = end;
+    }
+    out
 }
 
 /// Group dedented body lines into top-level statements: a statement is its

@@ -241,3 +241,34 @@ E       assert 3 == 2
     let full = "==== PASSES ====\n____ test_ok ____\nprinted\n==== short test summary info ====\n";
     assert!(failure_excerpt(full, &TestId::from("t.py::test_ok")).is_none());
 }
+
+#[test]
+fn test_source_brings_module_helpers_and_wrapped_arguments_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/test_q.py"),
+        "import pytest\nfrom shop.query import select\n\n\ndef skus(inventory, query):\n    return [i.sku for i in select(inventory, query)]\n\n\n@pytest.fixture\ndef query():\n    return 'x'\n\n\ndef test_q(inventory, query):\n    assert skus(inventory, query) == ['A']\n",
+    )
+    .unwrap();
+    let src = test_source(dir.path(), &TestId::from("tests/test_q.py::test_q")).unwrap();
+    assert_eq!(
+        src,
+        "from shop.query import select\n\ndef skus(inventory, query):\n    return [i.sku for i in select(inventory, query)]\n\ndef test_q(inventory, query):\n    assert skus(inventory, query) == ['A']\n"
+    );
+
+    let excerpt = "\
+_________________ test_q[qty > 12-expected0] _________________
+
+inventory = <shop.inventory.Inventory object at 0x7f7ea739c550>
+query = 'qty > 12', expected = ['FR-0001']
+
+    def test_q(inventory, query, expected):
+>       assert skus(inventory, query) == expected
+";
+    let s = Symptom::parse(excerpt);
+    let names: Vec<&str> = s.arguments.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["inventory", "query", "expected"]);
+    assert_eq!(s.arguments[1].1, "'qty > 12'");
+    assert_eq!(s.arguments[2].1, "['FR-0001']");
+}
