@@ -447,6 +447,33 @@ mod tests {
     }
 
     #[test]
+    fn a_callers_pythonpath_comes_after_the_plugin() {
+        let exec = PytestExecutor::new("python", vec!["-m".into(), "pytest".into()])
+            .env("PYTHONPATH", "src");
+        let (spec, _) = exec.command(&TestSelection::All, &[]);
+        assert_eq!(spec.env["PYTHONPATH"], ".smith:src");
+        assert_eq!(spec.env["SMITH_EVENTS"], ".smith/events.jsonl");
+        assert!(!spec.env.contains_key("SMITH_SELECT"));
+    }
+
+    #[test]
+    fn a_session_that_dies_before_any_test_is_a_collection_error() {
+        let died = RunOutput {
+            exit_code: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(
+            build_report("", &died).collection_errors,
+            vec![String::new()]
+        );
+        let nothing = RunOutput {
+            exit_code: Some(5),
+            ..Default::default()
+        };
+        assert!(build_report("", &nothing).collection_errors.is_empty());
+    }
+
+    #[test]
     fn events_give_phase_outcomes_and_crashes() {
         let events = [
             r#"{"event":"start","nodeid":"t.py::ok"}"#,
