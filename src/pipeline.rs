@@ -214,6 +214,9 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// Statements an issue writer may write for one task before it is given up.
+const ISSUE_ATTEMPTS: u32 = 5;
+
 fn median(mut xs: Vec<f64>) -> f64 {
     if xs.is_empty() {
         return 0.0;
@@ -577,7 +580,23 @@ impl Pipeline {
                 original_code: original_code(&p.repo.root, candidate),
                 seed: self.config.seed ^ smith_core::stable_hash(&[candidate.id.as_bytes()]) as u64,
             };
-            let checked = smith_issue::write_checked(self.issue_writer.as_ref(), &context, 5)?;
+            let checked = match smith_issue::write_checked(
+                self.issue_writer.as_ref(),
+                &context,
+                ISSUE_ATTEMPTS,
+            ) {
+                Ok(checked) => checked,
+                // Every statement leaked the fix: no task is better than a spoiled one.
+                Err(Error::Issue { reason, .. }) => {
+                    leaked += ISSUE_ATTEMPTS as usize;
+                    self.emit(Event::Warning(format!(
+                        "no instance for {}: {reason}",
+                        candidate.id
+                    )));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             leaked += checked.leaked as usize;
             let instance = TaskInstance::new(
                 candidate,
