@@ -287,6 +287,34 @@ fn side_by_side(s: &Setup) {
         s.candidates.len()
     );
     println!("verdicts (selected, full): {verdicts:?}");
+    // Worker-seconds per candidate, leaving out mutants that hung in either
+    // mode: a hang costs its time limit in both modes (plus, with
+    // `recheck_timeouts`, a second run in coverage mode) and swamps the rest.
+    let finished: Vec<&Candidate> = s
+        .candidates
+        .iter()
+        .filter(|c| {
+            cov[&c.id].verdict != Verdict::TimedOut && full[&c.id].verdict != Verdict::TimedOut
+        })
+        .collect();
+    let sum = |m: &BTreeMap<String, Validation>| -> f64 {
+        finished.iter().map(|c| m[&c.id].seconds).sum()
+    };
+    let (cs, fs) = (sum(&cov), sum(&full));
+    let k = finished.len().max(1) as f64;
+    let selected: f64 = finished
+        .iter()
+        .map(|c| cov[&c.id].selected.unwrap_or(s.baseline.passing.len()) as f64)
+        .sum::<f64>()
+        / k;
+    println!(
+        "without hung mutants ({} candidates): coverage {:.3} worker-s/candidate ({:.0} tests selected on average), full {:.3} worker-s/candidate, speed-up {:.1}x",
+        finished.len(),
+        cs / k,
+        selected,
+        fs / k,
+        fs / cs.max(1e-9)
+    );
 }
 
 fn bench(c: &mut Criterion) {
