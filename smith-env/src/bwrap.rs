@@ -25,6 +25,8 @@ pub struct BwrapOptions {
     pub network: bool,
     /// Where workspaces are created on the host (system temp dir if `None`).
     pub scratch_dir: Option<PathBuf>,
+    /// Cap on each command's address space in bytes (`None`: no cap).
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for BwrapOptions {
@@ -33,6 +35,7 @@ impl Default for BwrapOptions {
             program: PathBuf::from("bwrap"),
             network: false,
             scratch_dir: None,
+            memory_limit: Some(crate::process::DEFAULT_MEMORY_LIMIT),
         }
     }
 }
@@ -157,6 +160,7 @@ impl Sandbox for BwrapSandbox {
             _dir: dir,
             program: self.options.program.clone(),
             args,
+            memory_limit: self.options.memory_limit,
         }))
     }
 }
@@ -169,6 +173,7 @@ pub struct BwrapWorkspace {
     base_env: BTreeMap<String, String>,
     program: PathBuf,
     args: Vec<String>,
+    memory_limit: Option<u64>,
 }
 
 impl BwrapWorkspace {
@@ -224,6 +229,6 @@ impl Workspace for BwrapWorkspace {
             .env_remove("PYTHONHOME")
             .envs(crate::local::merged_env(&self.base_env, &command.env))
             .env("TMPDIR", "/tmp");
-        run_command(cmd, &command.display(), options)
+        crate::process::run_command_limited(cmd, &command.display(), options, self.memory_limit)
     }
 }

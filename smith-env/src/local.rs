@@ -9,7 +9,7 @@ use std::process::Command;
 use smith_core::{CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Workspace};
 
 use crate::build::Environment;
-use crate::process::run_command;
+use crate::process::{run_command_limited, DEFAULT_MEMORY_LIMIT};
 use crate::tree::{copy_tree, Tree};
 
 /// Makes temp-copy workspaces of an [`Environment`]'s repository.
@@ -17,6 +17,7 @@ use crate::tree::{copy_tree, Tree};
 pub struct LocalSandbox {
     env: Environment,
     scratch: Option<PathBuf>,
+    memory_limit: Option<u64>,
 }
 
 impl LocalSandbox {
@@ -31,12 +32,20 @@ impl LocalSandbox {
         Ok(LocalSandbox {
             env: env.clone(),
             scratch: None,
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT),
         })
     }
 
     /// Put workspaces under `dir` instead of the system temp dir.
     pub fn with_scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.scratch = Some(dir.into());
+        self
+    }
+
+    /// Cap each command's address space at `bytes` (`None`: no cap). The
+    /// default is [`DEFAULT_MEMORY_LIMIT`].
+    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
         self
     }
 
@@ -79,6 +88,7 @@ impl Sandbox for LocalSandbox {
             _dir: dir,
             tree,
             base_env,
+            memory_limit: self.memory_limit,
         }))
     }
 }
@@ -89,6 +99,7 @@ pub struct LocalWorkspace {
     _dir: tempfile::TempDir,
     tree: Tree,
     base_env: BTreeMap<String, String>,
+    memory_limit: Option<u64>,
 }
 
 /// Build the host command for `command` in `root` with `base_env`, so that
@@ -160,7 +171,7 @@ impl Workspace for LocalWorkspace {
 
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
         let cmd = host_command(self.tree.root(), &self.base_env, command)?;
-        run_command(cmd, &command.display(), options)
+        run_command_limited(cmd, &command.display(), options, self.memory_limit)
     }
 }
 

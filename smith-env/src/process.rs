@@ -19,11 +19,29 @@ use smith_core::{Error, Result, RunOptions, RunOutput};
 /// grandchild that escaped the group (`setsid`) can hold them open forever.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
 
+/// Address space a sandboxed command may map by default: enough for any
+/// ordinary test suite, small enough that a mutant which allocates without
+/// end (`while True: xs.append(...)`) fails with `MemoryError` instead of
+/// pushing the machine into swap long before its time limit.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 6 << 30;
+
 /// Run `command` to completion or until `options.timeout`, whichever comes
 /// first, keeping at most `options.max_output` bytes of stdout and of stderr.
 ///
 /// `display` names the command in errors. Stdin is closed.
-pub fn run_command(mut command: Command, display: &str, options: &RunOptions) -> Result<RunOutput> {
+pub fn run_command(command: Command, display: &str, options: &RunOptions) -> Result<RunOutput> {
+    run_command_limited(command, display, options, None)
+}
+
+/// [`run_command`] with the child's address space capped at `memory_limit`
+/// bytes (`RLIMIT_AS`; children it forks inherit the cap). The cap is set
+/// right after the process starts, before it has done any real work.
+pub fn run_command_limited(
+    mut command: Command,
+    display: &str,
+    options: &RunOptions,
+    memory_limit: Option<u64>,
+) -> Result<RunOutput> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -34,6 +52,21 @@ pub fn run_command(mut command: Command, display: &str, options: &RunOptions) ->
         .spawn()
         .map_err(|e| Error::command(display, format!("cannot start: {e}")))?;
     let pgid = child.id();
+    if let Some(bytes) = memory_limit {
+        let limit = rustix::process::Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        let pid = rustix::process::Pid::from_raw(pgid as i32);
+        if let Err(e) = rustix::process::prlimit(pid, rustix::process::Resource::As, limit) {
+            kill_group(pgid);
+            let _ = child.wait();
+            return Err(Error::command(
+                display,
+                format!("cannot cap its memory: {e}"),
+            ));
+        }
+    }
     let max = options.max_output;
     let stdout = child.stdout.take().map(|pipe| spawn_reader(pipe, max));
     let stderr = child.stderr.take().map(|pipe| spawn_reader(pipe, max));
@@ -253,6 +286,23 @@ mod tests {
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert!(!out.timed_out);
+    }
+
+    #[test]
+    fn a_memory_cap_turns_runaway_allocation_into_an_error() {
+        // Wait a moment before allocating so the cap is surely in place.
+        let script = "import time; time.sleep(0.2); x = bytearray(768 << 20); print('allocated')";
+        let run = |limit| {
+            let mut cmd = Command::new("python3");
+            cmd.args(["-c", script]);
+            run_command_limited(cmd, "python3", &RunOptions::default(), limit).unwrap()
+        };
+        let capped = run(Some(256 << 20));
+        assert_ne!(capped.exit_code, Some(0), "{capped:?}");
+        assert!(capped.stderr.contains("MemoryError"), "{capped:?}");
+        let free = run(None);
+        assert_eq!(free.exit_code, Some(0), "{free:?}");
+        assert_eq!(free.stdout, "allocated\n");
     }
 
     #[test]
