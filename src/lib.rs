@@ -32,6 +32,8 @@ pub use smith_issue as issue;
 pub use smith_mutate as mutate;
 pub use smith_validate as validate;
 
+pub mod export;
+pub mod grade;
 pub mod gym;
 pub mod pipeline;
 pub mod repo;

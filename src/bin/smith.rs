@@ -45,6 +45,10 @@ enum Command {
     Env(EnvArgs),
     /// Generate bug candidates (no tests are run).
     Mutate(MutateArgs),
+    /// Grade model predictions (SWE-bench format) against task instances.
+    Grade(GradeArgs),
+    /// Export task instances as a git mirror (SWE-smith layout).
+    Export(ExportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -124,6 +128,41 @@ struct MutateArgs {
     common: Common,
 }
 
+#[derive(Args, Debug)]
+struct GradeArgs {
+    /// Task instances (JSONL).
+    #[arg(long)]
+    instances: PathBuf,
+    /// Predictions: JSONL, a JSON list, or a JSON object keyed by instance id.
+    #[arg(long)]
+    predictions: PathBuf,
+    /// The `smith run` output directory whose environment runs the tests.
+    #[arg(long, default_value = "smith-out")]
+    run_dir: PathBuf,
+    /// Where to write the report (default: print it only).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write SWE-bench-style per-instance logs under this directory.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Instances graded in parallel (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// The mirror repository to write.
+    #[arg(long)]
+    git: PathBuf,
+    /// Task instances (default: <run-dir>/instances.jsonl).
+    #[arg(long)]
+    instances: Option<PathBuf>,
+    /// The `smith run` output directory (its clean tree is the mirror's main).
+    #[arg(long, default_value = "smith-out")]
+    run_dir: PathBuf,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum Selection {
     /// Only the tests that execute the changed code.
@@ -176,6 +215,8 @@ fn try_main(cli: &Cli) -> anyhow::Result<()> {
         Command::Run(args) => run(args, cli.json),
         Command::Env(args) => env(args, cli.json),
         Command::Mutate(args) => mutate(args, cli.json),
+        Command::Grade(args) => grade(args, cli.json),
+        Command::Export(args) => export(args, cli.json),
     }
 }
 
@@ -425,6 +466,82 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
             generated.files,
             args.out.display()
         );
+    }
+    Ok(())
+}
+
+fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
+    let instances: Vec<smith::TaskInstance> = smith::store::read_jsonl(&args.instances)?;
+    if instances.is_empty() {
+        return Err(
+            Error::invalid(args.instances.display().to_string(), "no task instances").into(),
+        );
+    }
+    let predictions = smith::grade::load_predictions(&args.predictions)?;
+    let mut options = smith::grade::GradeOptions {
+        log_dir: args.log_dir.clone(),
+        ..Default::default()
+    };
+    if let Some(w) = args.workers {
+        options.workers = w.max(1);
+    }
+    let report = smith::grade::Grader::from_run_dir(&args.run_dir)
+        .with_context(|| format!("environment of {}", args.run_dir.display()))?
+        .with_options(options)
+        .grade(&instances, &predictions)?;
+    if let Some(out) = &args.out {
+        smith::store::write_json(out, &report)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "instances    {} total, {} submitted",
+            report.total_instances, report.submitted_instances
+        );
+        println!("completed    {}", report.completed_instances);
+        println!("resolved     {}", report.resolved_instances);
+        println!("unresolved   {}", report.unresolved_instances);
+        println!("empty patch  {}", report.empty_patch_instances);
+        println!("errors       {}", report.error_instances);
+        for id in &report.error_ids {
+            if let Some(e) = report.instances.get(id).and_then(|r| r.error.as_deref()) {
+                println!("  {id}: {e}");
+            }
+        }
+        if let Some(out) = &args.out {
+            println!("report       {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn export(args: &ExportArgs, json: bool) -> anyhow::Result<()> {
+    let repo_path = args.run_dir.join("repo.json");
+    let repo: smith::repo::RepoInfo = smith::store::read_json(&repo_path)?.ok_or_else(|| {
+        Error::invalid(
+            repo_path.display().to_string(),
+            "missing; run `smith run` first",
+        )
+    })?;
+    let instances_path = args
+        .instances
+        .clone()
+        .unwrap_or_else(|| args.run_dir.join("instances.jsonl"));
+    let instances: Vec<smith::TaskInstance> = smith::store::read_jsonl(&instances_path)?;
+    let summary = smith::export::export_git(&repo, &instances, &args.git)
+        .with_context(|| format!("smith export --git {}", args.git.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "{} branches in {} (main = clean tree)",
+            summary.branches.len(),
+            summary.dir.display()
+        );
+        for (id, why) in &summary.skipped {
+            println!("  skipped {id}: {why}");
+        }
     }
     Ok(())
 }
