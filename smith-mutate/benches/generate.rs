@@ -1,0 +1,99 @@
+//! Candidate generation over the dev corpus (six real PyPI projects):
+//! files/s, entities/s and candidates/s on one thread and on all cores.
+//!
+//! Needs the corpus: `bash ../shared/corpus/fetch-corpus.sh -s dev
+//! target/smith-mutate-corpus` (the real-world test fetches it too).
+//! `cargo bench -p smith-mutate --bench generate`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use smith_mutate::{generate, procedural_mutators, python_files, GenerateOptions};
+
+struct Project {
+    root: PathBuf,
+    files: Vec<String>,
+}
+
+fn corpus() -> Vec<Project> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let cache = workspace.join("target/smith-mutate-corpus");
+    let manifest = std::fs::read_to_string(workspace.join("../shared/corpus/manifest.tsv"))
+        .expect("the corpus manifest at ../shared/corpus/manifest.tsv");
+    let mut lines = manifest.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (name, src_dir, split) = (col("name"), col("src_dir"), col("split"));
+    lines
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|row| row.get(split) == Some(&"dev"))
+        .map(|row| {
+            let root = cache.join(row[name]);
+            assert!(
+                root.is_dir(),
+                "{} is missing: fetch the corpus first (see the bench's doc comment)",
+                root.display()
+            );
+            let prefix = format!("{}/", row[src_dir]);
+            let files = python_files(&root, &Default::default())
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.starts_with(&prefix))
+                .collect();
+            Project { root, files }
+        })
+        .collect()
+}
+
+/// (files, entities, candidates) of one pass over the corpus.
+fn pass(corpus: &[Project], threads: usize) -> (usize, usize, usize) {
+    let mutators = procedural_mutators();
+    let options = GenerateOptions {
+        threads: Some(threads),
+        ..Default::default()
+    };
+    corpus.iter().fold((0, 0, 0), |(f, e, c), p| {
+        let out = generate(
+            &p.root, "corpus/p", "0000000", &p.files, &mutators, &options,
+        )
+        .unwrap();
+        (f + out.files, e + out.entities, c + out.candidates.len())
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let corpus = corpus();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (files, entities, candidates) = pass(&corpus, 1);
+    let mut group = c.benchmark_group("generate_dev_corpus");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(candidates as u64));
+    for threads in [1, cores] {
+        group.bench_function(format!("threads_{threads}"), |b| {
+            b.iter(|| pass(&corpus, threads))
+        });
+    }
+    group.finish();
+
+    // The same numbers as rates of each unit, for the closing note.
+    for threads in [1, cores] {
+        let runs = 3;
+        let start = Instant::now();
+        for _ in 0..runs {
+            pass(&corpus, threads);
+        }
+        let secs = start.elapsed().as_secs_f64() / runs as f64;
+        println!(
+            "threads={threads}: {secs:.3} s/pass | {files} files {:.0}/s | {entities} entities {:.0}/s | {candidates} candidates {:.0}/s",
+            files as f64 / secs,
+            entities as f64 / secs,
+            candidates as f64 / secs,
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
