@@ -18,6 +18,7 @@
 //! assert_eq!(mutation.apply(&file.text).unwrap(), "def inc(x):\n    return x - 1\n");
 //! ```
 
+mod combine;
 mod entities;
 mod files;
 mod generate;
@@ -26,6 +27,10 @@ mod parse;
 mod rng;
 mod text;
 
+pub use combine::{
+    combine, components_contribute, kept_with_f2p, merge_patches, Combination, CombineOptions,
+    CombineScope,
+};
 pub use entities::{extract_entities, EntityFilter};
 pub use files::{is_test_path, python_files, FileOptions};
 pub use generate::{generate, GenerateOptions, Generated, MutatorStats, SkippedFile};
