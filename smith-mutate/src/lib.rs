@@ -22,6 +22,7 @@ mod combine;
 mod entities;
 mod files;
 mod generate;
+mod lm;
 mod mutators;
 mod parse;
 mod rng;
@@ -34,5 +35,9 @@ pub use combine::{
 pub use entities::{extract_entities, EntityFilter};
 pub use files::{is_test_path, python_files, FileOptions};
 pub use generate::{generate, GenerateOptions, Generated, MutatorStats, SkippedFile};
+pub use lm::{
+    extract_code_block, lm_bug, lm_bugs, LmOutcome, LmRequest, LmStats, LmStrategy, Prompts,
+    Rejection,
+};
 pub use mutators::{procedural_mutators, procedural_names, Procedural};
 pub use parse::{MAX_FILE_BYTES, MAX_NESTING, MAX_OPERATOR_CHAIN};
