@@ -25,6 +25,7 @@ mod generate;
 mod lm;
 mod mutators;
 mod parse;
+mod pr_mirror;
 mod rng;
 mod text;
 
@@ -41,3 +42,7 @@ pub use lm::{
 };
 pub use mutators::{procedural_mutators, procedural_names, Procedural};
 pub use parse::{MAX_FILE_BYTES, MAX_NESTING, MAX_OPERATOR_CHAIN};
+pub use pr_mirror::{
+    is_library_path, library_part, mirror_commit, mirror_history, parse_git_log, HistoryCommit,
+    MirrorOptions, MirrorOutcome, MirrorSkip, GIT_LOG_FORMAT,
+};
