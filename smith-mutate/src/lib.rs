@@ -20,6 +20,7 @@
 
 mod combine;
 mod entities;
+mod feature_add;
 mod files;
 mod generate;
 mod lm;
@@ -34,6 +35,7 @@ pub use combine::{
     CombineScope,
 };
 pub use entities::{extract_entities, EntityFilter};
+pub use feature_add::{feature_add, FeatureAddOptions, FeatureAddOutcome};
 pub use files::{is_test_path, python_files, FileOptions};
 pub use generate::{generate, GenerateOptions, Generated, MutatorStats, SkippedFile};
 pub use lm::{
