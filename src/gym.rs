@@ -5,14 +5,14 @@
 //! reset (only touched files are restored), so a [`Task`] keeps a pool of
 //! them and episodes borrow one.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CommandSpec, Executor, Patch, Result, RunOptions, RunOutput, Sandbox, TaskInstance, TestId,
-    TestSelection, Workspace,
+    CommandSpec, Executor, Outcome, Patch, Result, RunOptions, RunOutput, Sandbox, TaskInstance,
+    TestId, TestSelection, Workspace,
 };
 
 /// Which of a group of tests passed and which did not.
@@ -48,28 +48,21 @@ impl Grade {
     }
 }
 
-/// Split `tests` by whether `passed` holds them.
-fn split(tests: &[TestId], passed: &BTreeSet<TestId>) -> TestResults {
-    let mut r = TestResults::default();
-    for t in tests {
-        if passed.contains(t) {
-            r.passed.push(t.clone());
-        } else {
-            r.failed.push(t.clone());
-        }
-    }
-    r
-}
-
-/// Grade a run's passing set against an instance's lists (pure).
-pub fn grade_report(instance: &TaskInstance, passed: &BTreeSet<TestId>) -> Grade {
-    let fail_to_pass = split(&instance.fail_to_pass, passed);
-    let pass_to_pass = split(&instance.pass_to_pass, passed);
+/// Grade a run's outcomes against an instance's lists (pure), with
+/// SWE-bench's rules (see [`crate::grade::TestsStatus::score`]).
+pub fn grade_report(instance: &TaskInstance, outcomes: &BTreeMap<TestId, Outcome>) -> Grade {
+    let status = crate::grade::TestsStatus::score(instance, outcomes);
     Grade {
-        resolved: fail_to_pass.failed.is_empty() && pass_to_pass.failed.is_empty(),
+        resolved: status.resolved(),
         applied: true,
-        fail_to_pass,
-        pass_to_pass,
+        fail_to_pass: TestResults {
+            passed: status.fail_to_pass.success,
+            failed: status.fail_to_pass.failure,
+        },
+        pass_to_pass: TestResults {
+            passed: status.pass_to_pass.success,
+            failed: status.pass_to_pass.failure,
+        },
     }
 }
 
@@ -188,7 +181,7 @@ impl Episode<'_> {
         let executor = self.task.executor.clone();
         let options = self.task.options.clone();
         let report = executor.run_tests(self.ws(), &TestSelection::Only(tests), &options)?;
-        Ok(grade_report(inst, &report.passed()))
+        Ok(grade_report(inst, &report.outcomes))
     }
 
     /// Reset to the buggy tree, apply `model_patch`, run the task's tests.
@@ -196,7 +189,7 @@ impl Episode<'_> {
     pub fn grade(&mut self, model_patch: &Patch) -> Result<Grade> {
         self.reset()?;
         if !model_patch.is_empty() && self.ws().apply(model_patch).is_err() {
-            let mut g = grade_report(&self.task.instance, &BTreeSet::new());
+            let mut g = grade_report(&self.task.instance, &BTreeMap::new());
             g.applied = false;
             return Ok(g);
         }

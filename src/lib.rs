@@ -35,6 +35,7 @@ pub use smith_validate as validate;
 pub mod export;
 pub mod grade;
 pub mod gym;
+pub mod history;
 pub mod pipeline;
 pub mod repo;
 pub mod store;

@@ -79,6 +79,10 @@ pub struct Config {
     pub shard: Shard,
     /// Sandbox kind.
     pub sandbox: SandboxKind,
+    /// Combine kept bugs of one file or package into multi-bug tasks.
+    pub combine: bool,
+    /// At most this many combinations per file (or package) and scope.
+    pub combine_per_group: usize,
 }
 
 impl Config {
@@ -99,6 +103,8 @@ impl Config {
             confirm: false,
             shard: Shard::ALL,
             sandbox: SandboxKind::Local,
+            combine: true,
+            combine_per_group: 3,
         }
     }
 }
@@ -368,7 +374,7 @@ impl Pipeline {
         Ok(Some(record.map))
     }
 
-    /// Generate candidates and write `candidates.jsonl`.
+    /// Generate every candidate and write this shard's to `candidates.jsonl`.
     pub fn mutate(&self, p: &Prepared) -> Result<Generated> {
         self.emit(Event::Stage {
             name: "mutate",
@@ -385,7 +391,10 @@ impl Pipeline {
                 .max_per_entity
                 .or(GenerateOptions::default().max_per_entity),
             max_candidates: None,
-            shard: self.config.shard,
+            // Sampling (`--max-candidates`) picks from every candidate and only
+            // then keeps this shard's, so that shards of a sampled run add up
+            // to the unsharded sample.
+            shard: Shard::ALL,
             ..Default::default()
         };
         let generated = smith_mutate::generate(
@@ -399,7 +408,12 @@ impl Pipeline {
         for s in &generated.skipped {
             self.emit(Event::Warning(format!("skipped {}: {}", s.path, s.reason)));
         }
-        store::write_jsonl(&self.path("candidates.jsonl"), &generated.candidates)?;
+        let mine: Vec<&Candidate> = generated
+            .candidates
+            .iter()
+            .filter(|c| self.config.shard.contains(&c.id))
+            .collect();
+        store::write_jsonl(&self.path("candidates.jsonl"), &mine)?;
         Ok(generated)
     }
 
@@ -449,6 +463,19 @@ impl Pipeline {
         coverage: Option<&CoverageMap>,
         candidates: &[Candidate],
     ) -> Result<(Vec<Validation>, f64, usize)> {
+        self.validate_judged(p, baseline, coverage, candidates, &|_, v| v)
+    }
+
+    /// [`Pipeline::validate`], with `judge` given the last word on each
+    /// validation before it is recorded.
+    fn validate_judged(
+        &self,
+        p: &Prepared,
+        baseline: &Baseline,
+        coverage: Option<&CoverageMap>,
+        candidates: &[Candidate],
+        judge: &(dyn Fn(&Candidate, Validation) -> Validation + Sync),
+    ) -> Result<(Vec<Validation>, f64, usize)> {
         let path = self.path("validations.jsonl");
         let done = store::done_ids(&path, "candidate_id")?;
         let todo: Vec<Candidate> = candidates
@@ -487,7 +514,8 @@ impl Pipeline {
             coverage,
             &todo,
             &options,
-            &|_c: &Candidate, v: &Validation| {
+            &|c: &Candidate, v: &Validation| {
+                let v = &judge(c, v.clone());
                 let write = writer
                     .lock()
                     .map_err(|_| ())
@@ -519,6 +547,84 @@ impl Pipeline {
             .filter(|v| wanted.contains(v.candidate_id.as_str()))
             .collect();
         Ok((all, secs, todo.len()))
+    }
+
+    /// Merge kept candidates of one file (`combine/file`) or one package
+    /// directory (`combine/module`) into multi-bug candidates, write them to
+    /// `combined.jsonl` and validate them. A combination is kept only when
+    /// every component still breaks a test of its own
+    /// ([`smith_mutate::components_contribute`]); otherwise its verdict
+    /// becomes `invalid`.
+    pub fn combine(
+        &self,
+        p: &Prepared,
+        baseline: &Baseline,
+        coverage: Option<&CoverageMap>,
+        candidates: &[Candidate],
+        validations: &[Validation],
+    ) -> Result<(Vec<Candidate>, Vec<Validation>)> {
+        let kept = smith_mutate::kept_with_f2p(candidates, validations);
+        let f2p_of: BTreeMap<&str, &BTreeSet<TestId>> =
+            kept.iter().map(|(c, f)| (c.id.as_str(), f)).collect();
+        let mut sources = BTreeMap::new();
+        for (c, _) in &kept {
+            for file in c.files() {
+                if !sources.contains_key(&file) {
+                    let path = smith_core::join_rel(&p.repo.root, &file);
+                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                    sources.insert(file, text);
+                }
+            }
+        }
+        let kept_refs: Vec<&Candidate> = kept.iter().map(|(c, _)| *c).collect();
+        let mut combos = Vec::new();
+        for scope in [
+            smith_mutate::CombineScope::File,
+            smith_mutate::CombineScope::Module,
+        ] {
+            let options = smith_mutate::CombineOptions {
+                scope,
+                seed: self.config.seed,
+                max_per_group: self.config.combine_per_group,
+                ..Default::default()
+            };
+            combos.extend(smith_mutate::combine(&kept_refs, &sources, &options)?);
+        }
+        let combined: Vec<Candidate> = combos
+            .iter()
+            .map(|c| c.candidate.clone())
+            .filter(|c| self.config.shard.contains(&c.id))
+            .collect();
+        store::write_jsonl(&self.path("combined.jsonl"), &combined)?;
+        let components: BTreeMap<&str, Vec<BTreeSet<TestId>>> = combos
+            .iter()
+            .map(|c| {
+                let sets = c
+                    .components
+                    .iter()
+                    .filter_map(|id| f2p_of.get(id.as_str()).map(|s| (*s).clone()))
+                    .collect();
+                (c.candidate.id.as_str(), sets)
+            })
+            .collect();
+        self.emit(Event::Stage {
+            name: "combine",
+            detail: format!("{} combinations of kept bugs", combined.len()),
+        });
+        let judge = |c: &Candidate, mut v: Validation| {
+            if let (Verdict::Kept { fail_to_pass, .. }, Some(parts)) =
+                (&v.verdict, components.get(c.id.as_str()))
+            {
+                if !smith_mutate::components_contribute(fail_to_pass, parts) {
+                    v.verdict = Verdict::Invalid {
+                        reason: "a component no longer breaks a test of its own".into(),
+                    };
+                }
+            }
+            v
+        };
+        let (validations, _, _) = self.validate_judged(p, baseline, coverage, &combined, &judge)?;
+        Ok((combined, validations))
     }
 
     /// Write a problem statement for every kept candidate not yet in
@@ -624,12 +730,24 @@ impl Pipeline {
         let baseline = self.baseline(&p)?;
         let coverage = self.coverage(&p)?;
         let generated = self.mutate(&p)?;
-        let selected = self.select_candidates(&generated.candidates);
-        let (validations, secs, validated_now) =
+        let selected: Vec<Candidate> = self
+            .select_candidates(&generated.candidates)
+            .into_iter()
+            .filter(|c| self.config.shard.contains(&c.id))
+            .collect();
+        let (mut validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
+        let mut selected = selected;
+        if self.config.combine {
+            let (combined, combined_validations) =
+                self.combine(&p, &baseline, coverage.as_ref(), &selected, &validations)?;
+            selected.extend(combined);
+            validations.extend(combined_validations);
+        }
         let (instances, leaked) = self.write_instances(&p, &selected, &validations)?;
         let summary = summarize(
             &p,
+            self.config.shard,
             &baseline,
             &generated,
             &selected,
@@ -668,6 +786,7 @@ fn original_code(root: &Path, candidate: &Candidate) -> Vec<String> {
 #[allow(clippy::too_many_arguments)]
 fn summarize(
     p: &Prepared,
+    shard: Shard,
     baseline: &Baseline,
     generated: &Generated,
     selected: &[Candidate],
@@ -707,7 +826,11 @@ fn summarize(
     Summary {
         repo: p.repo.name.clone(),
         base_commit: p.repo.base_commit.clone(),
-        candidates: generated.candidates.len(),
+        candidates: generated
+            .candidates
+            .iter()
+            .filter(|c| shard.contains(&c.id))
+            .count(),
         validated: validations.len(),
         kept,
         yield_: kept as f64 / validations.len().max(1) as f64,

@@ -25,8 +25,13 @@ fn sh(dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
 }
 
-/// Outcomes from pytest's `-rA` short summary, parsed here on purpose
-/// without smith's own parser.
+/// Passing and failing ids from pytest's `-rA` short summary, parsed here on
+/// purpose without smith's own parser. A module that fails to import is
+/// reported as `ERROR path/to/test_file.py`; each asked-for id in it counts
+/// as failed. `--continue-on-collection-errors` keeps one broken module from
+/// hiding the outcomes of all the others; for the same reason pytest is
+/// given the test files, not the ids (an id in a module that cannot be
+/// imported makes pytest run nothing at all).
 fn pytest_outcomes(
     python: &Path,
     dir: &Path,
@@ -34,8 +39,20 @@ fn pytest_outcomes(
     ids: &[&str],
 ) -> (BTreeSet<String>, BTreeSet<String>) {
     let out = Command::new(python)
-        .args(["-m", "pytest", "-rA", "-p", "no:cacheprovider", "-q"])
-        .args(ids)
+        .args([
+            "-m",
+            "pytest",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--continue-on-collection-errors",
+        ])
+        .args(
+            ids.iter()
+                .map(|t| t.split("::").next().unwrap_or(t))
+                .collect::<BTreeSet<_>>(),
+        )
         .current_dir(dir)
         .env("PYTHONPATH", pythonpath)
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -50,7 +67,13 @@ fn pytest_outcomes(
             .strip_prefix("FAILED ")
             .or_else(|| line.strip_prefix("ERROR "))
         {
-            failed.insert(rest.split(" - ").next().unwrap_or(rest).trim().to_string());
+            let id = rest.split(" - ").next().unwrap_or(rest).trim();
+            if id.contains("::") {
+                failed.insert(id.to_string());
+            } else {
+                let in_file = ids.iter().filter(|t| t.split("::").next() == Some(id));
+                failed.extend(in_file.map(|t| t.to_string()));
+            }
         }
     }
     (passed, failed)

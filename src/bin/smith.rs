@@ -101,6 +101,39 @@ struct RunArgs {
     /// Where to cache virtualenvs (default: <out>/.env-cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Do not combine kept bugs into multi-bug tasks.
+    #[arg(long)]
+    no_combine: bool,
+    /// Who writes problem statements.
+    #[arg(long, value_enum, default_value_t = IssueArg::Template)]
+    issue: IssueArg,
+    #[command(flatten)]
+    lm: LmArgs,
+}
+
+/// An OpenAI-compatible chat endpoint, for `--issue lm`.
+#[derive(Args, Debug)]
+struct LmArgs {
+    /// Base URL of the endpoint (e.g. `http://127.0.0.1:8000/v1`).
+    #[arg(long, env = "SMITH_LM_BASE_URL")]
+    lm_base_url: Option<String>,
+    /// Model name sent with each request.
+    #[arg(long, env = "SMITH_LM_MODEL")]
+    lm_model: Option<String>,
+    /// Name of the environment variable holding the API key, if any.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    lm_key_env: String,
+    /// Cache replies here, so a re-run sends nothing (default: <out>/lm-cache).
+    #[arg(long)]
+    lm_cache: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum IssueArg {
+    /// Offline, deterministic templates.
+    Template,
+    /// A language model (needs --lm-base-url and --lm-model).
+    Lm,
 }
 
 #[derive(Args, Debug)]
@@ -305,8 +338,12 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
         SandboxArg::Local => SandboxKind::Local,
         SandboxArg::Bwrap => SandboxKind::Bwrap,
     };
-    let summary = Pipeline::new(config)
-        .on_event(progress_sink(json))
+    config.combine = !args.no_combine;
+    let mut pipeline = Pipeline::new(config).on_event(progress_sink(json));
+    if let IssueArg::Lm = args.issue {
+        pipeline = pipeline.issue_writer(lm_writer(&args.lm, &args.out)?);
+    }
+    let summary = pipeline
         .run()
         .with_context(|| format!("smith run {}", args.repo.display()))?;
     if json {
@@ -315,6 +352,31 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
         print_summary(&summary);
     }
     Ok(())
+}
+
+#[cfg(feature = "lm")]
+fn lm_writer(args: &LmArgs, out: &std::path::Path) -> anyhow::Result<Arc<dyn smith::IssueWriter>> {
+    let (Some(url), Some(model)) = (&args.lm_base_url, &args.lm_model) else {
+        return Err(Error::invalid("--issue lm", "needs --lm-base-url and --lm-model").into());
+    };
+    let mut config = smith::issue::OpenAiConfig::new(url.clone(), model.clone());
+    config.api_key_env = std::env::var_os(&args.lm_key_env).map(|_| args.lm_key_env.clone());
+    config.cache_dir = Some(
+        args.lm_cache
+            .clone()
+            .unwrap_or_else(|| out.join("lm-cache")),
+    );
+    let client = smith::issue::OpenAiClient::new(config)?;
+    Ok(Arc::new(smith::issue::LmIssueWriter::new(client)))
+}
+
+#[cfg(not(feature = "lm"))]
+fn lm_writer(_: &LmArgs, _: &std::path::Path) -> anyhow::Result<Arc<dyn smith::IssueWriter>> {
+    Err(Error::invalid(
+        "--issue lm",
+        "this smith was built without the `lm` feature",
+    )
+    .into())
 }
 
 fn print_summary(s: &Summary) {

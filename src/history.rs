@@ -1,0 +1,88 @@
+//! A repository's git history as input for PR mirroring
+//! ([`smith_mutate::mirror_history`]): the commits reachable from `HEAD`,
+//! newest first, with their messages and diffs.
+
+use std::path::Path;
+use std::process::Command;
+
+use smith_core::{Error, Result};
+use smith_mutate::{parse_git_log, HistoryCommit, GIT_LOG_FORMAT};
+
+/// Non-merge commits reachable from `HEAD` of the git repository at `repo`,
+/// newest first, at most `max` of them (`None` = all).
+///
+/// [`Error::Command`] if `git` cannot run or fails (not a repository, no
+/// commits).
+pub fn commits(repo: &Path, max: Option<usize>) -> Result<Vec<HistoryCommit>> {
+    let mut args = vec![
+        "log".to_string(),
+        "--no-merges".into(),
+        "--no-color".into(),
+        "--no-ext-diff".into(),
+        "-p".into(),
+        GIT_LOG_FORMAT.into(),
+    ];
+    if let Some(n) = max {
+        args.push(format!("--max-count={n}"));
+    }
+    let display = format!("git {}", args.join(" "));
+    let out = Command::new("git")
+        .args(&args)
+        .current_dir(repo)
+        .output()
+        .map_err(|e| Error::command(&display, e.to_string()))?;
+    if !out.status.success() {
+        return Err(Error::command(
+            display,
+            format!(
+                "in {}: {}",
+                repo.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(parse_git_log(&String::from_utf8_lossy(&out.stdout)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "smith")
+            .env("GIT_AUTHOR_EMAIL", "smith@example.invalid")
+            .env("GIT_COMMITTER_NAME", "smith")
+            .env("GIT_COMMITTER_EMAIL", "smith@example.invalid")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[test]
+    fn reads_commits_newest_first_with_diffs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        std::fs::write(d.join("m.py"), "x = 1\n").unwrap();
+        git(d, &["add", "m.py"]);
+        git(d, &["commit", "-q", "-m", "first"]);
+        std::fs::write(d.join("m.py"), "x = 2\n").unwrap();
+        git(d, &["commit", "-q", "-am", "second\n\nwith a body"]);
+
+        let all = commits(d, None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].message, "second\n\nwith a body");
+        assert_eq!(all[0].sha.len(), 40);
+        let changed = all[0].diff.apply_to_text("m.py", "x = 1\n").unwrap();
+        assert_eq!(changed, "x = 2\n");
+        assert_eq!(commits(d, Some(1)).unwrap().len(), 1);
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = commits(empty.path(), None).unwrap_err();
+        assert!(err.to_string().contains("git log"), "{err}");
+    }
+}
