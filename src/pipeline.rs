@@ -569,10 +569,10 @@ impl Pipeline {
         let mut sources = BTreeMap::new();
         for (c, _) in &kept {
             for file in c.files() {
-                if !sources.contains_key(&file) {
-                    let path = smith_core::join_rel(&p.repo.root, &file);
+                if let std::collections::btree_map::Entry::Vacant(slot) = sources.entry(file) {
+                    let path = smith_core::join_rel(&p.repo.root, slot.key());
                     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                    sources.insert(file, text);
+                    slot.insert(text);
                 }
             }
         }
