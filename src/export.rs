@@ -9,13 +9,12 @@
 //! `<branch>~1`) brings the tests back for evaluation.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
 use smith_core::{Error, Result, TaskInstance};
 
-use crate::repo::RepoInfo;
+use crate::repo::{git, RepoInfo};
 
 /// Commit message of each branch's first commit.
 pub const BUG_COMMIT_MESSAGE: &str = "Bug Patch";
@@ -32,36 +31,6 @@ pub struct ExportSummary {
     /// Instances not exported, with the reason (their patch did not apply,
     /// or their base commit is not the mirror's).
     pub skipped: Vec<(String, String)>,
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "advice.detachedHead=false",
-        ])
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "smith")
-        .env("GIT_AUTHOR_EMAIL", "smith@localhost")
-        .env("GIT_COMMITTER_NAME", "smith")
-        .env("GIT_COMMITTER_EMAIL", "smith@localhost")
-        .env("GIT_AUTHOR_DATE", "2000-01-01T00:00:00+0000")
-        .env("GIT_COMMITTER_DATE", "2000-01-01T00:00:00+0000")
-        .output()
-        .map_err(|e| Error::command(format!("git {}", args.join(" ")), e.to_string()))?;
-    if !out.status.success() {
-        return Err(Error::command(
-            format!("git -C {} {}", dir.display(), args.join(" ")),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Make (or update) the mirror at `dest` from the clean repository `repo`

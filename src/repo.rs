@@ -34,7 +34,10 @@ const SKIP_DIRS: &[&str] = &[
     ".eggs",
 ];
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+/// Run `git -C dir args...` with a fixed identity and dates (so commits are
+/// reproducible) and no hooks; its trimmed stdout, or an error naming the
+/// command with git's stderr.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

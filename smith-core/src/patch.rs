@@ -96,6 +96,13 @@ impl FilePatch {
             .unwrap_or_default()
     }
 
+    /// This file's part as a patch of its own, in git's format.
+    pub fn to_patch(&self) -> Patch {
+        let mut text = String::new();
+        write_file_patch(&mut text, self);
+        Patch(text)
+    }
+
     /// Apply the hunks to `old` (`None` if the file does not exist) and
     /// return the new text (`None` if the patch deletes the file).
     pub fn apply(&self, old: Option<&str>) -> Result<Option<String>> {

@@ -286,28 +286,6 @@ fn reverse_file_patch(forward: &FilePatch) -> FilePatch {
     }
 }
 
-fn forward_text(forward: &FilePatch) -> String {
-    let mut text = format!("--- a/{0}\n+++ b/{0}\n", forward.path());
-    for h in &forward.hunks {
-        text.push_str(&format!(
-            "@@ -{},{} +{},{} @@\n",
-            h.old_start, h.old_len, h.new_start, h.new_len
-        ));
-        for l in &h.lines {
-            text.push(match l.kind {
-                LineKind::Context => ' ',
-                LineKind::Removed => '-',
-                LineKind::Added => '+',
-            });
-            text.push_str(&l.text);
-            if !l.text.ends_with('\n') {
-                text.push('\n');
-            }
-        }
-    }
-    text
-}
-
 /// The model's rewrite of `text` without the change, if it is a whole
 /// Python file that parses.
 fn ask_model(
@@ -322,7 +300,7 @@ fn ask_model(
         .prompt
         .replace("{{path}}", path)
         .replace("{{message}}", commit.message.trim())
-        .replace("{{diff}}", forward_text(forward).trim_end())
+        .replace("{{diff}}", forward.to_patch().as_str().trim_end())
         .replace("{{file}}", text.trim_end());
     let answer = match model.complete(&[Message::user(prompt)], &options.params) {
         Ok(c) => c.text,
