@@ -738,7 +738,11 @@ impl Pipeline {
         let (mut validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
         let mut selected = selected;
-        if self.config.combine {
+        if self.config.combine && self.config.shard.count > 1 {
+            self.emit(Event::Warning(
+                "combining needs every kept bug at once: skipped in a sharded run".into(),
+            ));
+        } else if self.config.combine {
             let (combined, combined_validations) =
                 self.combine(&p, &baseline, coverage.as_ref(), &selected, &validations)?;
             selected.extend(combined);

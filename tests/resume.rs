@@ -86,7 +86,8 @@ fn a_killed_run_resumes_without_loss_or_duplicates() {
     assert!(smith_run(&killed).status().unwrap().success());
     let resumed = verdicts(&validations);
     let expected = verdicts(&whole.join("validations.jsonl"));
-    assert_eq!(resumed.len(), 24);
+    // 24 sampled candidates, then the combinations of the kept ones.
+    assert!(expected.len() >= 24, "{} validations", expected.len());
     assert_eq!(resumed, expected);
     assert_eq!(
         lines(&killed.join("instances.jsonl")),
