@@ -96,6 +96,36 @@ impl FilePatch {
             .unwrap_or_default()
     }
 
+    /// The file patch that undoes this one.
+    pub fn reversed(&self) -> FilePatch {
+        FilePatch {
+            old_path: self.new_path.clone(),
+            new_path: self.old_path.clone(),
+            hunks: self
+                .hunks
+                .iter()
+                .map(|h| Hunk {
+                    old_start: h.new_start,
+                    old_len: h.new_len,
+                    new_start: h.old_start,
+                    new_len: h.old_len,
+                    lines: h
+                        .lines
+                        .iter()
+                        .map(|l| HunkLine {
+                            kind: match l.kind {
+                                LineKind::Added => LineKind::Removed,
+                                LineKind::Removed => LineKind::Added,
+                                LineKind::Context => LineKind::Context,
+                            },
+                            text: l.text.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
     /// This file's part as a patch of its own, in git's format.
     pub fn to_patch(&self) -> Patch {
         let mut text = String::new();
@@ -239,32 +269,7 @@ impl Patch {
         };
         let mut text = String::new();
         for f in files {
-            let reversed = FilePatch {
-                old_path: f.new_path.clone(),
-                new_path: f.old_path.clone(),
-                hunks: f
-                    .hunks
-                    .iter()
-                    .map(|h| Hunk {
-                        old_start: h.new_start,
-                        old_len: h.new_len,
-                        new_start: h.old_start,
-                        new_len: h.old_len,
-                        lines: h
-                            .lines
-                            .iter()
-                            .map(|l| HunkLine {
-                                kind: match l.kind {
-                                    LineKind::Added => LineKind::Removed,
-                                    LineKind::Removed => LineKind::Added,
-                                    LineKind::Context => LineKind::Context,
-                                },
-                                text: l.text.clone(),
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            };
+            let reversed = f.reversed();
             write_file_patch(&mut text, &reversed);
         }
         Patch(text)

@@ -184,7 +184,7 @@ pub fn mirror_commit(
         let Ok(original) = parse(&path, &text) else {
             return Ok(MirrorOutcome::Skipped(MirrorSkip::Unparsable(path)));
         };
-        let reversed = reverse_file_patch(forward);
+        let reversed = forward.reversed();
         let undone = match reversed.apply(Some(&text)) {
             Ok(Some(undone)) => undone,
             Ok(None) | Err(_) => {
@@ -255,35 +255,6 @@ pub fn mirror_history(
         }
     }
     Ok((out, skipped))
-}
-
-fn reverse_file_patch(forward: &FilePatch) -> FilePatch {
-    FilePatch {
-        old_path: forward.new_path.clone(),
-        new_path: forward.old_path.clone(),
-        hunks: forward
-            .hunks
-            .iter()
-            .map(|h| smith_core::Hunk {
-                old_start: h.new_start,
-                old_len: h.new_len,
-                new_start: h.old_start,
-                new_len: h.old_len,
-                lines: h
-                    .lines
-                    .iter()
-                    .map(|l| smith_core::HunkLine {
-                        kind: match l.kind {
-                            LineKind::Added => LineKind::Removed,
-                            LineKind::Removed => LineKind::Added,
-                            LineKind::Context => LineKind::Context,
-                        },
-                        text: l.text.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    }
 }
 
 /// The model's rewrite of `text` without the change, if it is a whole
