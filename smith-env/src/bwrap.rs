@@ -181,13 +181,10 @@ impl BwrapWorkspace {
     pub fn argv(&self, command: &CommandSpec) -> Result<Vec<String>> {
         let root = self.tree.root();
         let cwd = match &command.cwd {
-            Some(rel) if rel.split('/').any(|p| p == "..") || rel.starts_with('/') => {
-                return Err(Error::invalid(
-                    "cwd",
-                    format!("`{rel}` is not inside the workspace"),
-                ))
+            Some(rel) => {
+                let rel = crate::tree::inside_workspace(rel, "cwd")?;
+                smith_core::join_rel(root, rel)
             }
-            Some(rel) => smith_core::join_rel(root, rel),
             None => root.to_path_buf(),
         };
         let mut argv = self.args.clone();

@@ -245,13 +245,10 @@ pub fn exec_args(
     command: &CommandSpec,
 ) -> Result<Vec<String>> {
     let cwd = match &command.cwd {
-        Some(rel) if rel.split('/').any(|p| p == "..") || rel.starts_with('/') => {
-            return Err(Error::invalid(
-                "cwd",
-                format!("`{rel}` is not inside the workspace"),
-            ))
+        Some(rel) => {
+            let rel = crate::tree::inside_workspace(rel, "cwd")?;
+            format!("{TESTBED}/{}", rel.trim_matches('/'))
         }
-        Some(rel) => format!("{TESTBED}/{}", rel.trim_matches('/')),
         None => TESTBED.to_string(),
     };
     let mut args = vec!["exec".to_string(), "-w".to_string(), cwd];

@@ -110,13 +110,10 @@ pub(crate) fn host_command(
     command: &CommandSpec,
 ) -> Result<Command> {
     let cwd = match &command.cwd {
-        Some(rel) if rel.split('/').any(|p| p == "..") || rel.starts_with('/') => {
-            return Err(Error::invalid(
-                "cwd",
-                format!("`{rel}` is not inside the workspace"),
-            ))
+        Some(rel) => {
+            let rel = crate::tree::inside_workspace(rel, "cwd")?;
+            smith_core::join_rel(root, rel)
         }
-        Some(rel) => smith_core::join_rel(root, rel),
         None => root.to_path_buf(),
     };
     let mut cmd = Command::new(&command.program);

@@ -171,14 +171,24 @@ impl Tree {
 
     /// Resolve a workspace-relative path, refusing ones that climb out.
     fn path(&self, rel: &str) -> Result<PathBuf> {
-        if rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
-            return Err(Error::invalid(
-                "workspace path",
-                format!("`{rel}` is not inside the workspace"),
-            ));
-        }
-        Ok(join_rel(&self.root, rel))
+        Ok(join_rel(
+            &self.root,
+            inside_workspace(rel, "workspace path")?,
+        ))
     }
+}
+
+/// `rel` if it stays inside the workspace (relative, no `..`); otherwise an
+/// [`Error::Invalid`] about `what`. Every sandbox checks paths and working
+/// directories it is given with this one rule.
+pub(crate) fn inside_workspace<'a>(rel: &'a str, what: &str) -> Result<&'a str> {
+    if rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
+        return Err(Error::invalid(
+            what,
+            format!("`{rel}` is not inside the workspace"),
+        ));
+    }
+    Ok(rel)
 }
 
 #[cfg(test)]
