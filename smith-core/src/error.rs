@@ -103,6 +103,13 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A sandbox or workspace cannot do what was asked (for example, start
+    /// a long-lived process).
+    #[error("{what} is not supported here")]
+    Unsupported {
+        /// The operation.
+        what: String,
+    },
     /// An option or argument is out of range.
     #[error("invalid {what}: {reason}")]
     Invalid {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Candidate, Entity, Mutation, Patch, Result, SourceFile, TestId, TestReport};
+use crate::{Candidate, Entity, Mutation, Patch, Result, Service, SourceFile, TestId, TestReport};
 
 // ---------------------------------------------------------------- Mutator
 
@@ -143,6 +143,20 @@ pub trait Workspace: Send + Debug {
 
     /// Run a command inside the workspace.
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput>;
+
+    /// Start `command` as a long-lived process in the workspace that reads
+    /// lines on its stdin and answers with lines on its stdout (an
+    /// executor's server, for instance). It runs under the same isolation
+    /// and limits as [`Workspace::run`]; dropping the [`Service`] ends it.
+    /// Workspaces that cannot do this return [`Error::Unsupported`], and
+    /// callers fall back to [`Workspace::run`].
+    ///
+    /// [`Error::Unsupported`]: crate::Error::Unsupported
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        Err(crate::Error::Unsupported {
+            what: format!("starting `{}` as a service", command.program),
+        })
+    }
 }
 
 impl<T: Workspace + ?Sized> Workspace for Box<T> {
@@ -164,6 +178,9 @@ impl<T: Workspace + ?Sized> Workspace for Box<T> {
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
         (**self).run(command, options)
     }
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        (**self).spawn(command)
+    }
 }
 
 impl<T: Workspace + ?Sized> Workspace for &mut T {
@@ -184,6 +201,9 @@ impl<T: Workspace + ?Sized> Workspace for &mut T {
     }
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
         (**self).run(command, options)
+    }
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        (**self).spawn(command)
     }
 }
 

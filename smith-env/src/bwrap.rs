@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smith_core::{CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Workspace};
+use smith_core::{
+    CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
+};
 
 use crate::build::Environment;
 use crate::local::new_copy;
@@ -194,6 +196,19 @@ impl BwrapWorkspace {
         argv.extend(command.args.iter().cloned());
         Ok(argv)
     }
+
+    /// The `bwrap` command that runs `command` inside.
+    fn host_command(&self, command: &CommandSpec) -> Result<Command> {
+        let argv = self.argv(command)?;
+        let mut cmd = Command::new(&self.program);
+        // bwrap passes its own environment on and looks the program up on
+        // that PATH, so the venv comes first inside too.
+        cmd.args(&argv)
+            .env_remove("PYTHONHOME")
+            .envs(crate::local::merged_env(&self.base_env, &command.env))
+            .env("TMPDIR", "/tmp");
+        Ok(cmd)
+    }
 }
 
 impl Workspace for BwrapWorkspace {
@@ -218,14 +233,13 @@ impl Workspace for BwrapWorkspace {
     }
 
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
-        let argv = self.argv(command)?;
-        let mut cmd = Command::new(&self.program);
-        // bwrap passes its own environment on and looks the program up on
-        // that PATH, so the venv comes first inside too.
-        cmd.args(&argv)
-            .env_remove("PYTHONHOME")
-            .envs(crate::local::merged_env(&self.base_env, &command.env))
-            .env("TMPDIR", "/tmp");
+        let cmd = self.host_command(command)?;
         crate::process::run_command_limited(cmd, &command.display(), options, self.memory_limit)
+    }
+
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        let cmd = self.host_command(command)?;
+        let service = crate::process::spawn_service(cmd, &command.display(), self.memory_limit)?;
+        Ok(Box::new(service))
     }
 }

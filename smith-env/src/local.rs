@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smith_core::{CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Workspace};
+use smith_core::{
+    CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
+};
 
 use crate::build::Environment;
-use crate::process::{run_command_limited, DEFAULT_MEMORY_LIMIT};
+use crate::process::{run_command_limited, spawn_service, DEFAULT_MEMORY_LIMIT};
 use crate::tree::{copy_tree, Tree};
 
 /// Makes temp-copy workspaces of an [`Environment`]'s repository.
@@ -169,6 +171,12 @@ impl Workspace for LocalWorkspace {
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
         let cmd = host_command(self.tree.root(), &self.base_env, command)?;
         run_command_limited(cmd, &command.display(), options, self.memory_limit)
+    }
+
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        let cmd = host_command(self.tree.root(), &self.base_env, command)?;
+        let service = spawn_service(cmd, &command.display(), self.memory_limit)?;
+        Ok(Box::new(service))
     }
 }
 

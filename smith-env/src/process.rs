@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smith_core::{Error, Result, RunOptions, RunOutput};
+use smith_core::{ChildService, Error, Result, RunOptions, RunOutput};
 
 /// How long to wait for output pipes after the process group is gone. A
 /// grandchild that escaped the group (`setsid`) can hold them open forever.
@@ -108,6 +108,41 @@ pub fn run_command_limited(
         timed_out,
         duration,
     })
+}
+
+/// Start `command` as a [`ChildService`] in its own process group, its
+/// address space capped at `memory_limit` bytes like
+/// [`run_command_limited`]'s commands.
+pub fn spawn_service(
+    mut command: Command,
+    display: &str,
+    memory_limit: Option<u64>,
+) -> Result<ChildService> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = command
+        .spawn()
+        .map_err(|e| Error::command(display, format!("cannot start: {e}")))?;
+    let pid = child.id();
+    let service = ChildService::new(child, display)?;
+    if let Some(bytes) = memory_limit {
+        let limit = rustix::process::Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        let raw = rustix::process::Pid::from_raw(pid as i32);
+        if let Err(e) = rustix::process::prlimit(raw, rustix::process::Resource::As, limit) {
+            kill_group(pid);
+            return Err(Error::command(
+                display,
+                format!("cannot cap its memory: {e}"),
+            ));
+        }
+    }
+    Ok(service)
 }
 
 /// SIGKILL every process in group `pgid`; a group that is already gone is fine.

@@ -40,6 +40,7 @@ mod baseline;
 mod classify;
 mod coverage;
 mod failures;
+mod fork;
 mod parse;
 mod pytest;
 mod validate;

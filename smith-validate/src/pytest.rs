@@ -12,6 +12,7 @@
 //! not load.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use smith_core::{
@@ -19,6 +20,7 @@ use smith_core::{
     TestSelection, Workspace,
 };
 
+use crate::fork::ServerPool;
 use crate::parse::{merge_outcome, parse_pytest_log};
 
 /// The plugin's source, written into every workspace before a run.
@@ -67,12 +69,30 @@ const VALUE_OPTIONS: &[&str] = &[
 /// `["-m", "pytest", "-p", "no:cacheprovider", "tests"]`. When a run selects
 /// particular tests, the base command's test paths are replaced by the files
 /// of the selected tests and the plugin keeps exactly the selected ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// With [`forking`](PytestExecutor::forking) on (and a base command of the
+/// form `-m pytest ...`), each workspace gets a fork server that imports
+/// pytest, the suite's installed dependencies and its compiled test files
+/// once; every run is then a forked child instead of a fresh interpreter.
+/// Workspaces that cannot start a long-lived process, and runs whose server
+/// fails, use a fresh interpreter as before. Clones share their servers.
+#[derive(Debug, Clone)]
 pub struct PytestExecutor {
     python: String,
     args: Vec<String>,
     env: BTreeMap<String, String>,
+    fork: bool,
+    pool: Arc<ServerPool>,
 }
+
+impl PartialEq for PytestExecutor {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.python, &self.args, &self.env, self.fork)
+            == (&other.python, &other.args, &other.env, other.fork)
+    }
+}
+
+impl Eq for PytestExecutor {}
 
 impl PytestExecutor {
     /// An executor running `python args...`.
@@ -81,6 +101,48 @@ impl PytestExecutor {
             python: python.into(),
             args,
             env: BTreeMap::new(),
+            fork: false,
+            pool: Arc::default(),
+        }
+    }
+
+    /// Run tests through a fork server per workspace (see the type's docs).
+    pub fn forking(mut self, on: bool) -> Self {
+        self.fork = on;
+        self
+    }
+
+    /// Whether runs go through fork servers where possible.
+    pub fn is_forking(&self) -> bool {
+        self.fork && self.pytest_args().is_some()
+    }
+
+    /// How many runs so far went through fork servers (this executor and
+    /// its clones).
+    pub fn served_runs(&self) -> usize {
+        self.pool.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The workspace files fork servers compile once, learned from the first
+    /// whole-suite run (empty before it, or without forking).
+    pub fn warm_files(&self) -> Vec<String> {
+        self.pool.warm_files()
+    }
+
+    /// The same executor with every run in a fresh interpreter.
+    pub fn plain(&self) -> Self {
+        PytestExecutor {
+            fork: false,
+            pool: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// pytest's own arguments when the base command is `-m pytest ...`.
+    fn pytest_args(&self) -> Option<&[String]> {
+        match self.args.as_slice() {
+            [m, module, rest @ ..] if m == "-m" && module == "pytest" => Some(rest),
+            _ => None,
         }
     }
 
@@ -197,7 +259,17 @@ impl PytestExecutor {
         if let Some(select) = select {
             workspace.write(SELECT_PATH, select.as_bytes())?;
         }
-        let output = workspace.run(&spec, options)?;
+        let forked = match (self.fork && extra_env.is_empty(), self.pytest_args()) {
+            (true, Some(_)) => {
+                self.pool
+                    .run(workspace, &spec, options, *selection == TestSelection::All)
+            }
+            _ => None,
+        };
+        let output = match forked {
+            Some(output) => output,
+            None => workspace.run(&spec, options)?,
+        };
         let events = workspace.read(EVENTS_PATH).unwrap_or_default();
         Ok(build_report(&String::from_utf8_lossy(&events), &output))
     }

@@ -8,6 +8,10 @@ It does three things for smith's validator:
 * an event log: with SMITH_EVENTS naming a file, every test's start, phase
   reports and finish are appended and flushed as JSON lines, so a run that
   crashes or floods its output still says which tests ran and how;
+* a module report: with SMITH_MODULES naming a file, the session's end
+  writes which standard and third-party modules it imported and which
+  workspace files it compiled, so that smith's fork server can prepare them
+  once for every later run;
 * coverage contexts: with SMITH_COVERAGE set, the running coverage.py
   measurement is switched to `t:<node id>` while a test runs and to
   `f:<fixture name>` while a fixture wider than one function is set up, so
@@ -19,17 +23,93 @@ import os
 
 import pytest
 
-_SELECT = os.environ.get("SMITH_SELECT")
-_EVENTS = os.environ.get("SMITH_EVENTS")
-_COVERAGE = os.environ.get("SMITH_COVERAGE")
-if _SELECT:
-    _SELECT = os.path.abspath(_SELECT)
-if _EVENTS:
-    _EVENTS = os.path.abspath(_EVENTS)
+_SELECT = None
+_EVENTS = None
+_COVERAGE = None
+_MODULES = None
 
 _out = None
 _cov = None
 _context = ""
+
+
+def pytest_configure(config):
+    # Read here, not at import: a fork server may import this module once
+    # and run many sessions with different settings.
+    global _SELECT, _EVENTS, _COVERAGE, _MODULES, _out
+    _SELECT = os.environ.get("SMITH_SELECT") or None
+    _EVENTS = os.environ.get("SMITH_EVENTS") or None
+    _COVERAGE = os.environ.get("SMITH_COVERAGE") or None
+    _MODULES = os.environ.get("SMITH_MODULES") or None
+    if _SELECT:
+        _SELECT = os.path.abspath(_SELECT)
+    if _EVENTS:
+        _EVENTS = os.path.abspath(_EVENTS)
+    if _MODULES:
+        _MODULES = os.path.abspath(_MODULES)
+    _out = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _MODULES:
+        return
+    try:
+        report = _module_report(session.config)
+        with open(_MODULES, "w", encoding="utf-8") as f:
+            json.dump(report, f)
+    except Exception:
+        pass
+
+
+def _module_report(config):
+    """Modules a fork server may import ahead of time (standard library and
+    installed packages, never anything from the workspace or sharing a
+    top-level name with it) and the workspace's Python files this session
+    compiled (`rewrite`: through pytest's assertion rewriting)."""
+    import sys
+    import sysconfig
+
+    root = os.path.realpath(os.getcwd())
+    inside = root + os.sep
+    paths = sysconfig.get_paths()
+    installed = {
+        os.path.realpath(paths[k]) + os.sep
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        if k in paths
+    }
+    modules = dict(sys.modules)
+    local_tops = set()
+    files = []
+    for name, module in modules.items():
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        real = os.path.realpath(path)
+        if real.startswith(inside):
+            local_tops.add(name.split(".")[0])
+            if real.endswith(".py"):
+                loader = type(getattr(module, "__loader__", None)).__name__
+                files.append({
+                    "path": os.path.relpath(real, root),
+                    "rewrite": loader == "AssertionRewritingHook",
+                })
+    safe = []
+    for name, module in modules.items():
+        top = name.split(".")[0]
+        if top in local_tops or top in ("__main__", "conftest") or top.startswith("smith_"):
+            continue
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        real = os.path.realpath(path)
+        if real.startswith(inside) or not any(real.startswith(p) for p in installed):
+            continue
+        safe.append(name)
+    return {
+        "modules": sorted(safe),
+        "files": sorted(files, key=lambda f: f["path"]),
+        "pass_hook": bool(config.getini("enable_assertion_pass_hook")),
+    }
 
 
 def _emit(record):

@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use smith_core::{Executor, Outcome, RunOptions, Sandbox, TestId, TestSelection};
+use smith_core::{Executor, Outcome, RunOptions, Sandbox, TestId, TestSelection, Workspace};
 use smith_validate::PytestExecutor;
 use support::{alive, fixture, group_members, CopySandbox};
 
@@ -19,16 +19,47 @@ fn pytest() -> PytestExecutor {
     )
 }
 
+/// Every test below runs twice: with a fresh interpreter per run, and
+/// through a fork server (which must then really have served the runs).
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod fresh_interpreter {
+            $(#[test]
+            fn $name() {
+                let exec = super::pytest();
+                super::$name(exec.clone());
+                assert_eq!(exec.served_runs(), 0);
+            })*
+        }
+        mod fork_server {
+            $(#[test]
+            fn $name() {
+                let exec = super::pytest().forking(true);
+                super::$name(exec.clone());
+                assert!(exec.served_runs() > 0, "no run went through the fork server");
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    full_run_reports_every_kind_of_outcome,
+    selection_runs_exactly_the_odd_ids,
+    flooded_output_cut_by_the_sandbox_keeps_outcomes,
+    a_segfault_fails_the_crashing_test_and_loses_the_rest,
+    a_keyboard_interrupt_fails_its_test_and_stops_the_run,
+    timeouts_kill_loops_and_forked_children,
+);
+
 fn outcomes(pairs: &[(&str, Outcome)]) -> BTreeMap<TestId, Outcome> {
     pairs.iter().map(|(t, o)| (TestId::from(*t), *o)).collect()
 }
 
-#[test]
-fn full_run_reports_every_kind_of_outcome() {
+fn full_run_reports_every_kind_of_outcome(exec: PytestExecutor) {
     use Outcome::*;
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.workspace().unwrap();
-    let report = pytest()
+    let report = exec
         .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
         .unwrap();
     let want = outcomes(&[
@@ -73,8 +104,7 @@ fn support_tail(s: &str) -> &str {
     &s[s.len().saturating_sub(3000)..]
 }
 
-#[test]
-fn selection_runs_exactly_the_odd_ids() {
+fn selection_runs_exactly_the_odd_ids(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.workspace().unwrap();
     let ids = [
@@ -84,7 +114,7 @@ fn selection_runs_exactly_the_odd_ids() {
         "tests/test_ids.py::TestGroup::TestNested::test_deep",
     ];
     let selection = TestSelection::Only(ids.iter().map(|i| TestId::from(*i)).collect());
-    let report = pytest()
+    let report = exec
         .run_tests(&mut ws, &selection, &RunOptions::default())
         .unwrap();
     let got: Vec<&str> = report.outcomes.keys().map(TestId::as_str).collect();
@@ -101,8 +131,7 @@ fn selection_runs_exactly_the_odd_ids() {
     );
 }
 
-#[test]
-fn flooded_output_cut_by_the_sandbox_keeps_outcomes() {
+fn flooded_output_cut_by_the_sandbox_keeps_outcomes(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.workspace().unwrap();
     let selection = TestSelection::Only(vec![
@@ -113,7 +142,7 @@ fn flooded_output_cut_by_the_sandbox_keeps_outcomes() {
         max_output: 4096,
         ..RunOptions::default()
     };
-    let report = pytest().run_tests(&mut ws, &selection, &options).unwrap();
+    let report = exec.run_tests(&mut ws, &selection, &options).unwrap();
     assert!(report.log.len() <= 2 * 4096 + 1);
     assert_eq!(report.outcomes.len(), 2);
     assert_eq!(
@@ -122,11 +151,10 @@ fn flooded_output_cut_by_the_sandbox_keeps_outcomes() {
     );
 }
 
-#[test]
-fn a_segfault_fails_the_crashing_test_and_loses_the_rest() {
+fn a_segfault_fails_the_crashing_test_and_loses_the_rest(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("crash"));
     let mut ws = sandbox.workspace().unwrap();
-    let report = pytest()
+    let report = exec
         .run_tests(
             &mut ws,
             &TestSelection::Only(
@@ -151,11 +179,10 @@ fn a_segfault_fails_the_crashing_test_and_loses_the_rest() {
     );
 }
 
-#[test]
-fn a_keyboard_interrupt_fails_its_test_and_stops_the_run() {
+fn a_keyboard_interrupt_fails_its_test_and_stops_the_run(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("crash"));
     let mut ws = sandbox.workspace().unwrap();
-    let report = pytest()
+    let report = exec
         .run_tests(
             &mut ws,
             &TestSelection::Only(
@@ -180,8 +207,7 @@ fn a_keyboard_interrupt_fails_its_test_and_stops_the_run() {
     );
 }
 
-#[test]
-fn timeouts_kill_loops_and_forked_children() {
+fn timeouts_kill_loops_and_forked_children(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("hang"));
     let mut ws = sandbox.workspace().unwrap();
     for test in [
@@ -191,7 +217,7 @@ fn timeouts_kill_loops_and_forked_children() {
         let pids = ws.root().join("pids.txt");
         let _ = std::fs::remove_file(&pids);
         let start = Instant::now();
-        let report = pytest()
+        let report = exec
             .run_tests(
                 &mut ws,
                 &TestSelection::Only(vec![TestId::from(test)]),
@@ -227,4 +253,88 @@ fn timeouts_kill_loops_and_forked_children() {
             "{test}: group {ws_pgid} not empty"
         );
     }
+}
+
+#[test]
+fn a_fork_server_is_reused_and_ends_with_its_executor() {
+    let sandbox = CopySandbox::new(fixture("weird"));
+    let mut ws = sandbox.copy_workspace().unwrap();
+    let exec = pytest().forking(true);
+    let ok = TestSelection::Only(vec![TestId::from("tests/test_ids.py::TestGroup::test_ok")]);
+    for _ in 0..2 {
+        let report = exec
+            .run_tests(&mut ws, &ok, &RunOptions::default())
+            .unwrap();
+        assert_eq!(
+            report.outcomes.values().collect::<Vec<_>>(),
+            [&Outcome::Passed]
+        );
+    }
+    assert_eq!(ws.spawned.len(), 1, "one server for both runs");
+    assert_eq!(exec.served_runs(), 2);
+    let server = ws.spawned[0];
+    assert!(alive(server));
+    drop(exec);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(server) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(server), "fork server {server} outlived its executor");
+}
+
+/// Code compiled ahead of time must never stand in for changed source:
+/// same-size edits to a library module and to a test file, made after the
+/// server compiled both, show up in the next run, and resetting brings the
+/// clean behaviour back.
+#[test]
+fn a_warm_fork_server_runs_edited_files_not_their_compiled_originals() {
+    let sandbox = CopySandbox::new(fixture("calc"));
+    let mut ws = sandbox.copy_workspace().unwrap();
+    let exec = PytestExecutor::new(
+        "python",
+        ["-m", "pytest", "-p", "no:cacheprovider", "tests"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .forking(true);
+    let all = exec
+        .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
+        .unwrap();
+    assert!(
+        all.outcomes.values().all(|o| *o == Outcome::Passed),
+        "{}",
+        all.log
+    );
+    let warm = exec.warm_files();
+    for file in ["calc/ops.py", "tests/test_ops.py", "tests/conftest.py"] {
+        assert!(warm.iter().any(|f| f == file), "{file} not in {warm:?}");
+    }
+    let add = TestSelection::Only(vec![TestId::from("tests/test_ops.py::test_add[1-2-3]")]);
+    let run = |ws: &mut support::CopyWorkspace| {
+        exec.run_tests(ws, &add, &RunOptions::default())
+            .unwrap()
+            .outcomes[&TestId::from("tests/test_ops.py::test_add[1-2-3]")]
+    };
+    assert_eq!(run(&mut ws), Outcome::Passed);
+    for (file, from, to) in [
+        ("calc/ops.py", "a + b", "a - b"),
+        (
+            "tests/test_ops.py",
+            "add(a, b) == want",
+            "add(a, b) != want",
+        ),
+    ] {
+        let clean = std::fs::read_to_string(ws.root().join(file)).unwrap();
+        let edited = clean.replacen(from, to, 1);
+        assert_eq!(clean.len(), edited.len());
+        ws.apply(&smith_core::Patch::from_changes(&[
+            smith_core::FileChange::modified(file, &clean, &edited),
+        ]))
+        .unwrap();
+        assert_eq!(run(&mut ws), Outcome::Failed, "edit of {file} not seen");
+        ws.reset().unwrap();
+        assert_eq!(run(&mut ws), Outcome::Passed, "reset of {file} not seen");
+    }
+    assert_eq!(ws.spawned.len(), 1);
+    assert_eq!(exec.served_runs(), 6);
 }

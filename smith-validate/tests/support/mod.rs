@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use smith_core::{
-    join_rel, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Workspace,
+    join_rel, ChildService, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox,
+    Service, Workspace,
 };
 
 /// The `bin` directory of a virtualenv with pytest 9 and coverage 7, made
@@ -61,6 +62,8 @@ pub fn fixture(name: &str) -> PathBuf {
 pub struct CopySandbox {
     pub source: PathBuf,
     pub bin: PathBuf,
+    /// Whether workspaces can start services (fork servers).
+    pub services: bool,
 }
 
 impl CopySandbox {
@@ -68,6 +71,7 @@ impl CopySandbox {
         CopySandbox {
             source: source.into(),
             bin: venv_bin().to_path_buf(),
+            services: true,
         }
     }
 }
@@ -102,15 +106,45 @@ impl Sandbox for CopySandbox {
     }
 
     fn workspace(&self) -> Result<Box<dyn Workspace>> {
+        Ok(Box::new(self.copy_workspace()?))
+    }
+}
+
+impl CopySandbox {
+    /// A workspace, as its concrete type.
+    pub fn copy_workspace(&self) -> Result<CopyWorkspace> {
         let dir = tempfile::tempdir().map_err(|e| Error::io(&self.source, e))?;
         copy_tree(&self.source, dir.path()).map_err(|e| Error::io(&self.source, e))?;
-        Ok(Box::new(CopyWorkspace {
+        Ok(CopyWorkspace {
             dir,
             source: self.source.clone(),
             bin: self.bin.clone(),
             touched: BTreeSet::new(),
             last_pgid: None,
-        }))
+            services: self.services,
+            spawned: Vec::new(),
+        })
+    }
+}
+
+impl CopyWorkspace {
+    fn command(&self, command: &CommandSpec) -> Command {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let cwd = match &command.cwd {
+            Some(c) => join_rel(self.root(), c),
+            None => self.root().to_path_buf(),
+        };
+        let mut cmd = Command::new(&command.program);
+        cmd.args(&command.args)
+            .current_dir(cwd)
+            .env("PATH", path)
+            .env("VIRTUAL_ENV", self.bin.parent().unwrap())
+            .envs(&command.env);
+        cmd
     }
 }
 
@@ -123,6 +157,10 @@ pub struct CopyWorkspace {
     touched: BTreeSet<String>,
     /// Process group of the last command, for leak checks.
     pub last_pgid: Option<u32>,
+    /// Whether `spawn` works (fork servers); off, the executor falls back.
+    pub services: bool,
+    /// Process ids of services started, for leak checks.
+    pub spawned: Vec<u32>,
 }
 
 impl Workspace for CopyWorkspace {
@@ -173,23 +211,27 @@ impl Workspace for CopyWorkspace {
         Ok(())
     }
 
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        if !self.services {
+            return Err(Error::Unsupported {
+                what: "services".into(),
+            });
+        }
+        let mut cmd = self.command(command);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::command(command.display(), e.to_string()))?;
+        self.spawned.push(child.id());
+        Ok(Box::new(ChildService::new(child, command.display())?))
+    }
+
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
-        let path = format!(
-            "{}:{}",
-            self.bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let cwd = match &command.cwd {
-            Some(c) => join_rel(self.root(), c),
-            None => self.root().to_path_buf(),
-        };
-        let mut cmd = Command::new(&command.program);
-        cmd.args(&command.args)
-            .current_dir(cwd)
-            .env("PATH", path)
-            .env("VIRTUAL_ENV", self.bin.parent().unwrap())
-            .envs(&command.env)
-            .stdin(Stdio::null())
+        let mut cmd = self.command(command);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

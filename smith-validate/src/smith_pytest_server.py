@@ -1,0 +1,327 @@
+"""smith's pytest fork server: one per workspace, started by the executor.
+
+A fresh `python -m pytest` pays for the interpreter, for importing pytest
+and every third-party module the suite uses, and for compiling (and
+assertion-rewriting) the test files, before it runs a single test. This
+server pays that once. For every run it forks a child that is exactly what a
+fresh `python -m pytest ARGS` would be at the moment pytest starts, except
+that those imports and compilations are already done:
+
+* nothing from the workspace is ever imported here, so the child imports
+  the (possibly mutated) code under test itself;
+* compiled code is reused only for a file whose bytes are identical to the
+  bytes it was compiled from, so a mutated file is always compiled afresh.
+
+Requests and answers are JSON lines on stdin and stdout:
+
+    {"warm": {"modules": [...], "files": [{"path": ..., "rewrite": bool}],
+              "pass_hook": bool}}          -> {"warmed": N}
+    {"argv": [...], "env": {...}, "timeout": secs|null, "max_output": bytes,
+     "learn": bool}                        -> {"started": pid}, then
+    {"exit_code": int|null, "timed_out": bool, "seconds": float,
+     "stdout": str, "stderr": str, "learned": {...}|null}
+
+The child runs in its own process group; at its time limit, and again when
+it exits, the whole group is killed. The server exits when its stdin closes
+or its workspace directory is deleted.
+"""
+
+import ast
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+# `python -m pytest` puts the working directory first on sys.path.
+sys.path[0] = os.getcwd()
+
+import importlib  # noqa: E402
+import importlib._bootstrap_external as _external  # noqa: E402
+
+import pytest  # noqa: E402
+
+try:
+    import ctypes  # noqa: E402
+
+    _libc = ctypes.CDLL(None, use_errno=True)
+except Exception:  # pragma: no cover - no ctypes
+    _libc = None
+
+_PER_RUN_ENV = ("SMITH_SELECT", "SMITH_MODULES")
+_MODULES_FILE = ".smith/modules.json"
+
+# The protocol owns the original stdout; anything else the server prints
+# (a module printing at import) goes nowhere.
+_proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+_devnull = os.open(os.devnull, os.O_RDWR)
+os.dup2(_devnull, 1)
+
+# path -> (source bytes, code object)
+_compiled = {}
+_rewritten = {}
+
+
+def _reply(obj):
+    _proto.write(json.dumps(obj) + "\n")
+    _proto.flush()
+
+
+def _source_to_code(original):
+    def source_to_code(self, data, path, *args, **kwargs):
+        hit = _compiled.get(path)
+        if hit is not None and not args and kwargs.get("_optimize", -1) == -1:
+            if bytes(hit[0]) == bytes(data):
+                return hit[1]
+        return original(self, data, path, *args, **kwargs)
+
+    return source_to_code
+
+
+_external.SourceLoader.source_to_code = _source_to_code(
+    _external.SourceLoader.source_to_code
+)
+
+try:
+    from _pytest.assertion import rewrite as _rewrite
+
+    _original_read_pyc = _rewrite._read_pyc
+
+    def _read_pyc(source, pyc, *args, **kwargs):
+        hit = _rewritten.get(str(source))
+        if hit is not None:
+            try:
+                with open(source, "rb") as f:
+                    if f.read() == hit[0]:
+                        return hit[1]
+            except OSError:
+                pass
+        return _original_read_pyc(source, pyc, *args, **kwargs)
+
+    _rewrite._read_pyc = _read_pyc
+except Exception:  # pragma: no cover - a pytest without these internals
+    _rewrite = None
+
+
+def _warm(spec):
+    """Import the third-party and standard modules the suite uses and
+    compile its files, as learned from a full run."""
+    count = 0
+    for name in spec.get("modules", []):
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+            count += 1
+        except BaseException:
+            pass
+    root = os.getcwd()
+    for entry in spec.get("files", []):
+        path = os.path.join(root, entry["path"])
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            if entry.get("rewrite"):
+                if _rewrite is None or spec.get("pass_hook"):
+                    continue
+                tree = ast.parse(data, filename=path)
+                _rewrite.rewrite_asserts(tree, data, path, None)
+                code = compile(tree, path, "exec", dont_inherit=True)
+                _rewritten[path] = (data, code)
+            else:
+                code = compile(data, path, "exec", dont_inherit=True)
+                _compiled[path] = (data, code)
+            count += 1
+        except BaseException:
+            pass
+    return count
+
+
+class _Capture:
+    """The first and last `max` / 2 bytes of a stream."""
+
+    def __init__(self, limit):
+        self.limit = max(int(limit), 0)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def push(self, data):
+        self.total += len(data)
+        room = self.limit // 2 - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        keep = self.limit - self.limit // 2
+        if data and keep:
+            self.tail += data
+            if len(self.tail) > keep:
+                del self.tail[: len(self.tail) - keep]
+
+    def text(self):
+        kept = len(self.head) + len(self.tail)
+        head = self.head.decode("utf-8", "replace")
+        tail = self.tail.decode("utf-8", "replace")
+        if kept == self.total:
+            return head + tail
+        return "%s\n[... %d bytes omitted ...]\n%s" % (head, self.total - kept, tail)
+
+
+def _child(request, out_w, err_w, closing):
+    try:
+        os.setpgid(0, 0)
+        if _libc is not None:
+            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        os.dup2(_devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for fd in closing:
+            os.close(fd)
+        for key in _PER_RUN_ENV:
+            os.environ.pop(key, None)
+        os.environ.update(request.get("env", {}))
+        sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py")]
+        sys.argv += request["argv"]
+    except BaseException:
+        os._exit(70)
+    code = 1
+    try:
+        code = pytest.console_main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def _kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _run(request):
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    if request.get("learn"):
+        try:
+            os.unlink(_MODULES_FILE)
+        except OSError:
+            pass
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _child(request, out_w, err_w, [out_r, err_r, _proto.fileno()])
+    os.close(out_w)
+    os.close(err_w)
+    # The child may not have reached setpgid yet; make the group now.
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    _reply({"started": pid})
+    limit = request.get("max_output", 4 << 20)
+    captures = {out_r: _Capture(limit), err_r: _Capture(limit)}
+    open_fds = [out_r, err_r]
+    timeout = request.get("timeout")
+    deadline = None if timeout is None else start + float(timeout)
+    status = None
+    exited_at = None
+    timed_out = False
+    while True:
+        now = time.monotonic()
+        if status is None:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+                exited_at = now
+                _kill_group(pid)
+            elif deadline is not None and now >= deadline:
+                timed_out = True
+                _kill_group(pid)
+                _, status = os.waitpid(pid, 0)
+                exited_at = time.monotonic()
+                continue
+        if status is not None and (not open_fds or time.monotonic() > exited_at + 2.0):
+            break
+        wait = 0.05
+        if deadline is not None and status is None:
+            wait = max(0.0, min(wait, deadline - now))
+        ready, _, _ = select.select(open_fds, [], [], wait) if open_fds else ([], [], [])
+        if not open_fds:
+            time.sleep(wait)
+        for fd in ready:
+            data = os.read(fd, 1 << 16)
+            if data:
+                captures[fd].push(data)
+            else:
+                open_fds.remove(fd)
+    seconds = time.monotonic() - start
+    for fd in (out_r, err_r):
+        os.close(fd)
+    exit_code = None
+    if not timed_out and os.WIFEXITED(status):
+        exit_code = os.WEXITSTATUS(status)
+    learned = None
+    if request.get("learn") and not timed_out:
+        try:
+            with open(_MODULES_FILE, encoding="utf-8") as f:
+                learned = json.load(f)
+        except (OSError, ValueError):
+            learned = None
+    _reply(
+        {
+            "exit_code": exit_code,
+            "timed_out": timed_out,
+            "seconds": seconds,
+            "stdout": captures[out_r].text(),
+            "stderr": captures[err_r].text(),
+            "learned": learned,
+        }
+    )
+
+
+def _workspace_gone():
+    try:
+        return os.stat(".").st_nlink == 0
+    except OSError:
+        return True
+
+
+def main():
+    _reply({"ready": True, "pid": os.getpid()})
+    pending = b""
+    while True:
+        ready, _, _ = select.select([0], [], [], 1.0)
+        if not ready:
+            if _workspace_gone():
+                return
+            continue
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            if "warm" in request:
+                _reply({"warmed": _warm(request["warm"])})
+            else:
+                _run(request)
+
+
+if __name__ == "__main__":
+    main()
