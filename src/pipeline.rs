@@ -75,6 +75,10 @@ pub struct Config {
     pub selection: SelectionMode,
     /// Re-run kept candidates on the whole suite and compare labels.
     pub confirm: bool,
+    /// Run tests through a fork server per workspace (pytest and the
+    /// suite's dependencies imported once) instead of a fresh interpreter
+    /// per run.
+    pub fork: bool,
     /// This process's shard of the candidates.
     pub shard: Shard,
     /// Sandbox kind.
@@ -101,6 +105,7 @@ impl Config {
             baseline_runs: 3,
             selection: SelectionMode::default(),
             confirm: false,
+            fork: true,
             shard: Shard::ALL,
             sandbox: SandboxKind::Local,
             combine: true,
@@ -205,6 +210,44 @@ pub struct Summary {
     pub instances_path: PathBuf,
 }
 
+/// The summary of `smith validate`, also written to `validate-summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValidateSummary {
+    /// `owner/name`.
+    pub repo: String,
+    /// Commit of the clean tree.
+    pub base_commit: String,
+    /// Candidates chosen for validation (after sampling and sharding).
+    pub candidates: usize,
+    /// Candidates validated by this invocation (the rest were done before).
+    pub validated_now: usize,
+    /// Candidates kept.
+    pub kept: usize,
+    /// kept / candidates.
+    #[serde(rename = "yield")]
+    pub yield_: f64,
+    /// Verdict counts.
+    pub verdicts: BTreeMap<String, usize>,
+    /// Median FAIL_TO_PASS size of kept candidates.
+    pub median_f2p: f64,
+    /// Baseline: stable passing tests.
+    pub baseline_passing: usize,
+    /// Baseline: flaky tests.
+    pub baseline_flaky: usize,
+    /// Wall seconds of the whole invocation (environment, baseline and
+    /// coverage map included, unless reused).
+    pub seconds: f64,
+    /// Wall seconds spent validating, per candidate validated now.
+    pub seconds_per_candidate: f64,
+    /// Test runs that went through fork servers.
+    pub forked_runs: usize,
+    /// With `--confirm`: share of kept candidates whose full-suite labels agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_agreement: Option<f64>,
+    /// Where the validations are.
+    pub validations_path: PathBuf,
+}
+
 /// The pipeline over one repository.
 pub struct Pipeline {
     config: Config,
@@ -304,7 +347,8 @@ impl Pipeline {
             SandboxKind::Local => Arc::new(LocalSandbox::new(&env)?),
             SandboxKind::Bwrap => Arc::new(smith_env::BwrapSandbox::new(&env)?),
         };
-        let executor = PytestExecutor::new("python", env.spec.test_cmd.clone());
+        let executor =
+            PytestExecutor::new("python", env.spec.test_cmd.clone()).forking(self.config.fork);
         Ok(Prepared {
             repo,
             env,
@@ -330,10 +374,19 @@ impl Pipeline {
             ),
         });
         let mut ws = p.sandbox.workspace()?;
-        let baseline = smith_validate::run_baseline(
+        // With fork servers, runs alternate between a forked child and a
+        // fresh interpreter, so that a test the two treat differently is
+        // flaky rather than a label.
+        let plain = p.executor.plain();
+        let (executors, runs): (Vec<&dyn smith_core::Executor>, u32) = if p.executor.is_forking() {
+            (vec![&p.executor, &plain], self.config.baseline_runs.max(2))
+        } else {
+            (vec![&p.executor], self.config.baseline_runs)
+        };
+        let baseline = smith_validate::run_baseline_with(
             ws.as_mut(),
-            &p.executor,
-            self.config.baseline_runs,
+            &executors,
+            runs,
             &p.repo.name,
             &p.repo.base_commit,
             &RunOptions::default(),
@@ -721,6 +774,74 @@ impl Pipeline {
             });
         }
         Ok((store::read_jsonl(&path)?, leaked))
+    }
+
+    /// Validation on its own (`smith validate`): environment, baseline,
+    /// coverage map, then the candidates of `candidates_file` (JSONL as
+    /// `smith mutate` writes it; `None`: generate them as `smith run` does),
+    /// sampled by `max_candidates` and `seed` and cut to this shard.
+    /// Resumable like [`Pipeline::run`]: `validations.jsonl` is appended and
+    /// done candidates are skipped.
+    pub fn validate_candidates(&self, candidates_file: Option<&Path>) -> Result<ValidateSummary> {
+        let started = Instant::now();
+        // A bad candidates file fails before any test runs.
+        let from_file = match candidates_file {
+            Some(path) if !path.is_file() => {
+                return Err(Error::invalid(
+                    "--candidates",
+                    format!("{} is not a file", path.display()),
+                ))
+            }
+            Some(path) => Some(store::read_jsonl::<Candidate>(path)?),
+            None => None,
+        };
+        let p = self.prepare()?;
+        let baseline = self.baseline(&p)?;
+        let coverage = self.coverage(&p)?;
+        let all = match from_file {
+            Some(candidates) => candidates,
+            None => self.mutate(&p)?.candidates,
+        };
+        let selected: Vec<Candidate> = self
+            .select_candidates(&all)
+            .into_iter()
+            .filter(|c| self.config.shard.contains(&c.id))
+            .collect();
+        let (validations, secs, validated_now) =
+            self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
+        let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut f2p = Vec::new();
+        let mut confirmed = (0usize, 0usize);
+        for v in &validations {
+            *verdicts.entry(v.verdict.label().to_string()).or_default() += 1;
+            if let Verdict::Kept { fail_to_pass, .. } = &v.verdict {
+                f2p.push(fail_to_pass.len() as f64);
+                if let Some(ok) = v.confirmed {
+                    confirmed.0 += 1;
+                    confirmed.1 += usize::from(ok);
+                }
+            }
+        }
+        let kept = f2p.len();
+        let summary = ValidateSummary {
+            repo: p.repo.name.clone(),
+            base_commit: p.repo.base_commit.clone(),
+            candidates: selected.len(),
+            validated_now,
+            kept,
+            yield_: kept as f64 / validations.len().max(1) as f64,
+            verdicts,
+            median_f2p: median(f2p),
+            baseline_passing: baseline.passing.len(),
+            baseline_flaky: baseline.flaky.len(),
+            seconds: started.elapsed().as_secs_f64(),
+            seconds_per_candidate: secs / validated_now.max(1) as f64,
+            forked_runs: p.executor.served_runs(),
+            confirm_agreement: (confirmed.0 > 0).then(|| confirmed.1 as f64 / confirmed.0 as f64),
+            validations_path: self.path("validations.jsonl"),
+        };
+        store::write_json(&self.path("validate-summary.json"), &summary)?;
+        Ok(summary)
     }
 
     /// The whole pipeline.

@@ -138,3 +138,110 @@ fn a_file_with_a_syntax_error_is_skipped_and_the_run_goes_on() {
     assert!(summary["kept"].as_u64().unwrap() >= 1, "{summary}");
     assert!(out_dir.join("instances.jsonl").is_file());
 }
+
+const CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n";
+const CALC_TESTS: &str = "from tiny.calc import add, clamp\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_clamp():\n    assert clamp(5, 0, 3) == 3\n    assert clamp(-1, 0, 3) == 0\n    assert clamp(2, 0, 3) == 2\n\n\ndef test_other():\n    assert add(0, 0) == 0\n";
+
+#[test]
+fn validate_takes_mutate_output_reports_a_json_summary_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("tiny");
+    write(
+        &repo,
+        &[
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", ""),
+            ("tiny/calc.py", CALC),
+            ("tests/test_calc.py", CALC_TESTS),
+        ],
+    );
+    let candidates = dir.path().join("candidates.jsonl");
+    let out = smith(&[
+        "--json",
+        "mutate",
+        repo.to_str().unwrap(),
+        "--out",
+        candidates.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out_dir = dir.path().join("out");
+    let validate = || {
+        let out = smith(&[
+            "--json",
+            "validate",
+            repo.to_str().unwrap(),
+            "--candidates",
+            candidates.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--cache-dir",
+            &cache_dir(),
+            "--max-candidates",
+            "6",
+            "--seed",
+            "1",
+            "--baseline-runs",
+            "2",
+            "--confirm",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("summary json")
+    };
+    let first = validate();
+    assert_eq!(first["candidates"], 6, "{first}");
+    assert_eq!(first["validated_now"], 6, "{first}");
+    let kept = first["kept"].as_u64().unwrap();
+    assert!(kept >= 1, "{first}");
+    let yield_ = first["yield"].as_f64().unwrap();
+    assert!((yield_ - kept as f64 / 6.0).abs() < 1e-9, "{first}");
+    assert!(first["seconds"].as_f64().unwrap() > 0.0);
+    assert!(first["seconds_per_candidate"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["confirm_agreement"], 1.0, "{first}");
+    assert!(first["forked_runs"].as_u64().unwrap() > 0, "{first}");
+    let records = std::fs::read_to_string(out_dir.join("validations.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 6);
+    // Run again: everything is done, nothing is validated twice.
+    let second = validate();
+    assert_eq!(second["validated_now"], 0, "{second}");
+    assert_eq!(second["kept"], first["kept"]);
+    let records = std::fs::read_to_string(out_dir.join("validations.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 6);
+}
+
+#[test]
+fn validate_names_a_bad_candidate_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("tiny");
+    write(
+        &repo,
+        &[
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", ""),
+            ("tiny/calc.py", CALC),
+            ("tests/test_calc.py", CALC_TESTS),
+        ],
+    );
+    let candidates = dir.path().join("candidates.jsonl");
+    std::fs::write(&candidates, "{\"not\": \"a candidate\"}\n").unwrap();
+    let out = smith(&[
+        "validate",
+        repo.to_str().unwrap(),
+        "--candidates",
+        candidates.to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir(),
+        "--baseline-runs",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("candidates.jsonl:1"), "{err}");
+}

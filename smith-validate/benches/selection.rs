@@ -9,12 +9,16 @@
 //! `SMITH_BENCH_VENV_BIN` (default: the test venv with pytest and coverage),
 //! number of candidates `SMITH_BENCH_N` (default 24), workers
 //! `SMITH_BENCH_WORKERS` (default 2). `SMITH_BENCH_CRITERION=0` skips the
-//! criterion timings and keeps only the side-by-side pass.
+//! criterion timings and keeps only the side-by-side pass;
+//! `SMITH_BENCH_PLAIN=0` leaves out the middle mode below.
 //!
-//! The side-by-side pass prints, for both modes: seconds per candidate,
-//! candidates per second, label disagreements between the modes, and the
-//! physical limit (sum of the selected tests' own baseline durations divided
-//! by the workers).
+//! The side-by-side pass validates the same candidates three ways: coverage
+//! selection through fork servers (smith's default), coverage selection with
+//! a fresh interpreter per run, and the whole suite per candidate in a fresh
+//! interpreter (SWE-smith's way). For each it prints seconds per candidate,
+//! candidates per second, label disagreements with the whole-suite run, and
+//! the physical limit (sum of the selected tests' own baseline durations
+//! divided by the workers).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -29,14 +33,15 @@ use smith_core::{
     Baseline, Candidate, FileChange, Patch, RunOptions, Sandbox, Validation, Verdict,
 };
 use smith_validate::{
-    labels, run_baseline, select_tests, validate, validate_one, CandidateSelection, CoverageMap,
-    PytestExecutor, SelectionMode, ValidateOptions,
+    labels, run_baseline_with, select_tests, validate, validate_one, CandidateSelection,
+    CoverageMap, PytestExecutor, SelectionMode, ValidateOptions,
 };
 use support::CopySandbox;
 
 struct Setup {
     sandbox: CopySandbox,
     executor: PytestExecutor,
+    forking: PytestExecutor,
     baseline: Baseline,
     coverage: CoverageMap,
     candidates: Vec<Candidate>,
@@ -153,9 +158,12 @@ fn setup() -> Setup {
     let n: usize = env_or("SMITH_BENCH_N", "24").parse().unwrap();
     let mut ws = sandbox.workspace().unwrap();
     let t = Instant::now();
-    let baseline = run_baseline(
+    // As the pipeline does: runs alternate between a fork server and a fresh
+    // interpreter, and the forking executor learns what to warm.
+    let forking = executor.clone().forking(true);
+    let baseline = run_baseline_with(
         &mut ws,
-        &executor,
+        &[&forking, &executor],
         3,
         "bench/repo",
         "bench",
@@ -181,6 +189,7 @@ fn setup() -> Setup {
     );
     Setup {
         sandbox,
+        forking,
         executor,
         baseline,
         coverage,
@@ -189,7 +198,11 @@ fn setup() -> Setup {
     }
 }
 
-fn run_all(s: &Setup, mode: SelectionMode) -> (f64, BTreeMap<String, Validation>) {
+fn run_all(
+    s: &Setup,
+    mode: SelectionMode,
+    executor: &PytestExecutor,
+) -> (f64, BTreeMap<String, Validation>) {
     let options = ValidateOptions {
         workers: s.workers,
         selection: mode,
@@ -199,7 +212,7 @@ fn run_all(s: &Setup, mode: SelectionMode) -> (f64, BTreeMap<String, Validation>
     let t = Instant::now();
     validate(
         &s.sandbox,
-        &s.executor,
+        executor,
         &s.baseline,
         Some(&s.coverage),
         &s.candidates,
@@ -212,45 +225,29 @@ fn run_all(s: &Setup, mode: SelectionMode) -> (f64, BTreeMap<String, Validation>
     (t.elapsed().as_secs_f64(), results.into_inner().unwrap())
 }
 
-/// Returns the ids of candidates that hung in either mode.
-fn side_by_side(s: &Setup) -> Vec<String> {
-    let (cov_secs, cov) = run_all(s, SelectionMode::Coverage);
-    let (full_secs, full) = run_all(s, SelectionMode::Full);
-    let n = s.candidates.len() as f64;
-    let mut disagreements = 0;
-    let mut kept_cov = 0;
-    let mut kept_full = 0;
-    let mut uncovered = 0;
-    let mut verdicts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for c in &s.candidates {
-        let (a, b) = (&cov[&c.id].verdict, &full[&c.id].verdict);
-        *verdicts.entry((a.label(), b.label())).or_default() += 1;
-        kept_cov += a.is_kept() as usize;
-        kept_full += b.is_kept() as usize;
-        let agree = match (a, b) {
-            (Verdict::Uncovered, Verdict::NoTestBroke) => true,
-            _ => labels(a) == labels(b) && a.label() == b.label(),
-        };
-        if *a == Verdict::Uncovered {
-            uncovered += 1;
-        }
-        if !agree {
-            disagreements += 1;
-            println!(
-                "  DISAGREE {}: selected={:?} full={:?}",
-                c.description,
-                a.label(),
-                b.label()
-            );
-            if let (Some((fa, _)), Some((fb, _))) = (labels(a), labels(b)) {
-                println!(
-                    "    f2p only selected: {:?}\n    f2p only full: {:?}",
-                    fa.difference(fb).collect::<Vec<_>>(),
-                    fb.difference(fa).collect::<Vec<_>>()
-                );
-            }
-        }
+/// Whether two verdicts agree: same verdict and same labels; a candidate
+/// selection calls uncovered is one no test can notice.
+fn agree(selected: &Verdict, full: &Verdict) -> bool {
+    match (selected, full) {
+        (Verdict::Uncovered, Verdict::NoTestBroke) => true,
+        _ => labels(selected) == labels(full) && selected.label() == full.label(),
     }
+}
+
+/// Returns the ids of candidates that hung in any mode.
+fn side_by_side(s: &Setup) -> Vec<String> {
+    let mut modes: Vec<(&str, SelectionMode, &PytestExecutor)> =
+        vec![("coverage+fork", SelectionMode::Coverage, &s.forking)];
+    if env_or("SMITH_BENCH_PLAIN", "1") != "0" {
+        modes.push(("coverage", SelectionMode::Coverage, &s.executor));
+    }
+    modes.push(("full", SelectionMode::Full, &s.executor));
+    let runs: Vec<(f64, BTreeMap<String, Validation>)> = modes
+        .iter()
+        .map(|(_, mode, exec)| run_all(s, *mode, exec))
+        .collect();
+    let n = s.candidates.len() as f64;
+    let (full_secs, full) = runs.last().unwrap();
     // Physical limit: the selected tests' own baseline seconds, spread over
     // the workers.
     let own: f64 = s
@@ -266,61 +263,83 @@ fn side_by_side(s: &Setup) -> Vec<String> {
             },
         )
         .sum();
-    let limit = own / s.workers as f64;
-    let full_own: f64 = s.baseline.durations.values().sum::<f64>() * n / s.workers as f64;
-    println!(
-        "coverage: {:.3}s/candidate ({:.2} candidates/s), kept {kept_cov}, uncovered {uncovered}; physical limit {:.3}s total, ratio {:.1}x",
-        cov_secs / n,
-        n / cov_secs,
-        limit,
-        cov_secs / limit.max(1e-9)
-    );
-    println!(
-        "full:     {:.3}s/candidate ({:.2} candidates/s), kept {kept_full}; physical limit {:.3}s total, ratio {:.1}x",
-        full_secs / n,
-        n / full_secs,
-        full_own,
-        full_secs / full_own.max(1e-9)
-    );
-    println!(
-        "speed-up {:.1}x; label disagreements: {disagreements} of {} candidates",
-        full_secs / cov_secs,
-        s.candidates.len()
-    );
-    println!("verdicts (selected, full): {verdicts:?}");
-    // Worker-seconds per candidate, leaving out mutants that hung in either
-    // mode: a hang costs its time limit in both modes (plus, with
-    // `recheck_timeouts`, a second run in coverage mode) and swamps the rest.
-    let finished: Vec<&Candidate> = s
+    let selected_limit = own / s.workers as f64;
+    let full_limit: f64 = s.baseline.durations.values().sum::<f64>() * n / s.workers as f64;
+    let hung: Vec<&Candidate> = s
         .candidates
         .iter()
         .filter(|c| {
-            cov[&c.id].verdict != Verdict::TimedOut && full[&c.id].verdict != Verdict::TimedOut
+            runs.iter()
+                .any(|(_, r)| r[&c.id].verdict == Verdict::TimedOut)
         })
         .collect();
-    let sum = |m: &BTreeMap<String, Validation>| -> f64 {
-        finished.iter().map(|c| m[&c.id].seconds).sum()
+    let finished: Vec<&Candidate> = s
+        .candidates
+        .iter()
+        .filter(|c| !hung.iter().any(|h| h.id == c.id))
+        .collect();
+    let worker_secs = |m: &BTreeMap<String, Validation>| -> f64 {
+        finished.iter().map(|c| m[&c.id].seconds).sum::<f64>() / finished.len().max(1) as f64
     };
-    let (cs, fs) = (sum(&cov), sum(&full));
-    let k = finished.len().max(1) as f64;
-    let selected: f64 = finished
-        .iter()
-        .map(|c| cov[&c.id].selected.unwrap_or(s.baseline.passing.len()) as f64)
-        .sum::<f64>()
-        / k;
+    for ((name, mode, _), (secs, results)) in modes.iter().zip(&runs) {
+        let kept = results.values().filter(|v| v.verdict.is_kept()).count();
+        let limit = if *mode == SelectionMode::Full {
+            full_limit
+        } else {
+            selected_limit
+        };
+        println!(
+            "{name:<14} {:.3}s/candidate ({:.2} candidates/s), kept {kept}; physical limit {limit:.3}s total, ratio {:.1}x; without hung mutants {:.3} worker-s/candidate",
+            secs / n,
+            n / secs,
+            secs / limit.max(1e-9),
+            worker_secs(results),
+        );
+    }
+    for ((name, _, _), (secs, results)) in modes.iter().zip(&runs).take(runs.len() - 1) {
+        let mut disagreements = 0;
+        let mut kept_disagreements = 0;
+        for c in &s.candidates {
+            let (a, b) = (&results[&c.id].verdict, &full[&c.id].verdict);
+            if !agree(a, b) {
+                disagreements += 1;
+                kept_disagreements += usize::from(a.is_kept() || b.is_kept());
+                println!(
+                    "  DISAGREE ({name}) {}: selected={:?} full={:?}",
+                    c.description,
+                    a.label(),
+                    b.label()
+                );
+                if let (Some((fa, _)), Some((fb, _))) = (labels(a), labels(b)) {
+                    println!(
+                        "    f2p only selected: {:?}\n    f2p only full: {:?}",
+                        fa.difference(fb).collect::<Vec<_>>(),
+                        fb.difference(fa).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        println!(
+            "{name} vs full: speed-up {:.1}x wall, {:.1}x worker-s without hung mutants; disagreements {disagreements} of {} candidates ({kept_disagreements} involving a kept candidate)",
+            full_secs / secs,
+            worker_secs(full) / worker_secs(results).max(1e-9),
+            s.candidates.len()
+        );
+    }
+    let mut verdicts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for c in &s.candidates {
+        let first = &runs[0].1[&c.id].verdict;
+        *verdicts
+            .entry((first.label(), full[&c.id].verdict.label()))
+            .or_default() += 1;
+    }
+    println!("verdicts ({}, full): {verdicts:?}", modes[0].0);
     println!(
-        "without hung mutants ({} candidates): coverage {:.3} worker-s/candidate ({:.0} tests selected on average), full {:.3} worker-s/candidate, speed-up {:.1}x",
-        finished.len(),
-        cs / k,
-        selected,
-        fs / k,
-        fs / cs.max(1e-9)
+        "forked runs: {}; hung mutants: {}",
+        s.forking.served_runs(),
+        hung.len()
     );
-    s.candidates
-        .iter()
-        .filter(|c| !finished.iter().any(|f| f.id == c.id))
-        .map(|c| c.id.clone())
-        .collect()
+    hung.iter().map(|c| c.id.clone()).collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -340,9 +359,10 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     group.warm_up_time(Duration::from_secs(1));
-    for (name, mode) in [
-        ("coverage", SelectionMode::Coverage),
-        ("full", SelectionMode::Full),
+    for (name, mode, executor) in [
+        ("coverage+fork", SelectionMode::Coverage, &s.forking),
+        ("coverage", SelectionMode::Coverage, &s.executor),
+        ("full", SelectionMode::Full, &s.executor),
     ] {
         let options = ValidateOptions {
             selection: mode,
@@ -358,7 +378,7 @@ fn bench(c: &mut Criterion) {
                     i += 1;
                     validate_one(
                         &mut *ws,
-                        &s.executor,
+                        executor,
                         &s.baseline,
                         Some(&s.coverage),
                         cand,

@@ -19,12 +19,34 @@ pub fn run_baseline(
     base_commit: &str,
     options: &RunOptions,
 ) -> Result<Baseline> {
+    run_baseline_with(workspace, &[executor], k, repo, base_commit, options)
+}
+
+/// [`run_baseline`] with runs shared out among `executors`: run `i`
+/// (counting from 0) uses `executors[i % executors.len()]`.
+///
+/// Give a forking [`PytestExecutor`](crate::PytestExecutor) and its
+/// [`plain`](crate::PytestExecutor::plain) twin (with `k` at least 2): a test
+/// that behaves differently in a forked child than in a fresh interpreter
+/// then comes out flaky, and never becomes a label.
+pub fn run_baseline_with(
+    workspace: &mut dyn Workspace,
+    executors: &[&dyn Executor],
+    k: u32,
+    repo: &str,
+    base_commit: &str,
+    options: &RunOptions,
+) -> Result<Baseline> {
     if k == 0 {
         return Err(Error::invalid("baseline runs", "k must be at least 1"));
+    }
+    if executors.is_empty() {
+        return Err(Error::invalid("baseline executors", "none given"));
     }
     workspace.reset()?;
     let mut reports = Vec::with_capacity(k as usize);
     for run in 1..=k {
+        let executor = executors[(run as usize - 1) % executors.len()];
         let report = executor.run_tests(workspace, &TestSelection::All, options)?;
         if report.timed_out {
             return Err(Error::TestRun {

@@ -27,12 +27,16 @@ or its workspace directory is deleted.
 """
 
 import ast
+import bisect
 import json
 import os
+import runpy
 import select
 import signal
 import sys
 import time
+import tokenize
+import types
 
 # `python -m pytest` puts the working directory first on sys.path.
 sys.path[0] = os.getcwd()
@@ -104,6 +108,77 @@ except Exception:  # pragma: no cover - a pytest without these internals
     _rewrite = None
 
 
+# pytest formats a failure's traceback by parsing the whole source file of
+# every frame, and walking its tree, once per failure: on a large test file
+# that is a fifth of a second per failing test, more than the test. Trees are
+# cached by the exact text parsed, and statement positions by tree.
+_parsed = {}
+_starts = {}
+
+
+def _statement_starts(tree):
+    """0-based first lines of every statement (decorators included, and the
+    `else`/`finally` parts as statements of their own), sorted: what pytest
+    uses to cut one statement out of a file."""
+    starts = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.stmt, ast.ExceptHandler)):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                starts.extend(d.lineno - 1 for d in node.decorator_list)
+            starts.append(node.lineno - 1)
+            for part in ("finalbody", "orelse"):
+                body = getattr(node, part, None)
+                if body:
+                    starts.append(body[0].lineno - 2)
+    starts.sort()
+    return starts
+
+
+def _cached_parse(text, filename, mode):
+    key = (text, filename, mode)
+    tree = _parsed.get(key)
+    if tree is None:
+        tree = ast.parse(text, filename, mode)
+        _parsed[key] = tree
+    return tree
+
+
+try:
+    from _pytest._code import source as _source
+
+    if hasattr(_source, "get_statement_startend2") and _source.ast is ast:
+        _shim = types.ModuleType("ast")
+        _shim.__dict__.update(ast.__dict__)
+
+        def _parse(text, filename="<unknown>", mode="exec", *args, **kwargs):
+            if isinstance(text, str) and not args and not kwargs:
+                return _cached_parse(text, filename, mode)
+            return ast.parse(text, filename, mode, *args, **kwargs)
+
+        def _startend(lineno, node):
+            hit = _starts.get(id(node))
+            if hit is None or hit[0] is not node:
+                hit = (node, _statement_starts(node))
+                _starts[id(node)] = hit
+            starts = hit[1]
+            i = bisect.bisect_right(starts, lineno)
+            return starts[i - 1], (starts[i] if i < len(starts) else None)
+
+        _shim.parse = _parse
+        _source.ast = _shim
+        _source.get_statement_startend2 = _startend
+except Exception:  # pragma: no cover - a pytest without these internals
+    pass
+
+
+def _prepare_traceback_source(path):
+    """Parse `path` the way pytest will when a traceback shows it."""
+    with tokenize.open(path) as f:
+        text = "\n".join(line.rstrip() for line in f.readlines())
+    tree = _cached_parse(text, "source", "exec")
+    _starts[id(tree)] = (tree, _statement_starts(tree))
+
+
 def _warm(spec):
     """Import the third-party and standard modules the suite uses and
     compile its files, as learned from a full run."""
@@ -132,6 +207,7 @@ def _warm(spec):
             else:
                 code = compile(data, path, "exec", dont_inherit=True)
                 _compiled[path] = (data, code)
+            _prepare_traceback_source(path)
             count += 1
         except BaseException:
             pass
@@ -181,13 +257,14 @@ def _child(request, out_w, err_w, closing):
         for key in _PER_RUN_ENV:
             os.environ.pop(key, None)
         os.environ.update(request.get("env", {}))
-        sys.argv = [os.path.join(os.path.dirname(pytest.__file__), "__main__.py")]
-        sys.argv += request["argv"]
+        sys.argv = ["-m"] + request["argv"]
     except BaseException:
         os._exit(70)
     code = 1
     try:
-        code = pytest.console_main()
+        # Exactly what `python -m pytest` does (runpy also sets argv[0]).
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+        code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
@@ -255,12 +332,14 @@ def _run(request):
                 continue
         if status is not None and (not open_fds or time.monotonic() > exited_at + 2.0):
             break
+        if not open_fds:
+            # Output closed, exit not yet reaped: poll closely.
+            time.sleep(0.002)
+            continue
         wait = 0.05
         if deadline is not None and status is None:
             wait = max(0.0, min(wait, deadline - now))
-        ready, _, _ = select.select(open_fds, [], [], wait) if open_fds else ([], [], [])
-        if not open_fds:
-            time.sleep(wait)
+        ready, _, _ = select.select(open_fds, [], [], wait)
         for fd in ready:
             data = os.read(fd, 1 << 16)
             if data:

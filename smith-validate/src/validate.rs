@@ -47,7 +47,11 @@ pub struct ValidateOptions {
     pub rerun_missing: bool,
     /// Re-run a selected run that timed out once with the full suite's time
     /// limit, so that a slow (not hung) mutant gets the verdict a full run
-    /// would give it.
+    /// would give it. Off by default: every hung mutant then costs a whole
+    /// suite's time limit on top of its own (on a suite of 20 s, that alone
+    /// is several times the cost of validating everything else), and what
+    /// it recovers is never a label: a selected run that finishes gives the
+    /// labels a full run gives, and one that times out is dropped.
     pub recheck_timeouts: bool,
     /// Keep at most this many bytes of each run's stdout and stderr.
     pub max_output: usize,
@@ -66,7 +70,7 @@ impl Default for ValidateOptions {
             selection: SelectionMode::Coverage,
             confirm: false,
             rerun_missing: true,
-            recheck_timeouts: true,
+            recheck_timeouts: false,
             max_output: RunOptions::default().max_output,
             log_bytes: FAILURE_LOG_BYTES,
         }

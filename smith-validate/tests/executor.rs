@@ -338,3 +338,68 @@ fn a_warm_fork_server_runs_edited_files_not_their_compiled_originals() {
     assert_eq!(ws.spawned.len(), 1);
     assert_eq!(exec.served_runs(), 6);
 }
+
+/// A warm fork server reuses parsed source for tracebacks; what pytest
+/// prints about failures must not change by a byte.
+#[test]
+fn failure_output_through_a_warm_fork_server_is_what_a_fresh_interpreter_prints() {
+    let sandbox = CopySandbox::new(fixture("calc"));
+    let mut ws = sandbox.copy_workspace().unwrap();
+    let plain = PytestExecutor::new(
+        "python",
+        ["-m", "pytest", "-p", "no:cacheprovider", "tests"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let forking = plain.clone().forking(true);
+    forking
+        .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
+        .unwrap();
+    assert!(!forking.warm_files().is_empty());
+    let clean = std::fs::read_to_string(ws.root().join("calc/ops.py")).unwrap();
+    let broken = clean.replacen("a + b", "a - b", 1);
+    ws.apply(&smith_core::Patch::from_changes(&[
+        smith_core::FileChange::modified("calc/ops.py", &clean, &broken),
+    ]))
+    .unwrap();
+    let failing = TestSelection::Only(
+        [
+            "tests/test_ops.py::test_add[1-2-3]",
+            "tests/test_ops.py::test_add[-1-1-0]",
+            "tests/test_ops.py::test_mul[3-4]",
+        ]
+        .map(TestId::from)
+        .to_vec(),
+    );
+    let timing = regex_lite_free_timing;
+    let forked = forking
+        .run_tests(&mut ws, &failing, &RunOptions::default())
+        .unwrap();
+    let fresh = plain
+        .run_tests(&mut ws, &failing, &RunOptions::default())
+        .unwrap();
+    assert_eq!(forked.outcomes, fresh.outcomes);
+    assert_eq!(
+        forked
+            .outcomes
+            .values()
+            .filter(|o| **o == Outcome::Failed)
+            .count(),
+        3
+    );
+    assert!(fresh.log.contains("E       assert"), "{}", fresh.log);
+    assert_eq!(timing(&forked.log), timing(&fresh.log));
+}
+
+/// The log with pytest's "in 0.12s" timings blanked out.
+fn regex_lite_free_timing(log: &str) -> String {
+    log.lines()
+        .map(|line| match line.rfind(" in ") {
+            Some(i) if line.ends_with('s') && line.contains("failed") => {
+                format!("{} in Xs", &line[..i])
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

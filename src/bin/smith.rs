@@ -41,6 +41,9 @@ struct Cli {
 enum Command {
     /// Run the whole pipeline: environment, baseline, mutate, validate, issues.
     Run(RunArgs),
+    /// Validate candidates (from `smith mutate`, or generated) and report
+    /// which break tests: environment, baseline, coverage map, validation.
+    Validate(ValidateArgs),
     /// Detect and build a repository's Python environment and print its spec.
     Env(EnvArgs),
     /// Generate bug candidates (no tests are run).
@@ -80,6 +83,21 @@ struct RunArgs {
     out: PathBuf,
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    validation: ValidationFlags,
+    /// Do not combine kept bugs into multi-bug tasks.
+    #[arg(long)]
+    no_combine: bool,
+    /// Who writes problem statements.
+    #[arg(long, value_enum, default_value_t = IssueArg::Template)]
+    issue: IssueArg,
+    #[command(flatten)]
+    lm: LmArgs,
+}
+
+/// How candidates are validated (shared by `run` and `validate`).
+#[derive(Args, Debug)]
+struct ValidationFlags {
     /// Validate at most this many candidates (picked deterministically).
     #[arg(long)]
     max_candidates: Option<usize>,
@@ -95,20 +113,55 @@ struct RunArgs {
     /// Re-run kept candidates on the whole suite and measure label agreement.
     #[arg(long)]
     confirm: bool,
+    /// Run every test run in a fresh interpreter instead of through a fork
+    /// server per workspace.
+    #[arg(long)]
+    no_fork: bool,
     /// Sandbox for test runs.
     #[arg(long, value_enum, default_value_t = SandboxArg::Local)]
     sandbox: SandboxArg,
     /// Where to cache virtualenvs (default: <out>/.env-cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Do not combine kept bugs into multi-bug tasks.
+}
+
+impl ValidationFlags {
+    fn apply(&self, config: &mut Config) {
+        config.max_candidates = self.max_candidates;
+        if let Some(w) = self.workers {
+            config.workers = w.max(1);
+        }
+        config.baseline_runs = self.baseline_runs.max(1);
+        config.selection = match self.selection {
+            Selection::Coverage => SelectionMode::Coverage,
+            Selection::Full => SelectionMode::Full,
+        };
+        config.confirm = self.confirm;
+        config.fork = !self.no_fork;
+        config.cache_dir = self.cache_dir.clone();
+        config.sandbox = match self.sandbox {
+            SandboxArg::Local => SandboxKind::Local,
+            SandboxArg::Bwrap => SandboxKind::Bwrap,
+        };
+    }
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    /// The repository (default: the bundled demo repository).
+    #[arg(default_value = "examples/demo-repo")]
+    repo: PathBuf,
+    /// Output directory (validations.jsonl, validate-summary.json).
+    #[arg(long, default_value = "smith-out")]
+    out: PathBuf,
+    /// Candidates to validate, JSONL as `smith mutate` writes it (default:
+    /// generate them).
     #[arg(long)]
-    no_combine: bool,
-    /// Who writes problem statements.
-    #[arg(long, value_enum, default_value_t = IssueArg::Template)]
-    issue: IssueArg,
+    candidates: Option<PathBuf>,
     #[command(flatten)]
-    lm: LmArgs,
+    common: Common,
+    #[command(flatten)]
+    validation: ValidationFlags,
 }
 
 /// An OpenAI-compatible chat endpoint, for `--issue lm`.
@@ -246,6 +299,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 fn try_main(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Run(args) => run(args, cli.json),
+        Command::Validate(args) => validate(args, cli.json),
         Command::Env(args) => env(args, cli.json),
         Command::Mutate(args) => mutate(args, cli.json),
         Command::Grade(args) => grade(args, cli.json),
@@ -323,21 +377,7 @@ fn progress_sink(quiet: bool) -> impl Fn(&Event) + Send + Sync + 'static {
 
 fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
     let mut config = config_from(&args.repo, &args.out, &args.common);
-    config.max_candidates = args.max_candidates;
-    if let Some(w) = args.workers {
-        config.workers = w.max(1);
-    }
-    config.baseline_runs = args.baseline_runs.max(1);
-    config.selection = match args.selection {
-        Selection::Coverage => SelectionMode::Coverage,
-        Selection::Full => SelectionMode::Full,
-    };
-    config.confirm = args.confirm;
-    config.cache_dir = args.cache_dir.clone();
-    config.sandbox = match args.sandbox {
-        SandboxArg::Local => SandboxKind::Local,
-        SandboxArg::Bwrap => SandboxKind::Bwrap,
-    };
+    args.validation.apply(&mut config);
     config.combine = !args.no_combine;
     let mut pipeline = Pipeline::new(config).on_event(progress_sink(json));
     if let IssueArg::Lm = args.issue {
@@ -351,6 +391,56 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
     } else {
         print_summary(&summary);
     }
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
+    let mut config = config_from(&args.repo, &args.out, &args.common);
+    args.validation.apply(&mut config);
+    let summary = Pipeline::new(config)
+        .on_event(progress_sink(json))
+        .validate_candidates(args.candidates.as_deref())
+        .with_context(|| format!("smith validate {}", args.repo.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!(
+        "repository   {} @ {}",
+        summary.repo,
+        &summary.base_commit[..summary.base_commit.len().min(12)]
+    );
+    println!(
+        "baseline     {} passing tests, {} flaky",
+        summary.baseline_passing, summary.baseline_flaky
+    );
+    println!(
+        "validated    {} candidates ({} now), {:.3} s per candidate, {} runs through fork servers",
+        summary.candidates,
+        summary.validated_now,
+        summary.seconds_per_candidate,
+        summary.forked_runs
+    );
+    println!(
+        "kept         {} ({:.0}% yield), median {} FAIL_TO_PASS tests",
+        summary.kept,
+        100.0 * summary.yield_,
+        summary.median_f2p
+    );
+    let verdicts: Vec<String> = summary
+        .verdicts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!("verdicts     {}", verdicts.join(", "));
+    if let Some(a) = summary.confirm_agreement {
+        println!(
+            "confirm      {:.1}% of kept candidates agree with a full-suite run",
+            100.0 * a
+        );
+    }
+    println!("validations  {}", summary.validations_path.display());
+    println!("took         {:.1} s", summary.seconds);
     Ok(())
 }
 
