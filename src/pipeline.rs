@@ -79,6 +79,11 @@ pub struct Config {
     /// suite's dependencies imported once) instead of a fresh interpreter
     /// per run.
     pub fork: bool,
+    /// Smallest time limit of one validation run.
+    pub timeout_floor: Duration,
+    /// A run's time limit is the floor plus this factor times the baseline
+    /// seconds of its selected tests (and start-up).
+    pub timeout_factor: f64,
     /// This process's shard of the candidates.
     pub shard: Shard,
     /// Sandbox kind.
@@ -106,6 +111,8 @@ impl Config {
             selection: SelectionMode::default(),
             confirm: false,
             fork: true,
+            timeout_floor: ValidateOptions::default().timeout_floor,
+            timeout_factor: ValidateOptions::default().timeout_factor,
             shard: Shard::ALL,
             sandbox: SandboxKind::Local,
             combine: true,
@@ -557,6 +564,8 @@ impl Pipeline {
             workers: self.config.workers.max(1),
             selection: self.config.selection,
             confirm: self.config.confirm,
+            timeout_floor: self.config.timeout_floor,
+            timeout_factor: self.config.timeout_factor,
             ..Default::default()
         };
         let started = Instant::now();

@@ -245,3 +245,42 @@ fn validate_names_a_bad_candidate_record() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("candidates.jsonl:1"), "{err}");
 }
+
+#[test]
+fn validate_in_bubblewrap_runs_its_fork_servers_inside_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("tiny");
+    write(
+        &repo,
+        &[
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", ""),
+            ("tiny/calc.py", CALC),
+            ("tests/test_calc.py", CALC_TESTS),
+        ],
+    );
+    let out_dir = dir.path().join("out");
+    let out = smith(&[
+        "--json",
+        "validate",
+        repo.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir(),
+        "--sandbox",
+        "bwrap",
+        "--max-candidates",
+        "4",
+        "--baseline-runs",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
+    assert_eq!(summary["candidates"], 4, "{summary}");
+    assert!(summary["kept"].as_u64().unwrap() >= 1, "{summary}");
+    // The baseline's forked run and every candidate's run went through a
+    // server started with Workspace::spawn inside bubblewrap.
+    assert!(summary["forked_runs"].as_u64().unwrap() >= 5, "{summary}");
+}

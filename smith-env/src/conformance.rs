@@ -297,6 +297,55 @@ pub fn check_environment_passes_through(sandbox: &dyn Sandbox) {
     );
 }
 
+/// For sandboxes whose workspaces implement `spawn`: a long-lived process
+/// starts in the workspace with the command's environment and directory,
+/// answers line after line, and is gone once its handle is dropped.
+pub fn check_services(sandbox: &dyn Sandbox) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    let cmd = CommandSpec::new(
+        "sh",
+        [
+            "-c",
+            "echo ready; while read line; do echo \"$line|$SMITH_CMD_VAR|$(pwd)\"; done",
+        ],
+    )
+    .env("SMITH_CMD_VAR", "from-command");
+    let mut service = ws.spawn(&cmd).expect("spawn");
+    let wait = Duration::from_secs(20);
+    assert_eq!(
+        service.receive(wait).expect("first line").as_deref(),
+        Some("ready"),
+        "[{name}] service did not start"
+    );
+    let root = ws.root().display().to_string();
+    for request in ["one", "two"] {
+        service.send(request).expect("send");
+        let answer = service.receive(wait).expect("answer");
+        assert_eq!(
+            answer,
+            Some(format!("{request}|from-command|{root}")),
+            "[{name}] service answer"
+        );
+    }
+    drop(service);
+    // A service that never reads its stdin is killed after a grace period.
+    let mut quiet = CommandSpec::new("sh", ["-c", "echo ready; exec sleep 30"]);
+    quiet.env.insert("SMITH_CMD_VAR".into(), "x".into());
+    let started = Instant::now();
+    let mut sleeper = ws.spawn(&quiet).expect("spawn sleeper");
+    assert_eq!(
+        sleeper.receive(wait).expect("first line").as_deref(),
+        Some("ready")
+    );
+    drop(sleeper);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "[{name}] dropping a service that ignores its stdin took {:?}",
+        started.elapsed()
+    );
+}
+
 /// Isolation checks for sandboxes that promise it (bubblewrap, docker):
 /// no network, no writes outside the workspace (`$HOME`, the original
 /// repository, `/etc`), no view of host processes, and writable `/tmp`.

@@ -14,6 +14,7 @@ fn local_sandbox_conforms() {
     let repo = fixture();
     let sandbox = LocalSandbox::new(&fixture_environment(repo.path())).unwrap();
     conformance::check_all(&sandbox);
+    conformance::check_services(&sandbox);
 }
 
 /// bubblewrap is installed by scripts/setup.sh; where it cannot run at all,
@@ -37,6 +38,7 @@ fn bwrap_sandbox_conforms() {
     let repo = fixture();
     if let Some(sandbox) = bwrap_sandbox(repo.path()) {
         conformance::check_all(&sandbox);
+        conformance::check_services(&sandbox);
     }
 }
 

@@ -93,10 +93,35 @@ def _module_report(config):
                     "path": os.path.relpath(real, root),
                     "rewrite": loader == "AssertionRewritingHook",
                 })
+    # pytest plugins (and anything pytest rewrites) must be imported by
+    # pytest itself: imported early, pytest warns that it cannot rewrite
+    # them, and suites that turn warnings into errors stop.
+    plugin_tops = set()
+    for plugin in config.pluginmanager.get_plugins():
+        name = getattr(plugin, "__name__", None)
+        if isinstance(name, str):
+            plugin_tops.add(name.split(".")[0])
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="pytest11"):
+            plugin_tops.add(ep.value.split(":")[0].split(".")[0])
+    except Exception:
+        pass
+    hook = getattr(getattr(config, "_assertstate", None), "hook", None)
+    for name in getattr(hook, "_must_rewrite", ()) or ():
+        plugin_tops.add(str(name).split(".")[0])
+    for name, module in modules.items():
+        loader = type(getattr(module, "__loader__", None)).__name__
+        if loader == "AssertionRewritingHook":
+            plugin_tops.add(name.split(".")[0])
+    plugin_tops -= {"_pytest", "pytest", "pluggy"}
     safe = []
     for name, module in modules.items():
         top = name.split(".")[0]
-        if top in local_tops or top in ("__main__", "conftest") or top.startswith("smith_"):
+        if top in local_tops or top in plugin_tops:
+            continue
+        if top in ("__main__", "conftest") or top.startswith("smith_"):
             continue
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):

@@ -198,3 +198,53 @@ fn a_baseline_without_tests_is_an_error() {
     let err = run_baseline(&mut ws, &empty, 3, "o/r", "c", &RunOptions::default()).unwrap_err();
     assert!(err.to_string().contains("reported no tests"), "{err}");
 }
+
+/// Fails one test on every run, as a test that cannot run in a forked child
+/// would.
+#[derive(Debug)]
+struct FailsOne(ScriptedExecutor);
+
+impl Executor for FailsOne {
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport> {
+        let mut report = self.0.run_tests(workspace, selection, options)?;
+        if let Some(o) = report.outcomes.get_mut(&TestId::from("t.py::neg")) {
+            *o = smith_core::Outcome::Failed;
+        }
+        Ok(report)
+    }
+}
+
+#[test]
+fn an_alternating_baseline_makes_a_test_the_executors_disagree_on_flaky() {
+    let odd = FailsOne(tests());
+    let even = tests();
+    let mut ws = sandbox().workspace().unwrap();
+    let mixed = smith_validate::run_baseline_with(
+        &mut ws,
+        &[&odd, &even],
+        3,
+        "o/r",
+        "c",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(mixed.runs, 3);
+    assert!(
+        mixed.flaky.contains(&TestId::from("t.py::neg")),
+        "{mixed:?}"
+    );
+    assert!(mixed.passing.contains(&TestId::from("t.py::add")));
+    assert!(!mixed.passing.contains(&TestId::from("t.py::neg")));
+    // One executor alone sees nothing flaky.
+    let alone = run_baseline(&mut ws, &even, 3, "o/r", "c", &RunOptions::default()).unwrap();
+    assert!(alone.flaky.is_empty());
+    assert!(
+        smith_validate::run_baseline_with(&mut ws, &[], 2, "o/r", "c", &RunOptions::default())
+            .is_err()
+    );
+}

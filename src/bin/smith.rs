@@ -117,6 +117,13 @@ struct ValidationFlags {
     /// server per workspace.
     #[arg(long)]
     no_fork: bool,
+    /// Smallest time limit of one test run, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    timeout_floor: f64,
+    /// A run's time limit: the floor plus this factor times the baseline
+    /// seconds of its selected tests and start-up.
+    #[arg(long, default_value_t = 5.0)]
+    timeout_factor: f64,
     /// Sandbox for test runs.
     #[arg(long, value_enum, default_value_t = SandboxArg::Local)]
     sandbox: SandboxArg,
@@ -126,7 +133,7 @@ struct ValidationFlags {
 }
 
 impl ValidationFlags {
-    fn apply(&self, config: &mut Config) {
+    fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
         config.max_candidates = self.max_candidates;
         if let Some(w) = self.workers {
             config.workers = w.max(1);
@@ -138,11 +145,18 @@ impl ValidationFlags {
         };
         config.confirm = self.confirm;
         config.fork = !self.no_fork;
+        config.timeout_floor = Duration::try_from_secs_f64(self.timeout_floor)
+            .map_err(|e| Error::invalid("--timeout-floor", e.to_string()))?;
+        if !(self.timeout_factor.is_finite() && self.timeout_factor >= 0.0) {
+            return Err(Error::invalid("--timeout-factor", "must be a number ≥ 0").into());
+        }
+        config.timeout_factor = self.timeout_factor;
         config.cache_dir = self.cache_dir.clone();
         config.sandbox = match self.sandbox {
             SandboxArg::Local => SandboxKind::Local,
             SandboxArg::Bwrap => SandboxKind::Bwrap,
         };
+        Ok(())
     }
 }
 
@@ -377,7 +391,7 @@ fn progress_sink(quiet: bool) -> impl Fn(&Event) + Send + Sync + 'static {
 
 fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
     let mut config = config_from(&args.repo, &args.out, &args.common);
-    args.validation.apply(&mut config);
+    args.validation.apply(&mut config)?;
     config.combine = !args.no_combine;
     let mut pipeline = Pipeline::new(config).on_event(progress_sink(json));
     if let IssueArg::Lm = args.issue {
@@ -396,7 +410,7 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
 
 fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
     let mut config = config_from(&args.repo, &args.out, &args.common);
-    args.validation.apply(&mut config);
+    args.validation.apply(&mut config)?;
     let summary = Pipeline::new(config)
         .on_event(progress_sink(json))
         .validate_candidates(args.candidates.as_deref())
