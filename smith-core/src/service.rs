@@ -53,6 +53,7 @@ pub struct ChildService {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_reader: thread::JoinHandle<()>,
 }
 
 impl ChildService {
@@ -81,7 +82,7 @@ impl ChildService {
         });
         let tail = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&tail);
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut stderr = stderr;
             let mut buf = [0u8; 8192];
             loop {
@@ -104,6 +105,7 @@ impl ChildService {
             stdin: Some(stdin),
             lines,
             stderr: tail,
+            stderr_reader,
         })
     }
 
@@ -122,6 +124,11 @@ impl ChildService {
                 _ => break "still running but closed its output".to_string(),
             }
         };
+        // Its last words may still be on their way through the stderr pipe.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !self.stderr_reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
         let stderr = self
             .stderr
             .lock()

@@ -10,7 +10,9 @@
 //! number of candidates `SMITH_BENCH_N` (default 24), workers
 //! `SMITH_BENCH_WORKERS` (default 2). `SMITH_BENCH_CRITERION=0` skips the
 //! criterion timings and keeps only the side-by-side pass;
-//! `SMITH_BENCH_PLAIN=0` leaves out the middle mode below.
+//! `SMITH_BENCH_PLAIN=0` leaves out the middle mode below;
+//! `SMITH_BENCH_TIMEOUT_FLOOR` (seconds) and `SMITH_BENCH_TIMEOUT_FACTOR`
+//! replace the validator's time-limit defaults.
 //!
 //! The side-by-side pass validates the same candidates three ways: coverage
 //! selection through fork servers (smith's default), coverage selection with
@@ -203,10 +205,20 @@ fn run_all(
     mode: SelectionMode,
     executor: &PytestExecutor,
 ) -> (f64, BTreeMap<String, Validation>) {
+    let defaults = ValidateOptions::default();
     let options = ValidateOptions {
         workers: s.workers,
         selection: mode,
-        ..ValidateOptions::default()
+        timeout_floor: std::env::var("SMITH_BENCH_TIMEOUT_FLOOR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs_f64)
+            .unwrap_or(defaults.timeout_floor),
+        timeout_factor: std::env::var("SMITH_BENCH_TIMEOUT_FACTOR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(defaults.timeout_factor),
+        ..defaults
     };
     let results = Mutex::new(BTreeMap::new());
     let t = Instant::now();
