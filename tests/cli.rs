@@ -96,23 +96,8 @@ fn a_suite_that_cannot_be_collected_is_an_environment_error() {
 #[test]
 fn a_file_with_a_syntax_error_is_skipped_and_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("halfbroken");
-    write(
-        &repo,
-        &[
-            ("pyproject.toml", PYPROJECT),
-            ("tiny/__init__.py", ""),
-            (
-                "tiny/calc.py",
-                "def add(a, b):\n    return a + b\n\n\ndef clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n",
-            ),
-            ("tiny/broken.py", "def oops(:\n    return\n"),
-            (
-                "tests/test_calc.py",
-                "from tiny.calc import add, clamp\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_clamp():\n    assert clamp(5, 0, 3) == 3\n    assert clamp(-1, 0, 3) == 0\n    assert clamp(2, 0, 3) == 2\n\n\ndef test_other():\n    assert add(0, 0) == 0\n",
-            ),
-        ],
-    );
+    let repo = tiny_repo(dir.path());
+    write(&repo, &[("tiny/broken.py", "def oops(:\n    return\n")]);
     let out_dir = dir.path().join("out");
     let out = smith(&[
         "--json",
@@ -142,10 +127,9 @@ fn a_file_with_a_syntax_error_is_skipped_and_the_run_goes_on() {
 const CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n";
 const CALC_TESTS: &str = "from tiny.calc import add, clamp\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_clamp():\n    assert clamp(5, 0, 3) == 3\n    assert clamp(-1, 0, 3) == 0\n    assert clamp(2, 0, 3) == 2\n\n\ndef test_other():\n    assert add(0, 0) == 0\n";
 
-#[test]
-fn validate_takes_mutate_output_reports_a_json_summary_and_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("tiny");
+/// A small installable project with a library and three tests, in `dir/tiny`.
+fn tiny_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("tiny");
     write(
         &repo,
         &[
@@ -155,6 +139,13 @@ fn validate_takes_mutate_output_reports_a_json_summary_and_resumes() {
             ("tests/test_calc.py", CALC_TESTS),
         ],
     );
+    repo
+}
+
+#[test]
+fn validate_takes_mutate_output_reports_a_json_summary_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = tiny_repo(dir.path());
     let candidates = dir.path().join("candidates.jsonl");
     let out = smith(&[
         "--json",
@@ -217,16 +208,7 @@ fn validate_takes_mutate_output_reports_a_json_summary_and_resumes() {
 #[test]
 fn validate_names_a_bad_candidate_record() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("tiny");
-    write(
-        &repo,
-        &[
-            ("pyproject.toml", PYPROJECT),
-            ("tiny/__init__.py", ""),
-            ("tiny/calc.py", CALC),
-            ("tests/test_calc.py", CALC_TESTS),
-        ],
-    );
+    let repo = tiny_repo(dir.path());
     let candidates = dir.path().join("candidates.jsonl");
     std::fs::write(&candidates, "{\"not\": \"a candidate\"}\n").unwrap();
     let out = smith(&[
@@ -249,16 +231,7 @@ fn validate_names_a_bad_candidate_record() {
 #[test]
 fn validate_in_bubblewrap_runs_its_fork_servers_inside_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("tiny");
-    write(
-        &repo,
-        &[
-            ("pyproject.toml", PYPROJECT),
-            ("tiny/__init__.py", ""),
-            ("tiny/calc.py", CALC),
-            ("tests/test_calc.py", CALC_TESTS),
-        ],
-    );
+    let repo = tiny_repo(dir.path());
     let out_dir = dir.path().join("out");
     let out = smith(&[
         "--json",

@@ -52,20 +52,9 @@ pub fn run_command_limited(
         .spawn()
         .map_err(|e| Error::command(display, format!("cannot start: {e}")))?;
     let pgid = child.id();
-    if let Some(bytes) = memory_limit {
-        let limit = rustix::process::Rlimit {
-            current: Some(bytes),
-            maximum: Some(bytes),
-        };
-        let pid = rustix::process::Pid::from_raw(pgid as i32);
-        if let Err(e) = rustix::process::prlimit(pid, rustix::process::Resource::As, limit) {
-            kill_group(pgid);
-            let _ = child.wait();
-            return Err(Error::command(
-                display,
-                format!("cannot cap its memory: {e}"),
-            ));
-        }
+    if let Err(e) = cap_memory(pgid, memory_limit, display) {
+        let _ = child.wait();
+        return Err(e);
     }
     let max = options.max_output;
     let stdout = child.stdout.take().map(|pipe| spawn_reader(pipe, max));
@@ -128,21 +117,28 @@ pub fn spawn_service(
         .map_err(|e| Error::command(display, format!("cannot start: {e}")))?;
     let pid = child.id();
     let service = ChildService::new(child, display)?;
-    if let Some(bytes) = memory_limit {
-        let limit = rustix::process::Rlimit {
-            current: Some(bytes),
-            maximum: Some(bytes),
-        };
-        let raw = rustix::process::Pid::from_raw(pid as i32);
-        if let Err(e) = rustix::process::prlimit(raw, rustix::process::Resource::As, limit) {
-            kill_group(pid);
-            return Err(Error::command(
-                display,
-                format!("cannot cap its memory: {e}"),
-            ));
-        }
-    }
+    cap_memory(pid, memory_limit, display)?;
     Ok(service)
+}
+
+/// Cap the address space of the process `pid` (the leader of its own
+/// group) at `bytes`; on failure its group is killed and the error names
+/// `display`.
+fn cap_memory(pid: u32, bytes: Option<u64>, display: &str) -> Result<()> {
+    let Some(bytes) = bytes else {
+        return Ok(());
+    };
+    let limit = rustix::process::Rlimit {
+        current: Some(bytes),
+        maximum: Some(bytes),
+    };
+    let raw = rustix::process::Pid::from_raw(pid as i32);
+    rustix::process::prlimit(raw, rustix::process::Resource::As, limit)
+        .map(|_| ())
+        .map_err(|e| {
+            kill_group(pid);
+            Error::command(display, format!("cannot cap its memory: {e}"))
+        })
 }
 
 /// SIGKILL every process in group `pgid`; a group that is already gone is fine.
