@@ -2,10 +2,14 @@
 //! bugs and decides which become tasks.
 //!
 //! * [`PytestExecutor`] — the pytest [`Executor`](smith_core::Executor):
-//!   exact selection by node id, outcomes that survive crashes and floods.
+//!   exact selection by node id, outcomes that survive crashes and floods;
+//!   with [`forking`](PytestExecutor::forking), runs are forked from a
+//!   server per workspace that has pytest and the suite's dependencies
+//!   imported and its unchanged files compiled.
 //! * [`parse_pytest_log`], [`parse_junit_xml`] — pytest's `-rA` summary
 //!   (agreeing with SWE-bench's parser) and JUnit XML.
-//! * [`run_baseline`] — the clean suite `k` times: stable, flaky, durations;
+//! * [`run_baseline`] — the clean suite `k` times: stable, flaky, durations
+//!   ([`run_baseline_with`] alternates executors, e.g. forked and fresh);
 //!   [`run_timeout`] derives per-run time limits from it.
 //! * [`CoverageMap`] — line → tests from one coverage.py run, for
 //!   coverage-guided selection.
