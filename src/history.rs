@@ -49,17 +49,7 @@ mod tests {
     use super::*;
 
     fn git(dir: &Path, args: &[&str]) {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "smith")
-            .env("GIT_AUTHOR_EMAIL", "smith@example.invalid")
-            .env("GIT_COMMITTER_NAME", "smith")
-            .env("GIT_COMMITTER_EMAIL", "smith@example.invalid")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
+        crate::repo::git(dir, args).unwrap();
     }
 
     #[test]

@@ -818,20 +818,8 @@ impl Pipeline {
             .collect();
         let (validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
-        let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
-        let mut f2p = Vec::new();
-        let mut confirmed = (0usize, 0usize);
-        for v in &validations {
-            *verdicts.entry(v.verdict.label().to_string()).or_default() += 1;
-            if let Verdict::Kept { fail_to_pass, .. } = &v.verdict {
-                f2p.push(fail_to_pass.len() as f64);
-                if let Some(ok) = v.confirmed {
-                    confirmed.0 += 1;
-                    confirmed.1 += usize::from(ok);
-                }
-            }
-        }
-        let kept = f2p.len();
+        let tally = tally(&validations);
+        let kept = tally.f2p.len();
         let summary = ValidateSummary {
             repo: p.repo.name.clone(),
             base_commit: p.repo.base_commit.clone(),
@@ -839,14 +827,14 @@ impl Pipeline {
             validated_now,
             kept,
             yield_: kept as f64 / validations.len().max(1) as f64,
-            verdicts,
-            median_f2p: median(f2p),
+            verdicts: tally.verdicts,
+            median_f2p: median(tally.f2p),
             baseline_passing: baseline.passing.len(),
             baseline_flaky: baseline.flaky.len(),
             seconds: started.elapsed().as_secs_f64(),
             seconds_per_candidate: secs / validated_now.max(1) as f64,
             forked_runs: p.executor.served_runs(),
-            confirm_agreement: (confirmed.0 > 0).then(|| confirmed.1 as f64 / confirmed.0 as f64),
+            confirm_agreement: tally.confirm_agreement,
             validations_path: self.path("validations.jsonl"),
         };
         store::write_json(&self.path("validate-summary.json"), &summary)?;
@@ -917,6 +905,36 @@ fn original_code(root: &Path, candidate: &Candidate) -> Vec<String> {
     out
 }
 
+/// What both summaries report of a set of validations: verdict counts,
+/// the FAIL_TO_PASS size of each kept candidate, and with `--confirm` the
+/// share of kept candidates whose full-suite labels agree.
+struct Tally {
+    verdicts: BTreeMap<String, usize>,
+    f2p: Vec<f64>,
+    confirm_agreement: Option<f64>,
+}
+
+fn tally(validations: &[Validation]) -> Tally {
+    let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut f2p = Vec::new();
+    let (mut confirmed, mut agreed) = (0usize, 0usize);
+    for v in validations {
+        *verdicts.entry(v.verdict.label().to_string()).or_default() += 1;
+        if let Verdict::Kept { fail_to_pass, .. } = &v.verdict {
+            f2p.push(fail_to_pass.len() as f64);
+            if let Some(ok) = v.confirmed {
+                confirmed += 1;
+                agreed += usize::from(ok);
+            }
+        }
+    }
+    Tally {
+        verdicts,
+        f2p,
+        confirm_agreement: (confirmed > 0).then(|| agreed as f64 / confirmed as f64),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn summarize(
     p: &Prepared,
@@ -933,30 +951,22 @@ fn summarize(
 ) -> Summary {
     let by_id: BTreeMap<&str, &Candidate> = selected.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut strategies: BTreeMap<String, StrategySummary> = BTreeMap::new();
-    let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut f2p = Vec::new();
     let mut lines = Vec::new();
-    let mut confirmed = (0usize, 0usize);
     for v in validations {
         let s = strategies.entry(v.strategy.clone()).or_default();
         s.validated += 1;
-        *verdicts.entry(v.verdict.label().to_string()).or_default() += 1;
-        if let Verdict::Kept { fail_to_pass, .. } = &v.verdict {
+        if v.verdict.is_kept() {
             s.kept += 1;
-            f2p.push(fail_to_pass.len() as f64);
             if let Some(c) = by_id.get(v.candidate_id.as_str()) {
                 lines.push(c.patch.changed_lines() as f64);
-            }
-            if let Some(ok) = v.confirmed {
-                confirmed.0 += 1;
-                confirmed.1 += usize::from(ok);
             }
         }
     }
     for s in strategies.values_mut() {
         s.yield_ = s.kept as f64 / s.validated.max(1) as f64;
     }
-    let kept = f2p.len();
+    let tally = tally(validations);
+    let kept = tally.f2p.len();
     Summary {
         repo: p.repo.name.clone(),
         base_commit: p.repo.base_commit.clone(),
@@ -969,8 +979,8 @@ fn summarize(
         kept,
         yield_: kept as f64 / validations.len().max(1) as f64,
         strategies,
-        verdicts,
-        median_f2p: median(f2p),
+        verdicts: tally.verdicts,
+        median_f2p: median(tally.f2p),
         median_changed_lines: median(lines),
         instances,
         leaked_statements: leaked,
@@ -983,7 +993,7 @@ fn summarize(
         baseline_flaky: baseline.flaky.len(),
         seconds: elapsed.as_secs_f64(),
         seconds_per_candidate,
-        confirm_agreement: (confirmed.0 > 0).then(|| confirmed.1 as f64 / confirmed.0 as f64),
+        confirm_agreement: tally.confirm_agreement,
         instances_path,
     }
 }

@@ -112,9 +112,11 @@ impl PytestExecutor {
         self
     }
 
-    /// Whether runs go through fork servers where possible.
+    /// Whether runs go through fork servers where possible: forking is on
+    /// and the base command is `-m pytest ...`, which a server can run.
     pub fn is_forking(&self) -> bool {
-        self.fork && self.pytest_args().is_some()
+        self.fork
+            && matches!(self.args.as_slice(), [m, module, ..] if m == "-m" && module == "pytest")
     }
 
     /// How many runs so far went through fork servers (this executor and
@@ -135,14 +137,6 @@ impl PytestExecutor {
             fork: false,
             pool: Arc::default(),
             ..self.clone()
-        }
-    }
-
-    /// pytest's own arguments when the base command is `-m pytest ...`.
-    fn pytest_args(&self) -> Option<&[String]> {
-        match self.args.as_slice() {
-            [m, module, rest @ ..] if m == "-m" && module == "pytest" => Some(rest),
-            _ => None,
         }
     }
 
@@ -244,27 +238,28 @@ impl PytestExecutor {
         }
         (spec, select)
     }
+}
 
-    /// Write the plugin and selection, run, and build the report.
-    pub(crate) fn run_with(
+impl Executor for PytestExecutor {
+    /// Write the plugin and selection, run (through the workspace's fork
+    /// server when forking), and build the report.
+    fn run_tests(
         &self,
         workspace: &mut dyn Workspace,
         selection: &TestSelection,
         options: &RunOptions,
-        extra_env: &[(&str, &str)],
     ) -> Result<TestReport> {
-        let (spec, select) = self.command(selection, extra_env);
+        let (spec, select) = self.command(selection, &[]);
         workspace.write(PLUGIN_PATH, PLUGIN_SOURCE.as_bytes())?;
         workspace.write(EVENTS_PATH, b"")?;
         if let Some(select) = select {
             workspace.write(SELECT_PATH, select.as_bytes())?;
         }
-        let forked = match (self.fork && extra_env.is_empty(), self.pytest_args()) {
-            (true, Some(_)) => {
-                self.pool
-                    .run(workspace, &spec, options, *selection == TestSelection::All)
-            }
-            _ => None,
+        let forked = if self.is_forking() {
+            let whole_suite = *selection == TestSelection::All;
+            self.pool.run(workspace, &spec, options, whole_suite)
+        } else {
+            None
         };
         let output = match forked {
             Some(output) => output,
@@ -272,17 +267,6 @@ impl PytestExecutor {
         };
         let events = workspace.read(EVENTS_PATH).unwrap_or_default();
         Ok(build_report(&String::from_utf8_lossy(&events), &output))
-    }
-}
-
-impl Executor for PytestExecutor {
-    fn run_tests(
-        &self,
-        workspace: &mut dyn Workspace,
-        selection: &TestSelection,
-        options: &RunOptions,
-    ) -> Result<TestReport> {
-        self.run_with(workspace, selection, options, &[])
     }
 }
 

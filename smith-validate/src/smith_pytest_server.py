@@ -76,7 +76,7 @@ def _source_to_code(original):
     def source_to_code(self, data, path, *args, **kwargs):
         hit = _compiled.get(path)
         if hit is not None and not args and kwargs.get("_optimize", -1) == -1:
-            if bytes(hit[0]) == bytes(data):
+            if hit[0] == data:
                 return hit[1]
         return original(self, data, path, *args, **kwargs)
 

@@ -1,5 +1,6 @@
 //! The `smith` command line.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -419,14 +420,11 @@ fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
-    println!(
-        "repository   {} @ {}",
-        summary.repo,
-        &summary.base_commit[..summary.base_commit.len().min(12)]
-    );
-    println!(
-        "baseline     {} passing tests, {} flaky",
-        summary.baseline_passing, summary.baseline_flaky
+    print_repository(
+        &summary.repo,
+        &summary.base_commit,
+        summary.baseline_passing,
+        summary.baseline_flaky,
     );
     println!(
         "validated    {} candidates ({} now), {:.3} s per candidate, {} runs through fork servers",
@@ -441,18 +439,7 @@ fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
         100.0 * summary.yield_,
         summary.median_f2p
     );
-    let verdicts: Vec<String> = summary
-        .verdicts
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    println!("verdicts     {}", verdicts.join(", "));
-    if let Some(a) = summary.confirm_agreement {
-        println!(
-            "confirm      {:.1}% of kept candidates agree with a full-suite run",
-            100.0 * a
-        );
-    }
+    print_verdicts(&summary.verdicts, summary.confirm_agreement);
     println!("validations  {}", summary.validations_path.display());
     println!("took         {:.1} s", summary.seconds);
     Ok(())
@@ -483,15 +470,33 @@ fn lm_writer(_: &LmArgs, _: &std::path::Path) -> anyhow::Result<Arc<dyn smith::I
     .into())
 }
 
-fn print_summary(s: &Summary) {
+/// The lines `run` and `validate` both start with.
+fn print_repository(repo: &str, base_commit: &str, passing: usize, flaky: usize) {
     println!(
-        "repository   {} @ {}",
-        s.repo,
-        &s.base_commit[..s.base_commit.len().min(12)]
+        "repository   {repo} @ {}",
+        &base_commit[..base_commit.len().min(12)]
     );
-    println!(
-        "baseline     {} passing tests, {} flaky",
-        s.baseline_passing, s.baseline_flaky
+    println!("baseline     {passing} passing tests, {flaky} flaky");
+}
+
+/// Verdict counts and, with `--confirm`, label agreement.
+fn print_verdicts(verdicts: &BTreeMap<String, usize>, confirm_agreement: Option<f64>) {
+    let verdicts: Vec<String> = verdicts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("verdicts     {}", verdicts.join(", "));
+    if let Some(a) = confirm_agreement {
+        println!(
+            "confirm      {:.1}% of kept candidates agree with a full-suite run",
+            100.0 * a
+        );
+    }
+}
+
+fn print_summary(s: &Summary) {
+    print_repository(
+        &s.repo,
+        &s.base_commit,
+        s.baseline_passing,
+        s.baseline_flaky,
     );
     println!(
         "candidates   {} generated, {} validated",
@@ -513,14 +518,7 @@ fn print_summary(s: &Summary) {
             100.0 * st.yield_
         );
     }
-    let verdicts: Vec<String> = s.verdicts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("verdicts     {}", verdicts.join(", "));
-    if let Some(a) = s.confirm_agreement {
-        println!(
-            "confirm      {:.1}% of kept candidates agree with a full-suite run",
-            100.0 * a
-        );
-    }
+    print_verdicts(&s.verdicts, s.confirm_agreement);
     if !s.skipped_files.is_empty() {
         println!(
             "skipped      {} files (see warnings)",
