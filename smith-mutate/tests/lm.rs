@@ -44,17 +44,24 @@ fn entity(qualname: &str) -> Entity {
         .unwrap()
 }
 
-fn ask(strategy: LmStrategy, qualname: &str, answer: &str) -> (LmOutcome, ScriptedModel) {
-    let model = ScriptedModel::new([answer]);
-    let prompts = Prompts::default();
+/// Call `f` with the request these tests make: the shop repository, default
+/// parameters and `prompts`.
+fn with_request<T>(prompts: &Prompts, f: impl FnOnce(&LmRequest) -> T) -> T {
     let params = CompletionParams::default();
-    let request = LmRequest {
+    f(&LmRequest {
         repo: "acme/shop",
         base_commit: "abc123",
-        prompts: &prompts,
+        prompts,
         params: &params,
-    };
-    let out = lm_bug(&model, strategy, &file(), &entity(qualname), &request).unwrap();
+    })
+}
+
+fn ask(strategy: LmStrategy, qualname: &str, answer: &str) -> (LmOutcome, ScriptedModel) {
+    let model = ScriptedModel::new([answer]);
+    let out = with_request(&Prompts::default(), |request| {
+        lm_bug(&model, strategy, &file(), &entity(qualname), request)
+    })
+    .unwrap();
     (out, model)
 }
 
@@ -174,22 +181,16 @@ fn batch_counts_every_outcome_and_model_errors() {
         "```python\ndef clamp(x, lo, hi):\n    if x < lo:\n        return hi\n    if x > hi:\n        return hi\n    return x\n```",
         "nothing useful",
     ]);
-    let prompts = Prompts::default();
-    let params = CompletionParams::default();
-    let request = LmRequest {
-        repo: "acme/shop",
-        base_commit: "abc123",
-        prompts: &prompts,
-        params: &params,
-    };
     let clamp = entity("clamp");
-    let (made, stats) = lm_bugs(
-        &model,
-        LmStrategy::Modify,
-        &file(),
-        &[clamp.clone(), clamp.clone(), clamp],
-        &request,
-    )
+    let (made, stats) = with_request(&Prompts::default(), |request| {
+        lm_bugs(
+            &model,
+            LmStrategy::Modify,
+            &file(),
+            &[clamp.clone(), clamp.clone(), clamp],
+            request,
+        )
+    })
     .unwrap();
     assert_eq!(made.len(), 1);
     assert_eq!(stats.asked, 3);
@@ -206,20 +207,15 @@ fn prompts_load_from_files() {
     let prompts = Prompts::load(Some(&path), None).unwrap();
     assert_eq!(prompts.rewrite, Prompts::default().rewrite);
     let model = ScriptedModel::new(["no"]);
-    let params = CompletionParams::default();
-    let request = LmRequest {
-        repo: "acme/shop",
-        base_commit: "abc123",
-        prompts: &prompts,
-        params: &params,
-    };
-    lm_bug(
-        &model,
-        LmStrategy::Modify,
-        &file(),
-        &entity("clamp"),
-        &request,
-    )
+    with_request(&prompts, |request| {
+        lm_bug(
+            &model,
+            LmStrategy::Modify,
+            &file(),
+            &entity("clamp"),
+            request,
+        )
+    })
     .unwrap();
     let sent = &model.requests()[0][0].content;
     assert!(
