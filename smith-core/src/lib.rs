@@ -42,7 +42,7 @@ pub use hash::{stable_hash, stable_hex, Shard};
 pub use instance::{instance_id, TaskInstance};
 pub use patch::{FileChange, FilePatch, Hunk, HunkLine, LineKind, Patch};
 pub use report::{Baseline, Outcome, TestId, TestReport};
-pub use service::{ChildService, Service};
+pub use service::Service;
 pub use traits::{
     join_rel, CommandSpec, Completion, CompletionParams, Executor, FailingTest, IssueContext,
     IssueWriter, LanguageModel, Message, Mutator, Role, RunOptions, RunOutput, Sandbox,

@@ -33,6 +33,7 @@ pub mod detect;
 pub mod docker;
 mod local;
 pub mod process;
+mod service;
 mod spec;
 pub mod tree;
 
@@ -44,4 +45,5 @@ pub use build::{
 pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace};
 pub use docker::{DockerOptions, DockerSandbox};
 pub use local::{LocalSandbox, LocalWorkspace};
+pub use service::ChildService;
 pub use spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};

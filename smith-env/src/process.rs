@@ -13,7 +13,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smith_core::{ChildService, Error, Result, RunOptions, RunOutput};
+use smith_core::{Error, Result, RunOptions, RunOutput};
+
+use crate::service::ChildService;
 
 /// How long to wait for output pipes after the process group is gone. A
 /// grandchild that escaped the group (`setsid`) can hold them open forever.

@@ -1,7 +1,7 @@
 //! Test-only plumbing: a virtualenv with pytest and coverage, and a small
 //! local sandbox (temp-dir copy, venv first on PATH, process-group kill at
 //! the time limit). smith-env has the real sandboxes; these tests must not
-//! depend on it.
+//! depend on them (only on smith-env's `ChildService`, for fork servers).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -12,8 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use smith_core::{
-    join_rel, ChildService, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox,
-    Service, Workspace,
+    join_rel, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
 };
 
 /// The `bin` directory of a virtualenv with pytest 9 and coverage 7, made
@@ -226,7 +225,10 @@ impl Workspace for CopyWorkspace {
             .spawn()
             .map_err(|e| Error::command(command.display(), e.to_string()))?;
         self.spawned.push(child.id());
-        Ok(Box::new(ChildService::new(child, command.display())?))
+        Ok(Box::new(smith_env::ChildService::new(
+            child,
+            command.display(),
+        )?))
     }
 
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
