@@ -409,14 +409,14 @@ impl Pipeline {
     }
 
     /// Map lines to the tests that execute them, or reuse `coverage.json`
-    /// made for the same commit.
+    /// made for the same commit (by this version of the map's format).
     pub fn coverage(&self, p: &Prepared) -> Result<Option<CoverageMap>> {
         if self.config.selection == SelectionMode::Full {
             return Ok(None);
         }
         let path = self.path("coverage.json");
         if let Some(c) = store::read_json::<CoverageRecord>(&path)? {
-            if c.base_commit == p.repo.base_commit {
+            if c.base_commit == p.repo.base_commit && c.map.format == CoverageMap::FORMAT {
                 return Ok(Some(c.map));
             }
         }

@@ -7,6 +7,22 @@
 //! line its patch changes. Lines executed outside any test (at import or
 //! collection time), files without data and added files fall back to the
 //! full suite; a candidate whose lines no test executes is uncovered.
+//!
+//! One kind of import-time line is narrowed instead: the header of a
+//! function (its decorators and its `def` line with parameters and
+//! defaults). Running a `def` statement only makes the function object;
+//! what the header decides — parameters, defaults, the decorator's wrapping,
+//! the name it is bound to — shows when the function is called, and every
+//! test that called it on the clean tree executed its body. So a header line
+//! selects the tests that execute the function's body. When no test does
+//! (an abstract method, a function only registered), the full suite runs.
+//! What this cannot see is introspection without a call (`inspect.signature`
+//! in a test that never calls the function); a header change that breaks the
+//! module's import shows up as a collection error, and the validator then
+//! runs the full suite (see `validate_one`). Class statements and other
+//! module- or class-level lines still fall back to the full suite:
+//! `isinstance` and `except` observe a class's bases without running any of
+//! its lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,12 +45,20 @@ pub struct FileCoverage {
     pub statements: Vec<u32>,
     /// Executed line → indices into [`CoverageMap::contexts`].
     pub lines: BTreeMap<u32, Vec<u32>>,
+    /// Function headers: the statement line of a `def` (and of each of its
+    /// decorators) → the statement lines of that function's body.
+    #[serde(default)]
+    pub headers: BTreeMap<u32, Vec<u32>>,
 }
 
 /// Which tests execute which lines; serializable so that it can be cached
 /// (`coverage.json` next to the baseline).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoverageMap {
+    /// How the map was made; a cached map of another format is rebuilt
+    /// ([`CoverageMap::FORMAT`]).
+    #[serde(default)]
+    pub format: u32,
     /// Context names: `""` (outside any test), `t:<node id>`, `f:<fixture>`.
     pub contexts: Vec<String>,
     /// Per file, `/`-separated and relative to the repository root.
@@ -105,10 +129,15 @@ pub fn changed_lines(patch: &Patch) -> Result<BTreeMap<String, BTreeSet<u32>>> {
 }
 
 impl CoverageMap {
+    /// The current [`CoverageMap::format`]: 1 added function headers.
+    pub const FORMAT: u32 = 1;
+
     /// The tests that execute any line in `lines` of `file`. `None` when the
     /// file has no data or a line ran outside any test (at import or
     /// collection time): the caller must run the full suite. `Some(empty)`
-    /// when no test executes those lines.
+    /// when no test executes those lines. A line of a function's header
+    /// stands for the function's body (see the module docs); a header whose
+    /// function no test calls gives `None`.
     pub fn tests_for(
         &self,
         file: &str,
@@ -117,37 +146,65 @@ impl CoverageMap {
         let cov = self.files.get(file)?;
         let mut tests = BTreeSet::new();
         let mut statements = BTreeSet::new();
+        let mut headers = BTreeSet::new();
         for line in lines {
             // The statement a line belongs to: the nearest statement start at
             // or before it (continuation lines of a multi-line statement are
             // not measured on their own).
             let idx = cov.statements.partition_point(|s| *s <= line);
-            match idx.checked_sub(1) {
-                Some(i) => statements.insert(cov.statements[i]),
+            let statement = match idx.checked_sub(1) {
+                Some(i) => cov.statements[i],
                 // Before the first statement: the module's first statement
                 // runs at import.
                 None => return None,
             };
-        }
-        for statement in statements {
-            for &ctx in cov.lines.get(&statement).into_iter().flatten() {
-                let name = self.contexts.get(ctx as usize)?;
-                if let Some(id) = name.strip_prefix("t:") {
-                    tests.insert(TestId::new(id));
-                } else if let Some(fixture) = name.strip_prefix("f:") {
-                    tests.extend(
-                        self.fixture_users
-                            .get(fixture)
-                            .into_iter()
-                            .flatten()
-                            .cloned(),
-                    );
-                } else {
-                    return None;
-                }
+            if cov.headers.contains_key(&statement) {
+                headers.insert(statement);
+            } else {
+                statements.insert(statement);
             }
         }
+        for statement in statements {
+            self.add_tests(cov, statement, &mut tests)?;
+        }
+        for header in headers {
+            let mut callers = BTreeSet::new();
+            for &statement in &cov.headers[&header] {
+                self.add_tests(cov, statement, &mut callers)?;
+            }
+            if callers.is_empty() {
+                return None;
+            }
+            tests.extend(callers);
+        }
         Some(tests)
+    }
+
+    /// Add the tests that execute `statement` to `tests`; `None` when it ran
+    /// outside any test.
+    fn add_tests(
+        &self,
+        cov: &FileCoverage,
+        statement: u32,
+        tests: &mut BTreeSet<TestId>,
+    ) -> Option<()> {
+        for &ctx in cov.lines.get(&statement).into_iter().flatten() {
+            let name = self.contexts.get(ctx as usize)?;
+            if let Some(id) = name.strip_prefix("t:") {
+                tests.insert(TestId::new(id));
+            } else if let Some(fixture) = name.strip_prefix("f:") {
+                tests.extend(
+                    self.fixture_users
+                        .get(fixture)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+            } else {
+                return None;
+            }
+        }
+        Some(())
     }
 
     /// The tests to run for `candidate`, from the old-side lines its patch
@@ -241,12 +298,25 @@ impl CoverageMap {
         }
         let json = workspace.read(JSON_PATH)?;
         let events = workspace.read(".smith/events.jsonl").unwrap_or_default();
-        Self::from_coverage_json(&json, &String::from_utf8_lossy(&events))
+        let source = |path: &str| {
+            workspace
+                .read(path)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        Self::from_coverage_json(&json, &String::from_utf8_lossy(&events), source)
     }
 
-    /// Build the map from coverage.py's `json --show-contexts` output and
-    /// the plugin's event log (for fixture users).
-    pub fn from_coverage_json(json: &[u8], events: &str) -> Result<CoverageMap> {
+    /// Build the map from coverage.py's `json --show-contexts` output, the
+    /// plugin's event log (for fixture users) and the measured files'
+    /// sources (`source(path)`, for telling decorator lines; a file it
+    /// cannot give gets no function headers, so its `def` lines fall back
+    /// to the full suite).
+    pub fn from_coverage_json(
+        json: &[u8],
+        events: &str,
+        source: impl Fn(&str) -> Option<String>,
+    ) -> Result<CoverageMap> {
         #[derive(Deserialize)]
         struct Report {
             files: BTreeMap<String, FileReport>,
@@ -259,11 +329,24 @@ impl CoverageMap {
             missing_lines: Vec<u32>,
             #[serde(default)]
             contexts: BTreeMap<String, Vec<String>>,
+            #[serde(default)]
+            functions: BTreeMap<String, FunctionReport>,
+        }
+        #[derive(Deserialize)]
+        struct FunctionReport {
+            #[serde(default)]
+            executed_lines: Vec<u32>,
+            #[serde(default)]
+            missing_lines: Vec<u32>,
+            start_line: Option<u32>,
         }
         let report: Report = serde_json::from_slice(json).map_err(|e| Error::TestRun {
             reason: format!("bad coverage JSON: {e}"),
         })?;
-        let mut map = CoverageMap::default();
+        let mut map = CoverageMap {
+            format: Self::FORMAT,
+            ..CoverageMap::default()
+        };
         let mut index: BTreeMap<String, u32> = BTreeMap::new();
         for (path, file) in report.files {
             let mut statements: Vec<u32> = file
@@ -293,8 +376,51 @@ impl CoverageMap {
                 ids.dedup();
                 lines.insert(line, ids);
             }
-            map.files
-                .insert(path.replace('\\', "/"), FileCoverage { statements, lines });
+            let path = path.replace('\\', "/");
+            let mut headers = BTreeMap::new();
+            if let Some(text) = source(&path) {
+                let text_lines: Vec<&str> = text.lines().collect();
+                let is_decorator = |line: u32| {
+                    text_lines
+                        .get(line as usize - 1)
+                        .is_some_and(|l| l.trim_start().starts_with('@'))
+                };
+                for (name, function) in file.functions {
+                    // The module's own region has an empty name.
+                    let Some(start) = function.start_line.filter(|_| !name.is_empty()) else {
+                        continue;
+                    };
+                    if statements.binary_search(&start).is_err() {
+                        continue;
+                    }
+                    let mut body: Vec<u32> = function
+                        .executed_lines
+                        .into_iter()
+                        .chain(function.missing_lines)
+                        .collect();
+                    body.sort_unstable();
+                    body.dedup();
+                    let mut header = vec![start];
+                    let at = statements.partition_point(|s| *s < start);
+                    for &before in statements[..at].iter().rev() {
+                        if before == 0 || !is_decorator(before) {
+                            break;
+                        }
+                        header.push(before);
+                    }
+                    for line in header {
+                        headers.insert(line, body.clone());
+                    }
+                }
+            }
+            map.files.insert(
+                path,
+                FileCoverage {
+                    statements,
+                    lines,
+                    headers,
+                },
+            );
         }
         for event in parse_events(events) {
             if let PluginEvent::Uses { nodeid, fixtures } = event {
@@ -323,7 +449,7 @@ mod tests {
         files.insert(
             "m.py".to_string(),
             FileCoverage {
-                statements: vec![1, 2, 3, 5, 8, 9, 12],
+                statements: vec![1, 2, 3, 5, 8, 9, 12, 15, 16, 17, 18, 20, 21, 23, 24],
                 lines: [
                     (1, vec![0]),
                     (2, vec![1]),
@@ -331,11 +457,27 @@ mod tests {
                     (5, vec![2]),
                     (8, vec![3]),
                     (9, vec![0, 1]),
+                    (15, vec![0]),
+                    (16, vec![1]),
+                    (17, vec![2]),
+                    (20, vec![0]),
+                    (21, vec![0]),
+                ]
+                .into(),
+                // 15 a decorator of the `def` at 16 (body 17..18); 20 a
+                // `def` whose body (21) runs only at import; 23 a `def`
+                // whose body (24) no test runs.
+                headers: [
+                    (15, vec![17, 18]),
+                    (16, vec![17, 18]),
+                    (20, vec![21]),
+                    (23, vec![24]),
                 ]
                 .into(),
             },
         );
         CoverageMap {
+            format: CoverageMap::FORMAT,
             contexts,
             files,
             fixture_users: [("db".to_string(), [TestId::from("t.py::c")].into())].into(),
@@ -361,6 +503,58 @@ mod tests {
         assert_eq!(m.tests_for("m.py", [9]), None, "also import-time");
         assert_eq!(m.tests_for("m.py", [12]), Some(BTreeSet::new()));
         assert_eq!(m.tests_for("other.py", [1]), None);
+    }
+
+    #[test]
+    fn function_headers_select_the_tests_that_run_the_body() {
+        let m = map();
+        // The `def` line, a line of its parameters and its decorator all
+        // stand for the body, which t.py::b runs; line 16 itself ran only at
+        // import.
+        for line in [15, 16] {
+            assert_eq!(
+                m.tests_for("m.py", [line]),
+                Some(ids(&["t.py::b"])),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            m.tests_for("m.py", [16, 2]),
+            Some(ids(&["t.py::a", "t.py::b"]))
+        );
+        assert_eq!(m.tests_for("m.py", [20]), None, "body runs at import");
+        assert_eq!(m.tests_for("m.py", [23]), None, "no test calls it");
+        // A body line no test runs is still simply uncovered.
+        assert_eq!(m.tests_for("m.py", [24]), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn headers_come_from_coverage_functions_and_decorator_lines() {
+        let json = r#"{"files": {"m.py": {
+            "executed_lines": [1, 3, 5, 8, 10, 12, 13],
+            "missing_lines": [],
+            "contexts": {"1": [""], "3": [""], "5": [""], "8": ["t:t.py::a"],
+                         "10": ["t:t.py::a"], "12": [""], "13": [""]},
+            "functions": {
+                "f": {"executed_lines": [8, 10], "missing_lines": [], "start_line": 5},
+                "C.m": {"executed_lines": [13], "missing_lines": [], "start_line": 13},
+                "": {"executed_lines": [1, 3, 5, 12], "missing_lines": [], "start_line": 1}
+            }}}}"#;
+        let source = "import functools\n\n@functools.cache\n\ndef f(a,\n      b=2):\n    \"\"\"doc\"\"\"\n    x = a\n\n    return x + b\n\nclass C:\n    def m(self): return 1\n";
+        let m = CoverageMap::from_coverage_json(json.as_bytes(), "", |p| {
+            (p == "m.py").then(|| source.to_string())
+        })
+        .unwrap();
+        let headers = &m.files["m.py"].headers;
+        assert_eq!(headers.get(&5), Some(&vec![8, 10]));
+        assert_eq!(headers.get(&3), Some(&vec![8, 10]), "decorator line");
+        assert_eq!(headers.get(&1), None, "an import is no decorator");
+        assert_eq!(m.tests_for("m.py", [6]), Some(ids(&["t.py::a"])));
+        // A one-line method's body is its `def` line, which ran at import.
+        assert_eq!(m.tests_for("m.py", [13]), None);
+        let without_source =
+            CoverageMap::from_coverage_json(json.as_bytes(), "", |_| None).unwrap();
+        assert_eq!(without_source.tests_for("m.py", [5]), None);
     }
 
     #[test]

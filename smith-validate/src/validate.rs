@@ -193,6 +193,39 @@ pub fn validate_one(
             return Err(e);
         }
     };
+    let mut selection = selection;
+    let mut run = run;
+    // A module that no longer imports fails to collect in every test file
+    // that imports it, selected or not: only the full suite has them all.
+    if selection != TestSelection::All && !report.timed_out && !report.collection_errors.is_empty()
+    {
+        tracing::debug!(
+            candidate = %candidate.id,
+            "collection errors in a selected run: running the full suite"
+        );
+        selection = TestSelection::All;
+        validation.selected = None;
+        run.timeout = Some(run_timeout(
+            baseline,
+            &selection,
+            options.timeout_floor,
+            options.timeout_factor,
+        ));
+        report = match run_once_more_if_missing(
+            workspace,
+            executor,
+            baseline,
+            &selection,
+            &run,
+            options.rerun_missing,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = workspace.reset();
+                return Err(e);
+            }
+        };
+    }
     validation.verdict = classify(baseline, &selection, &report);
     // A selected run's time limit is tighter than a full run's; a mutant that
     // only slows its tests down would time out here but not in a full run.

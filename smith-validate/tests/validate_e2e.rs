@@ -155,8 +155,14 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
             "tests/test_stats.py::test_table_total",
         ]))
     );
-    // A def line runs at import: full suite.
-    assert_eq!(coverage.tests_for("calc/ops.py", [1]), None);
+    // A def line runs at import, but what it decides shows only in calls:
+    // it selects the tests that run the body.
+    assert_eq!(
+        coverage.tests_for("calc/ops.py", [1]),
+        coverage.tests_for("calc/ops.py", [2])
+    );
+    // A class statement is observed without running it: full suite.
+    assert_eq!(coverage.tests_for("calc/stats.py", [22]), None);
     let by_name: BTreeMap<String, CandidateSelection> = candidates()
         .iter()
         .map(|c| (c.strategy.clone(), coverage.selection_for(c)))

@@ -248,3 +248,93 @@ fn an_alternating_baseline_makes_a_test_the_executors_disagree_on_flaky() {
             .is_err()
     );
 }
+
+/// Like the scripted tests, except that a module containing `BROKEN` no
+/// longer imports: every test file of the run fails to collect.
+#[derive(Debug)]
+struct ImportBreaker {
+    inner: ScriptedExecutor,
+    runs: Mutex<Vec<TestSelection>>,
+}
+
+impl Executor for ImportBreaker {
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport> {
+        self.runs.lock().unwrap().push(selection.clone());
+        let mut report = self.inner.run_tests(workspace, selection, options)?;
+        let source = workspace.read("m.py")?;
+        if String::from_utf8_lossy(&source).contains("BROKEN") {
+            let files: BTreeSet<String> = report
+                .outcomes
+                .keys()
+                .map(|t| t.file().to_string())
+                .collect();
+            report.outcomes.clear();
+            report.collection_errors = files.into_iter().collect();
+            report.exit_code = Some(2);
+        }
+        Ok(report)
+    }
+}
+
+#[test]
+fn a_selected_run_with_collection_errors_is_redone_on_the_full_suite() {
+    use smith_validate::{CoverageMap, FileCoverage};
+    let exec = ImportBreaker {
+        inner: ScriptedExecutor::new()
+            .test("t.py::add", "m.py", "a + b")
+            .test("u.py::neg", "m.py", "return -a"),
+        runs: Mutex::new(Vec::new()),
+    };
+    let b = baseline(&exec);
+    exec.runs.lock().unwrap().clear();
+    // `add`'s body is run by t.py::add, `neg`'s by u.py::neg; line 5 is the
+    // header of `neg`.
+    let map = CoverageMap {
+        format: CoverageMap::FORMAT,
+        contexts: vec!["t:t.py::add".into(), "t:u.py::neg".into(), "".into()],
+        files: [(
+            "m.py".to_string(),
+            FileCoverage {
+                statements: vec![1, 2, 5, 6],
+                lines: [(1, vec![2]), (2, vec![0]), (5, vec![2]), (6, vec![1])].into(),
+                headers: [(1, vec![2]), (5, vec![6])].into(),
+            },
+        )]
+        .into(),
+        fixture_users: Default::default(),
+    };
+    // A default that raises at import: the header selects u.py::neg only,
+    // but t.py breaks too.
+    let c = cand("def neg(a):", "def neg(a=BROKEN):");
+    let out = Mutex::new(None);
+    validate(
+        &sandbox(),
+        &exec,
+        &b,
+        Some(&map),
+        std::slice::from_ref(&c),
+        &ValidateOptions::default(),
+        &|_, v| *out.lock().unwrap() = Some(v.clone()),
+    )
+    .unwrap();
+    let v = out.into_inner().unwrap().unwrap();
+    assert_eq!(
+        *exec.runs.lock().unwrap(),
+        vec![
+            TestSelection::Only(vec![TestId::from("u.py::neg")]),
+            TestSelection::All
+        ]
+    );
+    assert_eq!(v.selected, None);
+    assert_eq!(
+        v.verdict,
+        Verdict::Invalid {
+            reason: "every test broke (2 failed)".into()
+        }
+    );
+}
