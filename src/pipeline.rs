@@ -84,6 +84,9 @@ pub struct Config {
     /// A run's time limit is the floor plus this factor times the baseline
     /// seconds of its selected tests (and start-up).
     pub timeout_factor: f64,
+    /// Smallest time limit of one test's call (`None`: only the run's
+    /// limit); see [`ValidateOptions::test_timeout_floor`].
+    pub test_timeout_floor: Option<Duration>,
     /// This process's shard of the candidates.
     pub shard: Shard,
     /// Sandbox kind.
@@ -113,6 +116,7 @@ impl Config {
             fork: true,
             timeout_floor: ValidateOptions::default().timeout_floor,
             timeout_factor: ValidateOptions::default().timeout_factor,
+            test_timeout_floor: ValidateOptions::default().test_timeout_floor,
             shard: Shard::ALL,
             sandbox: SandboxKind::Local,
             combine: true,
@@ -566,6 +570,7 @@ impl Pipeline {
             confirm: self.config.confirm,
             timeout_floor: self.config.timeout_floor,
             timeout_factor: self.config.timeout_factor,
+            test_timeout_floor: self.config.test_timeout_floor,
             ..Default::default()
         };
         let started = Instant::now();

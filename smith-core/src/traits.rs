@@ -88,6 +88,11 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Keep at most this many bytes of stdout and of stderr each.
     pub max_output: usize,
+    /// For test runs: stop the run as timed out when one test's call takes
+    /// longer than this. Executors that cannot watch single tests rely on
+    /// `timeout` alone (smith's pytest executor watches them in forked
+    /// runs).
+    pub test_timeout: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -95,6 +100,7 @@ impl Default for RunOptions {
         RunOptions {
             timeout: Some(Duration::from_secs(600)),
             max_output: 4 << 20,
+            test_timeout: None,
         }
     }
 }

@@ -132,6 +132,7 @@ fn run_suite(env: &Environment, bwrap: bool) -> anyhow::Result<(usize, usize, us
         &RunOptions {
             timeout: Some(Duration::from_secs(600)),
             max_output: 1 << 20,
+            test_timeout: None,
         },
     )?;
     let summary = out

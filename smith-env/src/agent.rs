@@ -164,6 +164,7 @@ pub fn install_with_agent(
     let short = RunOptions {
         timeout: Some(agent.command_timeout),
         max_output: 256 << 10,
+        test_timeout: None,
     };
     let out = run_command(
         create_venv_command(&installer, &spec.python_program(), &venv),

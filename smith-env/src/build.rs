@@ -538,6 +538,7 @@ impl Builder<'_> {
         RunOptions {
             timeout: Some(self.options.step_timeout),
             max_output: 256 << 10,
+            test_timeout: None,
         }
     }
 }
@@ -643,6 +644,7 @@ pub fn find_or_install_uv(cache_dir: &Path) -> Result<PathBuf> {
     let options = RunOptions {
         timeout: Some(Duration::from_secs(600)),
         max_output: 64 << 10,
+        test_timeout: None,
     };
     let mut venv = Command::new("python3");
     venv.args(["-m", "venv"]).arg(&tools);
@@ -677,6 +679,7 @@ pub(crate) fn collect(
         &RunOptions {
             timeout: Some(timeout),
             max_output: 1 << 20,
+            test_timeout: None,
         },
     )?;
     Ok(parse_collection(&out))

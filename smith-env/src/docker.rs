@@ -145,6 +145,7 @@ pub fn docker_available(program: &Path) -> Result<()> {
         &RunOptions {
             timeout: Some(Duration::from_secs(30)),
             max_output: 64 << 10,
+            test_timeout: None,
         },
     )?;
     if out.success() {
@@ -187,6 +188,7 @@ impl DockerSandbox {
             &RunOptions {
                 timeout: Some(Duration::from_secs(3600)),
                 max_output: 1 << 20,
+                test_timeout: None,
             },
         )?;
         if !out.success() {

@@ -55,6 +55,7 @@ impl FeatureAddOptions {
             command_limits: RunOptions {
                 timeout: Some(std::time::Duration::from_secs(60)),
                 max_output: 1 << 20,
+                test_timeout: None,
             },
         }
     }

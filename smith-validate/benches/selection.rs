@@ -11,8 +11,9 @@
 //! `SMITH_BENCH_WORKERS` (default 2). `SMITH_BENCH_CRITERION=0` skips the
 //! criterion timings and keeps only the side-by-side pass;
 //! `SMITH_BENCH_PLAIN=0` leaves out the middle mode below;
-//! `SMITH_BENCH_TIMEOUT_FLOOR` (seconds) and `SMITH_BENCH_TIMEOUT_FACTOR`
-//! replace the validator's time-limit defaults.
+//! `SMITH_BENCH_TIMEOUT_FLOOR` (seconds), `SMITH_BENCH_TIMEOUT_FACTOR` and
+//! `SMITH_BENCH_TEST_TIMEOUT_FLOOR` (seconds, 0 = no per-test limit) replace
+//! the validator's time-limit defaults.
 //!
 //! The side-by-side pass validates the same candidates three ways: coverage
 //! selection through fork servers (smith's default), coverage selection with
@@ -218,6 +219,14 @@ fn run_all(
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(defaults.timeout_factor),
+        test_timeout_floor: match std::env::var("SMITH_BENCH_TEST_TIMEOUT_FLOOR") {
+            Ok(v) => v
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0)
+                .map(Duration::from_secs_f64),
+            Err(_) => defaults.test_timeout_floor,
+        },
         ..defaults
     };
     let results = Mutex::new(BTreeMap::new());

@@ -104,6 +104,30 @@ pub fn run_timeout(
     floor + Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
 }
 
+/// The longest one test's call may take in a run of `selection`:
+/// `floor + factor × the longest baseline duration among the selected
+/// tests` (a test without one counts the longest of all). A test's baseline
+/// duration covers its setup and teardown too, so it bounds the call alone;
+/// one test over this limit is hung, however long the rest of the run may
+/// still be allowed.
+pub fn test_timeout(
+    baseline: &Baseline,
+    selection: &TestSelection,
+    floor: Duration,
+    factor: f64,
+) -> Duration {
+    let longest = baseline.durations.values().copied().fold(0.0, f64::max);
+    let slowest = match selection {
+        TestSelection::All => longest,
+        TestSelection::Only(ids) => ids
+            .iter()
+            .map(|t| baseline.durations.get(t).copied().unwrap_or(longest))
+            .fold(0.0, f64::max),
+    };
+    let secs = factor.max(0.0) * slowest;
+    floor + Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +159,37 @@ mod tests {
         assert_eq!(
             run_timeout(&b, &unknown, floor, 1.0),
             Duration::from_secs(9)
+        );
+    }
+
+    #[test]
+    fn test_timeout_follows_the_slowest_selected_test() {
+        let b = Baseline {
+            durations: [("a", 0.5), ("b", 3.0)]
+                .map(|(t, d)| (TestId::from(t), d))
+                .into(),
+            wall_secs: 6.0,
+            ..Baseline::default()
+        };
+        let floor = Duration::from_secs(1);
+        let only =
+            |ids: &[&str]| TestSelection::Only(ids.iter().map(|t| TestId::from(*t)).collect());
+        assert_eq!(
+            test_timeout(&b, &only(&["a"]), floor, 4.0),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            test_timeout(&b, &only(&["a", "b"]), floor, 4.0),
+            Duration::from_secs(13)
+        );
+        assert_eq!(
+            test_timeout(&b, &TestSelection::All, floor, 4.0),
+            Duration::from_secs(13)
+        );
+        // unknown test: the slowest of all
+        assert_eq!(
+            test_timeout(&b, &only(&["zz"]), floor, 1.0),
+            Duration::from_secs(4)
         );
     }
 }

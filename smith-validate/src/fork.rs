@@ -243,6 +243,8 @@ fn request(
         "argv": &spec.args[2..],
         "env": env,
         "timeout": options.timeout.map(|t| t.as_secs_f64()),
+        "test_timeout": options.test_timeout.map(|t| t.as_secs_f64()),
+        "events": spec.env.get("SMITH_EVENTS"),
         "max_output": options.max_output,
         "learn": learn,
     })

@@ -49,7 +49,7 @@ mod parse;
 mod pytest;
 mod validate;
 
-pub use baseline::{run_baseline, run_baseline_with, run_timeout};
+pub use baseline::{run_baseline, run_baseline_with, run_timeout, test_timeout};
 pub use classify::{classify, collection_failed, eligible, missing_tests};
 pub use coverage::{changed_lines, CandidateSelection, CoverageMap, FileCoverage};
 pub use failures::{failure_excerpt, FAILURE_LOG_BYTES};

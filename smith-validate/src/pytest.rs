@@ -291,6 +291,8 @@ pub(crate) enum PluginEvent {
     Finish {
         nodeid: String,
     },
+    /// A test's call phase began (the fork server's per-test clock).
+    Call {},
     CollectError {
         nodeid: String,
     },
@@ -385,7 +387,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
                 }
             }
             PluginEvent::CollectError { nodeid } => collection_errors.push(nodeid),
-            PluginEvent::Uses { .. } => {}
+            PluginEvent::Call {} | PluginEvent::Uses { .. } => {}
         }
     }
     let mut report = TestReport {

@@ -5,9 +5,10 @@ It does three things for smith's validator:
 * exact selection: with SMITH_SELECT naming a JSON list of node ids, only
   those items run (node ids with `::`, spaces or brackets inside their
   parameters cannot be passed to pytest on the command line reliably);
-* an event log: with SMITH_EVENTS naming a file, every test's start, phase
-  reports and finish are appended and flushed as JSON lines, so a run that
-  crashes or floods its output still says which tests ran and how;
+* an event log: with SMITH_EVENTS naming a file, every test's start, the
+  start of its call, its phase reports and its finish are appended and
+  flushed as JSON lines, so a run that crashes or floods its output still
+  says which tests ran and how (and a fork server can time single tests);
 * a module report: with SMITH_MODULES naming a file, the session's end
   writes which standard and third-party modules it imported and which
   workspace files it compiled, so that smith's fork server can prepare them
@@ -208,6 +209,14 @@ def pytest_runtest_logreport(report):
     if report.failed:
         record["text"] = _text(report)
     _emit(record)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    # Marks the start of the test's own code, for the fork server's per-test
+    # time limit (setup may include a session fixture's first set-up).
+    _emit({"event": "call", "nodeid": item.nodeid})
+    yield
 
 
 def pytest_runtest_logfinish(nodeid, location):

@@ -17,12 +17,15 @@ Requests and answers are JSON lines on stdin and stdout:
     {"warm": {"modules": [...], "files": [{"path": ..., "rewrite": bool}],
               "pass_hook": bool}}          -> {"warmed": N}
     {"argv": [...], "env": {...}, "timeout": secs|null, "max_output": bytes,
+     "test_timeout": secs|null, "events": path|null,
      "learn": bool}                        -> {"started": pid}, then
     {"exit_code": int|null, "timed_out": bool, "seconds": float,
      "stdout": str, "stderr": str, "learned": {...}|null}
 
 The child runs in its own process group; at its time limit, and again when
-it exits, the whole group is killed. The server exits when its stdin closes
+it exits, the whole group is killed. With `test_timeout`, the run's event
+log (`events`) is read as it grows, and one test call that lasts longer
+than that is the run's time limit too. The server exits when its stdin closes
 or its workspace directory is deleted.
 """
 
@@ -281,6 +284,44 @@ def _child(request, out_w, err_w, closing):
         os._exit(code if isinstance(code, int) else 1)
 
 
+class _CallClock:
+    """Watches a run's event log for the test whose call is under way, so
+    that one test over its limit ends the run as timed out."""
+
+    def __init__(self, path, limit):
+        self.limit = float(limit)
+        self.file = None
+        self.pending = b""
+        self.since = None
+        self.path = path
+
+    def deadline(self, now):
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")
+            except OSError:
+                return None
+        data = self.file.read()
+        if data:
+            lines = (self.pending + data).split(b"\n")
+            self.pending = lines.pop()
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                kind = event.get("event")
+                if kind == "call":
+                    self.since = now
+                elif kind == "finish" or (kind == "report" and event.get("when") == "call"):
+                    self.since = None
+        return None if self.since is None else self.since + self.limit
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+
+
 def _kill_group(pid):
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -312,12 +353,20 @@ def _run(request):
     captures = {out_r: _Capture(limit), err_r: _Capture(limit)}
     open_fds = [out_r, err_r]
     timeout = request.get("timeout")
-    deadline = None if timeout is None else start + float(timeout)
+    run_deadline = None if timeout is None else start + float(timeout)
+    clock = None
+    if request.get("test_timeout") is not None and request.get("events"):
+        clock = _CallClock(request["events"], request["test_timeout"])
     status = None
     exited_at = None
     timed_out = False
     while True:
         now = time.monotonic()
+        deadline = run_deadline
+        if clock is not None and status is None:
+            call_deadline = clock.deadline(now)
+            if call_deadline is not None and (deadline is None or call_deadline < deadline):
+                deadline = call_deadline
         if status is None:
             done, st = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -349,6 +398,8 @@ def _run(request):
     seconds = time.monotonic() - start
     for fd in (out_r, err_r):
         os.close(fd)
+    if clock is not None:
+        clock.close()
     exit_code = None
     if not timed_out and os.WIFEXITED(status):
         exit_code = os.WEXITSTATUS(status)

@@ -12,7 +12,7 @@ use smith_core::{
     TestSelection, Validation, Verdict, Workspace,
 };
 
-use crate::baseline::run_timeout;
+use crate::baseline::{run_timeout, test_timeout};
 use crate::classify::{classify, missing_tests};
 use crate::coverage::{CandidateSelection, CoverageMap};
 use crate::failures::{failure_excerpt, FAILURE_LOG_BYTES};
@@ -53,6 +53,12 @@ pub struct ValidateOptions {
     /// it recovers is never a label: a selected run that finishes gives the
     /// labels a full run gives, and one that times out is dropped.
     pub recheck_timeouts: bool,
+    /// Smallest time limit for one test's call; the limit is this floor +
+    /// `timeout_factor` × the slowest selected test's baseline duration
+    /// ([`test_timeout`]). A hung mutant then costs about this long instead
+    /// of the whole run's limit, which also pays for start-up and collection.
+    /// `None`: only the run's limit. Enforced in forked pytest runs.
+    pub test_timeout_floor: Option<Duration>,
     /// Keep at most this many bytes of each run's stdout and stderr.
     pub max_output: usize,
     /// Bytes of failure output kept in [`Validation::log`].
@@ -71,6 +77,7 @@ impl Default for ValidateOptions {
             confirm: false,
             rerun_missing: true,
             recheck_timeouts: false,
+            test_timeout_floor: Some(Duration::from_secs(1)),
             max_output: RunOptions::default().max_output,
             log_bytes: FAILURE_LOG_BYTES,
         }
@@ -169,32 +176,62 @@ pub fn validate_one(
         validation.seconds = start.elapsed().as_secs_f64();
         return Ok(validation);
     }
-    let run = RunOptions {
+    let judged = run_and_judge(
+        workspace,
+        executor,
+        baseline,
+        candidate,
+        selection,
+        options,
+        &mut validation,
+    );
+    let reset = workspace.reset();
+    judged?;
+    reset?;
+    validation.seconds = start.elapsed().as_secs_f64();
+    Ok(validation)
+}
+
+/// The time limits of one run of `selection`.
+fn run_options(
+    baseline: &Baseline,
+    selection: &TestSelection,
+    options: &ValidateOptions,
+) -> RunOptions {
+    RunOptions {
         timeout: Some(run_timeout(
             baseline,
-            &selection,
+            selection,
             options.timeout_floor,
             options.timeout_factor,
         )),
         max_output: options.max_output,
-    };
-    let outcome = run_once_more_if_missing(
+        test_timeout: options
+            .test_timeout_floor
+            .map(|floor| test_timeout(baseline, selection, floor, options.timeout_factor)),
+    }
+}
+
+/// Run the tests of an applied candidate and fill in its verdict, log and
+/// confirmation.
+fn run_and_judge(
+    workspace: &mut dyn Workspace,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    candidate: &Candidate,
+    mut selection: TestSelection,
+    options: &ValidateOptions,
+    validation: &mut Validation,
+) -> Result<()> {
+    let mut run = run_options(baseline, &selection, options);
+    let mut report = run_once_more_if_missing(
         workspace,
         executor,
         baseline,
         &selection,
         &run,
         options.rerun_missing,
-    );
-    let mut report = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = workspace.reset();
-            return Err(e);
-        }
-    };
-    let mut selection = selection;
-    let mut run = run;
+    )?;
     // A module that no longer imports fails to collect in every test file
     // that imports it, selected or not: only the full suite has them all.
     if selection != TestSelection::All && !report.timed_out && !report.collection_errors.is_empty()
@@ -205,53 +242,25 @@ pub fn validate_one(
         );
         selection = TestSelection::All;
         validation.selected = None;
-        run.timeout = Some(run_timeout(
-            baseline,
-            &selection,
-            options.timeout_floor,
-            options.timeout_factor,
-        ));
-        report = match run_once_more_if_missing(
+        run = run_options(baseline, &selection, options);
+        report = run_once_more_if_missing(
             workspace,
             executor,
             baseline,
             &selection,
             &run,
             options.rerun_missing,
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = workspace.reset();
-                return Err(e);
-            }
-        };
+        )?;
     }
     validation.verdict = classify(baseline, &selection, &report);
     // A selected run's time limit is tighter than a full run's; a mutant that
     // only slows its tests down would time out here but not in a full run.
     // Give it the full run's limit once, so the two modes agree.
     if validation.verdict == Verdict::TimedOut && options.recheck_timeouts {
-        let full_limit = run_timeout(
-            baseline,
-            &TestSelection::All,
-            options.timeout_floor,
-            options.timeout_factor,
-        );
-        if run.timeout.is_some_and(|t| t < full_limit) {
-            let longer = RunOptions {
-                timeout: Some(full_limit),
-                ..run.clone()
-            };
-            let again = executor.run_tests(workspace, &selection, &longer);
-            let again = match again {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = workspace.reset();
-                    return Err(e);
-                }
-            };
-            validation.verdict = classify(baseline, &selection, &again);
-            report = again;
+        let full = run_options(baseline, &TestSelection::All, options);
+        if run.timeout < full.timeout || run.test_timeout < full.test_timeout {
+            report = executor.run_tests(workspace, &selection, &full)?;
+            validation.verdict = classify(baseline, &selection, &report);
         }
     }
     if let Verdict::Kept { fail_to_pass, .. } = &validation.verdict {
@@ -261,30 +270,19 @@ pub fn validate_one(
             validation.confirmed = Some(if selection == TestSelection::All {
                 true
             } else {
-                let full_run = RunOptions {
-                    timeout: Some(run_timeout(
-                        baseline,
-                        &TestSelection::All,
-                        options.timeout_floor,
-                        options.timeout_factor,
-                    )),
-                    ..run.clone()
-                };
                 let full = run_once_more_if_missing(
                     workspace,
                     executor,
                     baseline,
                     &TestSelection::All,
-                    &full_run,
+                    &run_options(baseline, &TestSelection::All, options),
                     options.rerun_missing,
                 )?;
                 classify(baseline, &TestSelection::All, &full) == validation.verdict
             });
         }
     }
-    workspace.reset()?;
-    validation.seconds = start.elapsed().as_secs_f64();
-    Ok(validation)
+    Ok(())
 }
 
 /// Validate `candidates` with `options.workers` workers, each with its own

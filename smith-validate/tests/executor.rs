@@ -412,3 +412,49 @@ fn without_timings(log: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A forked run ends as timed out when one test's call outlasts the per-test
+/// limit, even with no limit on the run; a slow fixture set up before the
+/// call does not count against the test.
+#[test]
+fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
+    let sandbox = CopySandbox::new(fixture("hang"));
+    let mut ws = sandbox.workspace().unwrap();
+    let exec = pytest().forking(true);
+    let per_test = RunOptions {
+        timeout: None,
+        test_timeout: Some(Duration::from_millis(500)),
+        ..RunOptions::default()
+    };
+    let report = exec
+        .run_tests(
+            &mut ws,
+            &TestSelection::Only(vec![TestId::from("tests/test_hang.py::test_loops")]),
+            &per_test,
+        )
+        .unwrap();
+    assert!(report.timed_out);
+    assert!(report.outcomes.is_empty());
+    let report = exec
+        .run_tests(
+            &mut ws,
+            &TestSelection::Only(vec![
+                TestId::from("tests/test_slow_setup.py::test_after_slow_fixture"),
+                TestId::from("tests/test_slow_setup.py::test_quick"),
+            ]),
+            &per_test,
+        )
+        .unwrap();
+    assert!(!report.timed_out, "{}", report.log);
+    assert_eq!(
+        report.outcomes,
+        outcomes(&[
+            (
+                "tests/test_slow_setup.py::test_after_slow_fixture",
+                Outcome::Passed
+            ),
+            ("tests/test_slow_setup.py::test_quick", Outcome::Passed),
+        ])
+    );
+    assert_eq!(exec.served_runs(), 2);
+}

@@ -125,6 +125,11 @@ struct ValidationFlags {
     /// seconds of its selected tests and start-up.
     #[arg(long, default_value_t = 5.0)]
     timeout_factor: f64,
+    /// Smallest time limit of one test's call, in seconds; the limit adds
+    /// the factor times the slowest selected test's baseline seconds. A hung
+    /// mutant then costs about this long. 0 turns the per-test limit off.
+    #[arg(long, default_value_t = 1.0)]
+    test_timeout_floor: f64,
     /// Sandbox for test runs.
     #[arg(long, value_enum, default_value_t = SandboxArg::Local)]
     sandbox: SandboxArg,
@@ -152,6 +157,13 @@ impl ValidationFlags {
             return Err(Error::invalid("--timeout-factor", "must be a number ≥ 0").into());
         }
         config.timeout_factor = self.timeout_factor;
+        config.test_timeout_floor = match self.test_timeout_floor {
+            0.0 => None,
+            secs => Some(
+                Duration::try_from_secs_f64(secs)
+                    .map_err(|e| Error::invalid("--test-timeout-floor", e.to_string()))?,
+            ),
+        };
         config.cache_dir = self.cache_dir.clone();
         config.sandbox = match self.sandbox {
             SandboxArg::Local => SandboxKind::Local,
