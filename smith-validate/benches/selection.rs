@@ -7,7 +7,9 @@
 //! demo), test arguments `SMITH_BENCH_ARGS` (default
 //! `-m pytest -p no:cacheprovider tests`), venv `bin` directory
 //! `SMITH_BENCH_VENV_BIN` (default: the test venv with pytest and coverage),
-//! number of candidates `SMITH_BENCH_N` (default 24), workers
+//! number of candidates `SMITH_BENCH_N` (default 24; spread evenly over
+//! `SMITH_BENCH_CANDIDATES`, a JSONL file of candidates such as the ones
+//! `smith mutate` writes, or else over body-level operator swaps), workers
 //! `SMITH_BENCH_WORKERS` (default 2). `SMITH_BENCH_CRITERION=0` skips the
 //! criterion timings and keeps only the side-by-side pass;
 //! `SMITH_BENCH_PLAIN=0` leaves out the middle mode below;
@@ -129,12 +131,26 @@ fn make_candidates(repo: &Path, src: &str, coverage: &CoverageMap, n: usize) -> 
             }
         }
     }
+    spread(all, n)
+}
+
+/// `n` of `all`, evenly spaced.
+fn spread(all: Vec<Candidate>, n: usize) -> Vec<Candidate> {
     if all.len() <= n {
         return all;
     }
     let step = all.len() as f64 / n as f64;
     (0..n)
         .map(|i| all[(i as f64 * step) as usize].clone())
+        .collect()
+}
+
+/// Candidates from a JSONL file such as a pipeline's `candidates.jsonl`.
+fn read_candidates(path: &Path) -> Vec<Candidate> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
@@ -177,7 +193,10 @@ fn setup() -> Setup {
     let t = Instant::now();
     let coverage = CoverageMap::collect(&mut ws, &executor, &RunOptions::default()).unwrap();
     let coverage_secs = t.elapsed().as_secs_f64();
-    let candidates = make_candidates(&repo, &src, &coverage, n);
+    let candidates = match std::env::var("SMITH_BENCH_CANDIDATES") {
+        Ok(path) => spread(read_candidates(Path::new(&path)), n),
+        Err(_) => make_candidates(&repo, &src, &coverage, n),
+    };
     println!(
         "repo {}: {} tests ({} stable, {} flaky), full run {:.2}s; baseline x3 {:.1}s, coverage map {:.1}s ({} tests mapped); {} candidates",
         repo.display(),
