@@ -257,3 +257,15 @@ fn validate_in_bubblewrap_runs_its_fork_servers_inside_the_sandbox() {
     // server started with Workspace::spawn inside bubblewrap.
     assert!(summary["forked_runs"].as_u64().unwrap() >= 5, "{summary}");
 }
+
+#[test]
+fn a_negative_time_limit_is_an_input_error() {
+    let out = smith(&[
+        "validate",
+        "/nonexistent/smith-repo",
+        "--test-timeout-floor=-1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("--test-timeout-floor"), "{err}");
+}
