@@ -4,7 +4,8 @@ It does three things for smith's validator:
 
 * exact selection: with SMITH_SELECT naming a JSON list of node ids, only
   those items run (node ids with `::`, spaces or brackets inside their
-  parameters cannot be passed to pytest on the command line reliably);
+  parameters cannot be passed to pytest on the command line reliably), and
+  test functions and classes holding none of them are not made into items;
 * an event log: with SMITH_EVENTS naming a file, every test's start, the
   start of its call, its phase reports and its finish are appended and
   flushed as JSON lines, so a run that crashes or floods its output still
@@ -28,6 +29,8 @@ _SELECT = None
 _EVENTS = None
 _COVERAGE = None
 _MODULES = None
+_WANTED = None
+_WANTED_UNDER = None
 
 _out = None
 _cov = None
@@ -42,8 +45,13 @@ def pytest_configure(config):
     _EVENTS = os.environ.get("SMITH_EVENTS") or None
     _COVERAGE = os.environ.get("SMITH_COVERAGE") or None
     _MODULES = os.environ.get("SMITH_MODULES") or None
+    global _WANTED, _WANTED_UNDER
+    _WANTED = _WANTED_UNDER = None
     if _SELECT:
         _SELECT = os.path.abspath(_SELECT)
+        with open(_SELECT, encoding="utf-8") as f:
+            _WANTED = set(json.load(f))
+        _WANTED_UNDER = _prefixes(_WANTED)
     if _EVENTS:
         _EVENTS = os.path.abspath(_EVENTS)
     if _MODULES:
@@ -169,10 +177,35 @@ def _text(report, limit=6000):
     return text
 
 
+def _prefixes(ids):
+    """Every node id a selected test lies under: `a.py`, `a.py::C`,
+    `a.py::C::t` for `a.py::C::t[x]` (a parameter's own `::` only adds
+    prefixes, never removes one)."""
+    out = set()
+    for nodeid in ids:
+        base = nodeid.split("[", 1)[0]
+        parts = base.split("::")
+        for i in range(1, len(parts) + 1):
+            out.add("::".join(parts[:i]))
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector, name, obj):
+    # Items of test functions and classes that hold no selected test are
+    # not made at all: a module with thousands of parametrized cases then
+    # costs its import, not the making and deselecting of every case.
+    if _WANTED is None:
+        return None
+    nodeid = "%s::%s" % (collector.nodeid, name) if collector.nodeid else name
+    if nodeid in _WANTED_UNDER:
+        return None
+    return []
+
+
 def pytest_collection_modifyitems(session, config, items):
     if _SELECT:
-        with open(_SELECT, encoding="utf-8") as f:
-            wanted = set(json.load(f))
+        wanted = _WANTED
         keep = [item for item in items if item.nodeid in wanted]
         drop = [item for item in items if item.nodeid not in wanted]
         if drop:
