@@ -19,7 +19,11 @@
 //! What this cannot see is introspection without a call (`inspect.signature`
 //! in a test that never calls the function); a header change that breaks the
 //! module's import shows up as a collection error, and the validator then
-//! runs the full suite (see `validate_one`). Class statements and other
+//! runs the full suite (see `validate_one`). This holds only while the
+//! function keeps its name and decorators: a patch that removes or renames
+//! a `def`, or removes or changes a decorator, runs the full suite (an
+//! abstract method that loses its override makes its class impossible to
+//! instantiate, which tests observe without calling the method). Class statements and other
 //! module- or class-level lines still fall back to the full suite:
 //! `isinstance` and `except` observe a class's bases without running any of
 //! its lines.
@@ -128,6 +132,38 @@ pub fn changed_lines(patch: &Patch) -> Result<BTreeMap<String, BTreeSet<u32>>> {
     Ok(out)
 }
 
+/// The function a `def` line defines (`def name(` or `async def name(`).
+fn def_name(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let rest = line.strip_prefix("async ").unwrap_or(line).trim_start();
+    let rest = rest.strip_prefix("def ")?;
+    let name = rest.split('(').next()?.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Whether every `def` line the patch removes comes back with the same name
+/// and every decorator line it removes comes back unchanged (see
+/// [`CoverageMap::selection_for`]).
+fn keeps_definitions(fp: &smith_core::FilePatch) -> bool {
+    let lines = || fp.hunks.iter().flat_map(|h| &h.lines);
+    let added: Vec<&str> = lines()
+        .filter(|l| l.kind == smith_core::LineKind::Added)
+        .map(|l| l.text.trim())
+        .collect();
+    lines()
+        .filter(|l| l.kind == smith_core::LineKind::Removed)
+        .map(|l| l.text.trim())
+        .all(|removed| {
+            if removed.starts_with('@') {
+                added.contains(&removed)
+            } else if let Some(name) = def_name(removed) {
+                added.iter().any(|a| def_name(a) == Some(name))
+            } else {
+                true
+            }
+        })
+}
+
 impl CoverageMap {
     /// The current [`CoverageMap::format`]: 1 added function headers.
     pub const FORMAT: u32 = 1;
@@ -209,10 +245,23 @@ impl CoverageMap {
 
     /// The tests to run for `candidate`, from the old-side lines its patch
     /// changes (see [`changed_lines`]).
+    ///
+    /// A patch that removes a function or a decorator without putting it
+    /// back (same `def` name, same decorator line) runs the whole suite:
+    /// the class or module then lacks a name, and that shows without any
+    /// call, e.g. a class whose abstract method lost its override can no
+    /// longer be instantiated. Moving functions, and changing a `def`'s
+    /// parameters or defaults, keeps every name and decorator.
     pub fn selection_for(&self, candidate: &Candidate) -> CandidateSelection {
         let Ok(changed) = changed_lines(&candidate.patch) else {
             return CandidateSelection::Full;
         };
+        let Ok(files) = candidate.patch.files() else {
+            return CandidateSelection::Full;
+        };
+        if !files.iter().all(keeps_definitions) {
+            return CandidateSelection::Full;
+        }
         let mut tests = BTreeSet::new();
         for (file, lines) in changed {
             if lines.is_empty() {
@@ -526,6 +575,53 @@ mod tests {
         assert_eq!(m.tests_for("m.py", [23]), None, "no test calls it");
         // A body line no test runs is still simply uncovered.
         assert_eq!(m.tests_for("m.py", [24]), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn removing_or_renaming_a_function_or_decorator_runs_the_full_suite() {
+        let mut m = map();
+        let before: String = (1..=24)
+            .map(|i| match i {
+                15 => "@property\n".to_string(),
+                16 => "def f(a, b=1):\n".to_string(),
+                _ => format!("line{i}\n"),
+            })
+            .collect();
+        let cand = |after: String| {
+            Candidate::new(
+                "o/r",
+                "c",
+                "s",
+                vec![],
+                "",
+                Patch::from_changes(&[FileChange::modified("m.py", &before, &after)]),
+            )
+        };
+        m.files.get_mut("m.py").unwrap().lines.insert(17, vec![2]);
+        // A new default keeps the name: the callers run.
+        let default = cand(before.replace("b=1", "b=2"));
+        assert_eq!(
+            m.selection_for(&default),
+            CandidateSelection::Tests(ids(&["t.py::b"]))
+        );
+        for after in [
+            before.replace("def f(a, b=1):\n", ""),
+            before.replace("def f(", "def g("),
+            before.replace("@property\n", ""),
+            before.replace("@property", "@cached_property"),
+        ] {
+            assert_eq!(m.selection_for(&cand(after)), CandidateSelection::Full);
+        }
+        // Moving the decorated function keeps both lines.
+        let moved = before
+            .replace("@property\ndef f(a, b=1):\n", "")
+            .replace("line24\n", "line24\n@property\ndef f(a, b=1):\n");
+        assert!(matches!(
+            m.selection_for(&cand(moved)),
+            CandidateSelection::Tests(_)
+        ));
+        assert_eq!(def_name("    async def run(self, x):"), Some("run"));
+        assert_eq!(def_name("    return define(x)"), None);
     }
 
     #[test]
