@@ -89,9 +89,9 @@ pub struct RunOptions {
     /// Keep at most this many bytes of stdout and of stderr each.
     pub max_output: usize,
     /// For test runs: stop the run as timed out when one test's call takes
-    /// longer than this. Executors that cannot watch single tests rely on
-    /// `timeout` alone (smith's pytest executor watches them in forked
-    /// runs).
+    /// longer than this (an executor may count CPU time rather than wall
+    /// time, as smith's forking pytest executor does). Executors that cannot
+    /// watch single tests rely on `timeout` alone.
     pub test_timeout: Option<Duration>,
 }
 

@@ -533,6 +533,18 @@ mod tests {
         }
     }
 
+    /// A candidate changing `m.py` from `before` to `after`.
+    fn candidate(before: &str, after: &str) -> Candidate {
+        Candidate::new(
+            "o/r",
+            "c",
+            "s",
+            vec![],
+            "",
+            Patch::from_changes(&[FileChange::modified("m.py", before, after)]),
+        )
+    }
+
     fn ids(names: &[&str]) -> BTreeSet<TestId> {
         names.iter().map(|n| TestId::from(*n)).collect()
     }
@@ -587,16 +599,7 @@ mod tests {
                 _ => format!("line{i}\n"),
             })
             .collect();
-        let cand = |after: String| {
-            Candidate::new(
-                "o/r",
-                "c",
-                "s",
-                vec![],
-                "",
-                Patch::from_changes(&[FileChange::modified("m.py", &before, &after)]),
-            )
-        };
+        let cand = |after: String| candidate(&before, &after);
         m.files.get_mut("m.py").unwrap().lines.insert(17, vec![2]);
         // A new default keeps the name: the callers run.
         let default = cand(before.replace("b=1", "b=2"));
@@ -667,14 +670,9 @@ mod tests {
         let m = map();
         let before: String = (1..=12).map(|i| format!("line{i}\n")).collect();
         let cand = |line: usize| {
-            let after = before.replace(&format!("line{line}\n"), &format!("LINE{line}\n"));
-            Candidate::new(
-                "o/r",
-                "c",
-                "s",
-                vec![],
-                "",
-                Patch::from_changes(&[FileChange::modified("m.py", &before, &after)]),
+            candidate(
+                &before,
+                &before.replace(&format!("line{line}\n"), &format!("LINE{line}\n")),
             )
         };
         assert_eq!(

@@ -24,8 +24,8 @@ Requests and answers are JSON lines on stdin and stdout:
 
 The child runs in its own process group; at its time limit, and again when
 it exits, the whole group is killed. With `test_timeout`, the run's event
-log (`events`) is read as it grows, and one test call that lasts longer
-than that is the run's time limit too. The server exits when its stdin closes
+log (`events`) is read as it grows, and one test call that uses more CPU
+time than that ends the run as timed out too. The server exits when its stdin closes
 or its workspace directory is deleted.
 """
 
@@ -284,23 +284,48 @@ def _child(request, out_w, err_w, closing):
         os._exit(code if isinstance(code, int) else 1)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid):
+    """CPU time the process `pid` has used so far (all its threads), or
+    None where /proc cannot say."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _CallClock:
     """Watches a run's event log for the test whose call is under way, so
-    that one test over its limit ends the run as timed out."""
+    that one test over its limit ends the run as timed out.
 
-    def __init__(self, path, limit):
+    The limit counts the CPU time the run's process spends in the call
+    (wall time where /proc cannot say): a mutant that loops uses it up at
+    once, while a test that merely waits for a busy machine does not, so a
+    loaded machine never turns a passing test into a timeout. A test that
+    hangs without using CPU is left to the run's own limit."""
+
+    def __init__(self, path, limit, pid):
         self.limit = float(limit)
+        self.pid = pid
         self.file = None
         self.pending = b""
         self.since = None
         self.path = path
 
-    def deadline(self, now):
+    def _now(self):
+        cpu = _cpu_seconds(self.pid)
+        return time.monotonic() if cpu is None else cpu
+
+    def over(self):
         if self.file is None:
             try:
                 self.file = open(self.path, "rb")
             except OSError:
-                return None
+                return False
         data = self.file.read()
         if data:
             lines = (self.pending + data).split(b"\n")
@@ -312,10 +337,10 @@ class _CallClock:
                     continue
                 kind = event.get("event")
                 if kind == "call":
-                    self.since = now
+                    self.since = self._now()
                 elif kind == "finish" or (kind == "report" and event.get("when") == "call"):
                     self.since = None
-        return None if self.since is None else self.since + self.limit
+        return self.since is not None and self._now() - self.since > self.limit
 
     def close(self):
         if self.file is not None:
@@ -353,27 +378,24 @@ def _run(request):
     captures = {out_r: _Capture(limit), err_r: _Capture(limit)}
     open_fds = [out_r, err_r]
     timeout = request.get("timeout")
-    run_deadline = None if timeout is None else start + float(timeout)
+    deadline = None if timeout is None else start + float(timeout)
     clock = None
     if request.get("test_timeout") is not None and request.get("events"):
-        clock = _CallClock(request["events"], request["test_timeout"])
+        clock = _CallClock(request["events"], request["test_timeout"], pid)
     status = None
     exited_at = None
     timed_out = False
     while True:
         now = time.monotonic()
-        deadline = run_deadline
-        if clock is not None and status is None:
-            call_deadline = clock.deadline(now)
-            if call_deadline is not None and (deadline is None or call_deadline < deadline):
-                deadline = call_deadline
         if status is None:
             done, st = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = st
                 exited_at = now
                 _kill_group(pid)
-            elif deadline is not None and now >= deadline:
+            elif (deadline is not None and now >= deadline) or (
+                clock is not None and clock.over()
+            ):
                 timed_out = True
                 _kill_group(pid)
                 _, status = os.waitpid(pid, 0)

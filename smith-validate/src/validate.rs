@@ -57,7 +57,8 @@ pub struct ValidateOptions {
     /// `timeout_factor` × the slowest selected test's baseline duration
     /// ([`test_timeout`]). A hung mutant then costs about this long instead
     /// of the whole run's limit, which also pays for start-up and collection.
-    /// `None`: only the run's limit. Enforced in forked pytest runs.
+    /// `None`: only the run's limit. Enforced in forked pytest runs, on the
+    /// CPU time of the call.
     pub test_timeout_floor: Option<Duration>,
     /// Keep at most this many bytes of each run's stdout and stderr.
     pub max_output: usize,
@@ -223,27 +224,9 @@ fn run_and_judge(
     options: &ValidateOptions,
     validation: &mut Validation,
 ) -> Result<()> {
-    let mut run = run_options(baseline, &selection, options);
-    let mut report = run_once_more_if_missing(
-        workspace,
-        executor,
-        baseline,
-        &selection,
-        &run,
-        options.rerun_missing,
-    )?;
-    // A module that no longer imports fails to collect in every test file
-    // that imports it, selected or not: only the full suite has them all.
-    if selection != TestSelection::All && !report.timed_out && !report.collection_errors.is_empty()
-    {
-        tracing::debug!(
-            candidate = %candidate.id,
-            "collection errors in a selected run: running the full suite"
-        );
-        selection = TestSelection::All;
-        validation.selected = None;
-        run = run_options(baseline, &selection, options);
-        report = run_once_more_if_missing(
+    let (run, mut report) = loop {
+        let run = run_options(baseline, &selection, options);
+        let report = run_once_more_if_missing(
             workspace,
             executor,
             baseline,
@@ -251,7 +234,22 @@ fn run_and_judge(
             &run,
             options.rerun_missing,
         )?;
-    }
+        // A module that no longer imports fails to collect in every test
+        // file that imports it, selected or not: only the full suite has
+        // them all.
+        if selection == TestSelection::All
+            || report.timed_out
+            || report.collection_errors.is_empty()
+        {
+            break (run, report);
+        }
+        tracing::debug!(
+            candidate = %candidate.id,
+            "collection errors in a selected run: running the full suite"
+        );
+        selection = TestSelection::All;
+        validation.selected = None;
+    };
     validation.verdict = classify(baseline, &selection, &report);
     // A selected run's time limit is tighter than a full run's; a mutant that
     // only slows its tests down would time out here but not in a full run.

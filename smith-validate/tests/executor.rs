@@ -416,9 +416,9 @@ fn without_timings(log: &str) -> String {
         .join("\n")
 }
 
-/// A forked run ends as timed out when one test's call outlasts the per-test
-/// limit, even with no limit on the run; a slow fixture set up before the
-/// call does not count against the test.
+/// A forked run ends as timed out when one test's call uses more CPU time
+/// than the per-test limit, even with no limit on the run; a busy fixture
+/// set up before the call, and a call that only waits, do not count.
 #[test]
 fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
     let sandbox = CopySandbox::new(fixture("hang"));
@@ -442,8 +442,9 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
         .run_tests(
             &mut ws,
             &TestSelection::Only(vec![
-                TestId::from("tests/test_slow_setup.py::test_after_slow_fixture"),
+                TestId::from("tests/test_slow_setup.py::test_after_busy_fixture"),
                 TestId::from("tests/test_slow_setup.py::test_quick"),
+                TestId::from("tests/test_slow_setup.py::test_waits"),
             ]),
             &per_test,
         )
@@ -453,10 +454,11 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
         report.outcomes,
         outcomes(&[
             (
-                "tests/test_slow_setup.py::test_after_slow_fixture",
+                "tests/test_slow_setup.py::test_after_busy_fixture",
                 Outcome::Passed
             ),
             ("tests/test_slow_setup.py::test_quick", Outcome::Passed),
+            ("tests/test_slow_setup.py::test_waits", Outcome::Passed),
         ])
     );
     assert_eq!(exec.served_runs(), 2);
