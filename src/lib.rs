@@ -13,7 +13,7 @@
 //! | [`mutate`] (`smith-mutate`) | Python parsing, entities, procedural mutators |
 //! | [`validate`] (`smith-validate`) | pytest executor, baseline, coverage selection, classification |
 //! | [`issue`] (`smith-issue`) | problem statements and leak check |
-//! | [`env`] (`smith-env`) | Python environments and sandboxes |
+//! | [`env`](mod@env) (`smith-env`) | Python environments and sandboxes |
 //!
 //! ```no_run
 //! use smith::pipeline::{Config, Pipeline};
