@@ -25,8 +25,8 @@ Requests and answers are JSON lines on stdin and stdout:
 The child runs in its own process group; at its time limit, and again when
 it exits, the whole group is killed. With `test_timeout`, the run's event
 log (`events`) is read as it grows, and one test call that uses more CPU
-time than that ends the run as timed out too. The server exits when its stdin closes
-or its workspace directory is deleted.
+time than that ends the run as timed out too. The server exits when its
+stdin closes or its workspace directory is deleted.
 """
 
 import ast
@@ -315,10 +315,14 @@ class _CallClock:
         self.pending = b""
         self.since = None
         self.path = path
+        # One kind of clock for the whole run: readings of the two kinds
+        # must never be subtracted from each other.
+        self.cpu = _cpu_seconds(pid) is not None
 
     def _now(self):
-        cpu = _cpu_seconds(self.pid)
-        return time.monotonic() if cpu is None else cpu
+        """The clock's reading, or None if the CPU time cannot be read
+        (then nothing is judged over)."""
+        return _cpu_seconds(self.pid) if self.cpu else time.monotonic()
 
     def over(self):
         if self.file is None:
@@ -340,7 +344,10 @@ class _CallClock:
                     self.since = self._now()
                 elif kind == "finish" or (kind == "report" and event.get("when") == "call"):
                     self.since = None
-        return self.since is not None and self._now() - self.since > self.limit
+        if self.since is None:
+            return False
+        now = self._now()
+        return now is not None and now - self.since > self.limit
 
     def close(self):
         if self.file is not None:
