@@ -57,6 +57,11 @@ fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
 }
 
+/// A number from the environment, if `key` is set to one.
+fn env_number(key: &str) -> Option<f64> {
+    std::env::var(key).ok().and_then(|v| v.parse().ok())
+}
+
 /// Operator swaps that keep a line valid Python.
 const SWAPS: &[(&str, &str)] = &[
     (" + ", " - "),
@@ -229,22 +234,13 @@ fn run_all(
     let options = ValidateOptions {
         workers: s.workers,
         selection: mode,
-        timeout_floor: std::env::var("SMITH_BENCH_TIMEOUT_FLOOR")
-            .ok()
-            .and_then(|v| v.parse().ok())
+        timeout_floor: env_number("SMITH_BENCH_TIMEOUT_FLOOR")
             .map(Duration::from_secs_f64)
             .unwrap_or(defaults.timeout_floor),
-        timeout_factor: std::env::var("SMITH_BENCH_TIMEOUT_FACTOR")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(defaults.timeout_factor),
-        test_timeout_floor: match std::env::var("SMITH_BENCH_TEST_TIMEOUT_FLOOR") {
-            Ok(v) => v
-                .parse()
-                .ok()
-                .filter(|s: &f64| *s > 0.0)
-                .map(Duration::from_secs_f64),
-            Err(_) => defaults.test_timeout_floor,
+        timeout_factor: env_number("SMITH_BENCH_TIMEOUT_FACTOR").unwrap_or(defaults.timeout_factor),
+        test_timeout_floor: match env_number("SMITH_BENCH_TEST_TIMEOUT_FLOOR") {
+            Some(secs) => (secs > 0.0).then(|| Duration::from_secs_f64(secs)),
+            None => defaults.test_timeout_floor,
         },
         ..defaults
     };

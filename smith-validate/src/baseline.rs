@@ -100,7 +100,13 @@ pub fn run_timeout(
             .sum(),
     };
     let overhead = (baseline.wall_secs - total).max(0.0);
-    let secs = factor.max(0.0) * (tests + overhead);
+    scaled(floor, factor, tests + overhead)
+}
+
+/// `floor + factor × secs`, a negative factor counting as 0 and a
+/// non-finite product as nothing.
+fn scaled(floor: Duration, factor: f64, secs: f64) -> Duration {
+    let secs = factor.max(0.0) * secs;
     floor + Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
 }
 
@@ -124,8 +130,7 @@ pub fn test_timeout(
             .map(|t| baseline.durations.get(t).copied().unwrap_or(longest))
             .fold(0.0, f64::max),
     };
-    let secs = factor.max(0.0) * slowest;
-    floor + Duration::from_secs_f64(if secs.is_finite() { secs } else { 0.0 })
+    scaled(floor, factor, slowest)
 }
 
 #[cfg(test)]

@@ -23,16 +23,17 @@
 //! function keeps its name and decorators: a patch that removes or renames
 //! a `def`, or removes or changes a decorator, runs the full suite (an
 //! abstract method that loses its override makes its class impossible to
-//! instantiate, which tests observe without calling the method). Class statements and other
-//! module- or class-level lines still fall back to the full suite:
-//! `isinstance` and `except` observe a class's bases without running any of
-//! its lines.
+//! instantiate, which tests observe without calling the method). Class
+//! statements and other module- or class-level lines still fall back to the
+//! full suite: `isinstance` and `except` observe a class's bases without
+//! running any of its lines.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use smith_core::{
-    Candidate, CommandSpec, Error, Patch, Result, RunOptions, TestId, TestSelection, Workspace,
+    Candidate, CommandSpec, Error, FilePatch, Patch, Result, RunOptions, TestId, TestSelection,
+    Workspace,
 };
 
 use crate::pytest::{parse_events, PluginEvent, PytestExecutor, CONTROL_DIR};
@@ -97,8 +98,13 @@ impl CandidateSelection {
 /// and for pure insertions the old lines on either side. Added files map to
 /// an empty set (no old side).
 pub fn changed_lines(patch: &Patch) -> Result<BTreeMap<String, BTreeSet<u32>>> {
+    Ok(changed_lines_of(&patch.files()?))
+}
+
+/// [`changed_lines`] of an already parsed patch.
+fn changed_lines_of(files: &[FilePatch]) -> BTreeMap<String, BTreeSet<u32>> {
     let mut out: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-    for fp in patch.files()? {
+    for fp in files {
         let set = out.entry(fp.path().to_string()).or_default();
         if fp.old_path.is_none() {
             continue;
@@ -129,7 +135,7 @@ pub fn changed_lines(patch: &Patch) -> Result<BTreeMap<String, BTreeSet<u32>>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// The function a `def` line defines (`def name(` or `async def name(`).
@@ -144,7 +150,7 @@ fn def_name(line: &str) -> Option<&str> {
 /// Whether every `def` line the patch removes comes back with the same name
 /// and every decorator line it removes comes back unchanged (see
 /// [`CoverageMap::selection_for`]).
-fn keeps_definitions(fp: &smith_core::FilePatch) -> bool {
+fn keeps_definitions(fp: &FilePatch) -> bool {
     let lines = || fp.hunks.iter().flat_map(|h| &h.lines);
     let added: Vec<&str> = lines()
         .filter(|l| l.kind == smith_core::LineKind::Added)
@@ -253,15 +259,13 @@ impl CoverageMap {
     /// longer be instantiated. Moving functions, and changing a `def`'s
     /// parameters or defaults, keeps every name and decorator.
     pub fn selection_for(&self, candidate: &Candidate) -> CandidateSelection {
-        let Ok(changed) = changed_lines(&candidate.patch) else {
-            return CandidateSelection::Full;
-        };
         let Ok(files) = candidate.patch.files() else {
             return CandidateSelection::Full;
         };
         if !files.iter().all(keeps_definitions) {
             return CandidateSelection::Full;
         }
+        let changed = changed_lines_of(&files);
         let mut tests = BTreeSet::new();
         for (file, lines) in changed {
             if lines.is_empty() {

@@ -40,12 +40,11 @@ _context = ""
 def pytest_configure(config):
     # Read here, not at import: a fork server may import this module once
     # and run many sessions with different settings.
-    global _SELECT, _EVENTS, _COVERAGE, _MODULES, _out
+    global _SELECT, _EVENTS, _COVERAGE, _MODULES, _WANTED, _WANTED_UNDER, _out
     _SELECT = os.environ.get("SMITH_SELECT") or None
     _EVENTS = os.environ.get("SMITH_EVENTS") or None
     _COVERAGE = os.environ.get("SMITH_COVERAGE") or None
     _MODULES = os.environ.get("SMITH_MODULES") or None
-    global _WANTED, _WANTED_UNDER
     _WANTED = _WANTED_UNDER = None
     if _SELECT:
         _SELECT = os.path.abspath(_SELECT)
@@ -204,10 +203,9 @@ def pytest_pycollect_makeitem(collector, name, obj):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    if _SELECT:
-        wanted = _WANTED
-        keep = [item for item in items if item.nodeid in wanted]
-        drop = [item for item in items if item.nodeid not in wanted]
+    if _WANTED is not None:
+        keep = [item for item in items if item.nodeid in _WANTED]
+        drop = [item for item in items if item.nodeid not in _WANTED]
         if drop:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep

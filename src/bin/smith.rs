@@ -138,6 +138,12 @@ struct ValidationFlags {
     cache_dir: Option<PathBuf>,
 }
 
+/// A flag's value in seconds as a duration; negative or non-finite values
+/// are an input error naming the flag.
+fn seconds(flag: &str, secs: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs).map_err(|e| Error::invalid(flag, e.to_string()))
+}
+
 impl ValidationFlags {
     fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
         config.max_candidates = self.max_candidates;
@@ -151,18 +157,14 @@ impl ValidationFlags {
         };
         config.confirm = self.confirm;
         config.fork = !self.no_fork;
-        config.timeout_floor = Duration::try_from_secs_f64(self.timeout_floor)
-            .map_err(|e| Error::invalid("--timeout-floor", e.to_string()))?;
+        config.timeout_floor = seconds("--timeout-floor", self.timeout_floor)?;
         if !(self.timeout_factor.is_finite() && self.timeout_factor >= 0.0) {
             return Err(Error::invalid("--timeout-factor", "must be a number ≥ 0").into());
         }
         config.timeout_factor = self.timeout_factor;
         config.test_timeout_floor = match self.test_timeout_floor {
             0.0 => None,
-            secs => Some(
-                Duration::try_from_secs_f64(secs)
-                    .map_err(|e| Error::invalid("--test-timeout-floor", e.to_string()))?,
-            ),
+            secs => Some(seconds("--test-timeout-floor", secs)?),
         };
         config.cache_dir = self.cache_dir.clone();
         config.sandbox = match self.sandbox {
