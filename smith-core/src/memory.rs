@@ -228,7 +228,7 @@ impl Executor for ScriptedExecutor {
             ..Default::default()
         };
         for (id, file, needle) in &self.tests {
-            if let TestSelection::Only(ids) = selection {
+            if let Some(ids) = selection.ids() {
                 if !ids.contains(id) {
                     continue;
                 }

@@ -241,6 +241,29 @@ pub enum TestSelection {
     All,
     /// Exactly these tests.
     Only(Vec<TestId>),
+    /// The whole suite, collected as for [`TestSelection::All`], of which
+    /// only these tests need a result (a validator passes every test the
+    /// clean suite ran). An executor may leave every other test out — the
+    /// pytest executor never makes them into items, which on a suite that
+    /// generates thousands of cases only to deselect them by marker saves
+    /// their collection — or run them all. Judged like `All`.
+    AllKnown(Vec<TestId>),
+}
+
+impl TestSelection {
+    /// Whether the selection runs the whole suite ([`TestSelection::All`]
+    /// or [`TestSelection::AllKnown`]).
+    pub fn is_whole_suite(&self) -> bool {
+        !matches!(self, TestSelection::Only(_))
+    }
+
+    /// The tests named, if any (`None` for [`TestSelection::All`]).
+    pub fn ids(&self) -> Option<&[TestId]> {
+        match self {
+            TestSelection::All => None,
+            TestSelection::Only(ids) | TestSelection::AllKnown(ids) => Some(ids),
+        }
+    }
 }
 
 /// Runs tests in a workspace and reports per-test outcomes.
@@ -252,6 +275,17 @@ pub trait Executor: Send + Sync + Debug {
         selection: &TestSelection,
         options: &RunOptions,
     ) -> Result<TestReport>;
+
+    /// Get ready to run tests in `workspace`, which is clean (no candidate
+    /// applied): a validator calls this once per workspace before its
+    /// first candidate, so that an executor can start long-lived helpers
+    /// from the clean tree. An error stops the validator; an executor whose
+    /// helper merely did not start should go on without it. The default
+    /// does nothing.
+    fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
+        let _ = workspace;
+        Ok(())
+    }
 }
 
 macro_rules! forward_executor {
@@ -259,6 +293,9 @@ macro_rules! forward_executor {
         impl<T: Executor + ?Sized> Executor for $ty {
             fn run_tests(&self, workspace: &mut dyn Workspace, selection: &TestSelection, options: &RunOptions) -> Result<TestReport> {
                 (**self).run_tests(workspace, selection, options)
+            }
+            fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
+                (**self).prepare(workspace)
             }
         }
     )*};

@@ -13,6 +13,7 @@
 //! `SMITH_BENCH_WORKERS` (default 2). `SMITH_BENCH_CRITERION=0` skips the
 //! criterion timings and keeps only the side-by-side pass;
 //! `SMITH_BENCH_PLAIN=0` leaves out the middle mode below;
+//! `SMITH_BENCH_VERBOSE=1` lists every candidate's selection and seconds;
 //! `SMITH_BENCH_TIMEOUT_FLOOR` (seconds), `SMITH_BENCH_TIMEOUT_FACTOR` and
 //! `SMITH_BENCH_TEST_TIMEOUT_FLOOR` (seconds, 0 = no per-test limit) replace
 //! the validator's time-limit defaults.
@@ -362,6 +363,33 @@ fn side_by_side(s: &Setup) -> Vec<String> {
             s.candidates.len()
         );
     }
+    if env_or("SMITH_BENCH_VERBOSE", "0") != "0" {
+        // One line per candidate: how many tests the first mode selected,
+        // their own baseline seconds, and each mode's seconds.
+        for c in &s.candidates {
+            let first = &runs[0].1[&c.id];
+            let own: f64 = match select_tests(Some(&s.coverage), c, SelectionMode::Coverage) {
+                CandidateSelection::Tests(t) => {
+                    t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
+                }
+                CandidateSelection::Uncovered => 0.0,
+                CandidateSelection::Full => s.baseline.durations.values().sum(),
+            };
+            let secs: Vec<String> = runs
+                .iter()
+                .map(|(_, r)| format!("{:.3}", r[&c.id].seconds))
+                .collect();
+            println!(
+                "  {:<60} selected {:>5} own {own:.3}s; seconds {} ({})",
+                c.description.chars().take(60).collect::<String>(),
+                first
+                    .selected
+                    .map_or_else(|| "all".to_string(), |n| n.to_string()),
+                secs.join(" / "),
+                first.verdict.label(),
+            );
+        }
+    }
     let mut verdicts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for c in &s.candidates {
         let first = &runs[0].1[&c.id].verdict;
@@ -370,8 +398,9 @@ fn side_by_side(s: &Setup) -> Vec<String> {
             .or_default() += 1;
     }
     println!("verdicts ({}, full): {verdicts:?}", modes[0].0);
+    let (collected, fell_back) = s.forking.collected_runs();
     println!(
-        "forked runs: {}; hung mutants: {}",
+        "forked runs: {} ({collected} through collected servers, {fell_back} handed back); hung mutants: {}",
         s.forking.served_runs(),
         hung.len()
     );

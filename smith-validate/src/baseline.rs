@@ -93,7 +93,7 @@ pub fn run_timeout(
         total / baseline.durations.len() as f64
     };
     let tests = match selection {
-        TestSelection::All => total,
+        TestSelection::All | TestSelection::AllKnown(_) => total,
         TestSelection::Only(ids) => ids
             .iter()
             .map(|t| baseline.durations.get(t).copied().unwrap_or(mean))
@@ -124,7 +124,7 @@ pub fn test_timeout(
 ) -> Duration {
     let longest = baseline.durations.values().copied().fold(0.0, f64::max);
     let slowest = match selection {
-        TestSelection::All => longest,
+        TestSelection::All | TestSelection::AllKnown(_) => longest,
         TestSelection::Only(ids) => ids
             .iter()
             .map(|t| baseline.durations.get(t).copied().unwrap_or(longest))

@@ -10,7 +10,7 @@ use smith_core::{Baseline, Outcome, TestId, TestReport, TestSelection, Verdict};
 pub fn eligible(baseline: &Baseline, selected: &TestSelection) -> BTreeSet<TestId> {
     match selected {
         TestSelection::All => baseline.passing.clone(),
-        TestSelection::Only(ids) => ids
+        TestSelection::Only(ids) | TestSelection::AllKnown(ids) => ids
             .iter()
             .filter(|t| baseline.passing.contains(*t))
             .cloned()
@@ -83,7 +83,7 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
     let eligible = eligible(baseline, selected);
     if eligible.is_empty() {
         return match selected {
-            TestSelection::All => Verdict::Invalid {
+            TestSelection::All | TestSelection::AllKnown(_) => Verdict::Invalid {
                 reason: "no test passes reliably on the clean tree".into(),
             },
             TestSelection::Only(_) => Verdict::Uncovered,
@@ -171,6 +171,19 @@ mod tests {
 
     fn only(names: &[&str]) -> TestSelection {
         TestSelection::Only(names.iter().map(|n| TestId::from(*n)).collect())
+    }
+
+    /// The whole suite, naming every test the baseline saw.
+    fn known() -> TestSelection {
+        let b = baseline();
+        TestSelection::AllKnown(
+            b.passing
+                .iter()
+                .chain(&b.flaky)
+                .chain(&b.other)
+                .cloned()
+                .collect(),
+        )
     }
 
     fn kept(f2p: &[&str], p2p: &[&str]) -> Verdict {
@@ -317,6 +330,37 @@ mod tests {
                 only(&["m.py::flaky"]),
                 report(&[("m.py::flaky", Failed)]),
                 Verdict::Uncovered,
+            ),
+            (
+                "whole suite of known tests: judged like the full suite",
+                known(),
+                full(&[("m.py::a", Failed)]),
+                kept(&["m.py::a"], &["m.py::b", "m.py::c", "n.py::d"]),
+            ),
+            (
+                "whole suite of known tests: a missing one is invalid",
+                known(),
+                report(&[
+                    ("m.py::a", Failed),
+                    ("m.py::b", Passed),
+                    ("m.py::c", Passed),
+                ]),
+                Verdict::Invalid {
+                    reason: "1 selected test(s) missing from the report, e.g. n.py::d".into(),
+                },
+            ),
+            (
+                "whole suite of known tests where every test broke",
+                known(),
+                full(&[
+                    ("m.py::a", Failed),
+                    ("m.py::b", Failed),
+                    ("m.py::c", Error),
+                    ("n.py::d", Failed),
+                ]),
+                Verdict::Invalid {
+                    reason: "every test broke (4 failed)".into(),
+                },
             ),
             (
                 "selection with an unknown test ignores it",

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
-use smith_core::{CommandSpec, Error, Result, RunOptions, RunOutput, Service, Workspace};
+use smith_core::{CommandSpec, Error, Result, RunOptions, RunOutput, Service, TestId, Workspace};
 
 /// The server's source, written into a workspace before it starts.
 const SERVER_SOURCE: &str = include_str!("smith_pytest_server.py");
@@ -55,8 +55,14 @@ pub(crate) struct ServerPool {
     unsupported: Mutex<HashSet<PathBuf>>,
     /// The module report of the first whole-suite run, for warming servers.
     learned: Mutex<Learned>,
+    /// Collected servers (see [`ServerPool::prepare`]), by workspace root.
+    collected: Mutex<HashMap<PathBuf, Server>>,
     /// Runs that went through a server.
     pub(crate) served: AtomicUsize,
+    /// Runs that went through a collected server.
+    pub(crate) served_collected: AtomicUsize,
+    /// Runs a collected server handed back (a change it cannot swap in).
+    pub(crate) fell_back: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -68,15 +74,25 @@ enum Learned {
     Disabled,
 }
 
-#[derive(Debug, Deserialize)]
+/// A collected server's answer to a run.
+enum Answer {
+    Done(RunOutput),
+    /// The change cannot be swapped into the collected session.
+    FallBack(String),
+}
+
+/// A server's answer to a run (a collected server's fallback answer has
+/// only `fallback`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct Done {
     exit_code: Option<i32>,
     timed_out: bool,
     seconds: f64,
     stdout: String,
     stderr: String,
-    #[serde(default)]
     learned: Option<serde_json::Value>,
+    fallback: Option<String>,
 }
 
 impl ServerPool {
@@ -127,8 +143,11 @@ impl ServerPool {
             }
             let learn =
                 whole_suite && matches!(self.learned.lock().as_deref(), Ok(Learned::Nothing));
-            match request(&mut server, spec, options, learn) {
-                Ok((output, learned)) => {
+            match request(&mut server, spec, options, learn, None) {
+                Ok((Answer::FallBack(reason), _)) => {
+                    tracing::debug!(%reason, "a plain fork server cannot fall back");
+                }
+                Ok((Answer::Done(output), learned)) => {
                     if let (Some(report), Ok(mut slot)) = (learned, self.learned.lock()) {
                         if matches!(*slot, Learned::Nothing) {
                             *slot = Learned::Report(report);
@@ -144,6 +163,81 @@ impl ServerPool {
             }
         }
         None
+    }
+
+    /// Start a collected server for `workspace`, which must be clean: it
+    /// runs `spec` (the whole suite's `python -m pytest ...`) up to the end
+    /// of collection and serves every later run of selected tests by
+    /// forking there (see the server script). Whether it started is logged,
+    /// never an error: runs without one use a plain server.
+    pub(crate) fn prepare(&self, workspace: &mut dyn Workspace, spec: &CommandSpec) {
+        let root = workspace.root().to_path_buf();
+        if let Ok(mut collected) = self.collected.lock() {
+            // A server from an earlier validation holds that tree's code.
+            collected.remove(&root);
+        }
+        if self.unsupported.lock().map_or(true, |u| u.contains(&root)) {
+            return;
+        }
+        let mut server = match start(workspace, server_key(spec)) {
+            Ok(server) => server,
+            Err(e) => {
+                tracing::debug!(error = %e, "collected server did not start");
+                return;
+            }
+        };
+        let line = serde_json::json!({ "collect": { "argv": &spec.args[2..] } }).to_string();
+        let answer = server
+            .service
+            .send(&line)
+            .and_then(|()| server.service.receive(START_LIMIT));
+        match answer {
+            Ok(Some(answer))
+                if serde_json::from_str::<serde_json::Value>(&answer)
+                    .is_ok_and(|v| v["collected"].is_u64()) =>
+            {
+                if let Ok(mut collected) = self.collected.lock() {
+                    collected.insert(root, server);
+                }
+            }
+            other => tracing::debug!(answer = ?other, "collected server did not collect"),
+        }
+    }
+
+    /// Run `spec`, which selects `ids`, through `workspace`'s collected
+    /// server. `None` when there is none, it cannot take this change, or it
+    /// failed (then it is dropped): the caller runs the command another way.
+    pub(crate) fn run_collected(
+        &self,
+        workspace: &mut dyn Workspace,
+        spec: &CommandSpec,
+        ids: &[TestId],
+        options: &RunOptions,
+    ) -> Option<RunOutput> {
+        let root = workspace.root().to_path_buf();
+        let mut server = self.collected.lock().ok()?.remove(&root)?;
+        if server.key != server_key(spec) {
+            self.collected.lock().ok()?.insert(root, server);
+            return None;
+        }
+        match request(&mut server, spec, options, false, Some(ids)) {
+            Ok((Answer::Done(output), _)) => {
+                self.collected.lock().ok()?.insert(root, server);
+                self.served.fetch_add(1, Ordering::Relaxed);
+                self.served_collected.fetch_add(1, Ordering::Relaxed);
+                Some(output)
+            }
+            Ok((Answer::FallBack(reason), _)) => {
+                tracing::debug!(%reason, "collected server handed the run back");
+                self.collected.lock().ok()?.insert(root, server);
+                self.fell_back.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "collected server run failed; dropping it");
+                None
+            }
+        }
     }
 
     /// The workspace files servers compile ahead of time (learned from the
@@ -226,12 +320,14 @@ fn start(workspace: &mut dyn Workspace, key: ServerKey) -> Result<Server> {
 }
 
 /// One run through `server`: the request, the child's start, its result.
+/// `select`: the tests a collected server keeps.
 fn request(
     server: &mut Server,
     spec: &CommandSpec,
     options: &RunOptions,
     learn: bool,
-) -> Result<(RunOutput, Option<serde_json::Value>)> {
+    select: Option<&[TestId]>,
+) -> Result<(Answer, Option<serde_json::Value>)> {
     let mut env: BTreeMap<&str, &str> = PER_RUN_ENV
         .iter()
         .filter_map(|k| spec.env.get(*k).map(|v| (*k, v.as_str())))
@@ -247,6 +343,7 @@ fn request(
         "events": spec.env.get("SMITH_EVENTS"),
         "max_output": options.max_output,
         "learn": learn,
+        "select": select.map(|ids| ids.iter().map(TestId::as_str).collect::<Vec<_>>()),
     })
     .to_string();
     server.service.send(&line)?;
@@ -271,6 +368,9 @@ fn request(
     .ok_or_else(|| Error::command("fork server", "no answer past the run's time limit"))?;
     let done: Done = serde_json::from_str(&answer)
         .map_err(|e| Error::command("fork server", format!("unreadable answer: {e}")))?;
+    if let Some(reason) = done.fallback {
+        return Ok((Answer::FallBack(reason), None));
+    }
     let output = RunOutput {
         exit_code: done.exit_code,
         stdout: done.stdout,
@@ -278,5 +378,5 @@ fn request(
         timed_out: done.timed_out,
         duration: Duration::from_secs_f64(done.seconds.max(0.0)),
     };
-    Ok((output, done.learned))
+    Ok((Answer::Done(output), done.learned))
 }

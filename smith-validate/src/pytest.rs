@@ -7,8 +7,8 @@
 //! pytest's command line reliably) and appends one JSON line per test event
 //! to `.smith/events.jsonl`, flushed as it goes. Outcomes come from that
 //! event log, so a run whose output was flooded or truncated, or whose
-//! interpreter crashed, still reports every test that finished; the `-rA`
-//! summary of the log ([`parse_pytest_log`]) fills in when the plugin could
+//! interpreter crashed, still reports every test that finished; the short
+//! test summary of the log (`-rA`'s, without its PASSES section) ([`parse_pytest_log`]) fills in when the plugin could
 //! not load.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,7 +68,9 @@ const VALUE_OPTIONS: &[&str] = &[
 /// environment); `args` is the base test command after it, e.g.
 /// `["-m", "pytest", "-p", "no:cacheprovider", "tests"]`. When a run selects
 /// particular tests, the base command's test paths are replaced by the files
-/// of the selected tests and the plugin keeps exactly the selected ids.
+/// of the selected tests and the plugin keeps exactly the selected ids; a
+/// whole-suite run of known tests ([`TestSelection::AllKnown`]) keeps the
+/// paths and the plugin makes items of those tests only.
 ///
 /// With [`forking`](PytestExecutor::forking) on (and a base command of the
 /// form `-m pytest ...`), each workspace gets a fork server that imports
@@ -82,13 +84,20 @@ pub struct PytestExecutor {
     args: Vec<String>,
     env: BTreeMap<String, String>,
     fork: bool,
+    collect: bool,
     pool: Arc<ServerPool>,
 }
 
 impl PartialEq for PytestExecutor {
     fn eq(&self, other: &Self) -> bool {
-        (&self.python, &self.args, &self.env, self.fork)
-            == (&other.python, &other.args, &other.env, other.fork)
+        (&self.python, &self.args, &self.env, self.fork, self.collect)
+            == (
+                &other.python,
+                &other.args,
+                &other.env,
+                other.fork,
+                other.collect,
+            )
     }
 }
 
@@ -102,8 +111,21 @@ impl PytestExecutor {
             args,
             env: BTreeMap::new(),
             fork: false,
+            collect: true,
             pool: Arc::default(),
         }
+    }
+
+    /// With forking on, whether [`prepare`](Executor::prepare) starts a
+    /// collected server per workspace (on by default): one that runs the
+    /// whole suite's session up to the end of collection and forks there
+    /// for every run of selected tests, swapping a candidate's changed
+    /// function bodies into the live code. A change it cannot swap in
+    /// exactly (anything at module or class level, a test file) is run by
+    /// the plain server instead.
+    pub fn collected(mut self, on: bool) -> Self {
+        self.collect = on;
+        self
     }
 
     /// Run tests through a fork server per workspace (see the type's docs).
@@ -123,6 +145,17 @@ impl PytestExecutor {
     /// its clones).
     pub fn served_runs(&self) -> usize {
         self.pool.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Of [`served_runs`](Self::served_runs), how many went through
+    /// collected servers, and how many runs those handed back to a plain
+    /// server (a change they could not swap in).
+    pub fn collected_runs(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.pool.served_collected.load(Relaxed),
+            self.pool.fell_back.load(Relaxed),
+        )
     }
 
     /// The workspace files fork servers compile once, learned from the first
@@ -194,9 +227,13 @@ impl PytestExecutor {
     ) -> (CommandSpec, Option<String>) {
         let (options, paths) = self.split_args();
         let mut args = options;
+        // The short summary of every outcome, as `-rA` gives it, without
+        // `-rA`'s PASSES section: pytest builds that by scanning every
+        // report once per passed test, which on a suite of a few thousand
+        // tests costs half a second per run.
         args.extend(
             [
-                "-rA",
+                "-rpsxXEf",
                 "-p",
                 "smith_pytest_plugin",
                 "--continue-on-collection-errors",
@@ -211,8 +248,11 @@ impl PytestExecutor {
             TestSelection::Only(ids) => {
                 let files: BTreeSet<&str> = ids.iter().map(TestId::file).collect();
                 args.extend(files.into_iter().map(String::from));
-                let list: Vec<&str> = ids.iter().map(TestId::as_str).collect();
-                Some(serde_json::to_string(&list).unwrap_or_else(|_| "[]".into()))
+                Some(id_list(ids))
+            }
+            TestSelection::AllKnown(ids) => {
+                args.extend(paths);
+                Some(id_list(ids))
             }
         };
         let mut spec = CommandSpec::new(self.python.clone(), args)
@@ -255,12 +295,14 @@ impl Executor for PytestExecutor {
         if let Some(select) = select {
             workspace.write(SELECT_PATH, select.as_bytes())?;
         }
-        let forked = if self.is_forking() {
+        let mut forked = None;
+        if let (true, TestSelection::Only(ids)) = (self.is_forking() && self.collect, selection) {
+            forked = self.pool.run_collected(workspace, &spec, ids, options);
+        }
+        if forked.is_none() && self.is_forking() {
             let whole_suite = *selection == TestSelection::All;
-            self.pool.run(workspace, &spec, options, whole_suite)
-        } else {
-            None
-        };
+            forked = self.pool.run(workspace, &spec, options, whole_suite);
+        }
         let output = match forked {
             Some(output) => output,
             None => workspace.run(&spec, options)?,
@@ -268,6 +310,24 @@ impl Executor for PytestExecutor {
         let events = workspace.read(EVENTS_PATH).unwrap_or_default();
         Ok(build_report(&String::from_utf8_lossy(&events), &output))
     }
+
+    /// With forking and [`collected`](PytestExecutor::collected) on, start
+    /// the workspace's collected server from the clean tree.
+    fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
+        if self.is_forking() && self.collect {
+            workspace.write(PLUGIN_PATH, PLUGIN_SOURCE.as_bytes())?;
+            workspace.write(EVENTS_PATH, b"")?;
+            let (spec, _) = self.command(&TestSelection::All, &[]);
+            self.pool.prepare(workspace, &spec);
+        }
+        Ok(())
+    }
+}
+
+/// The plugin's selection file: a JSON list of node ids.
+fn id_list(ids: &[TestId]) -> String {
+    let list: Vec<&str> = ids.iter().map(TestId::as_str).collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
 }
 
 /// One line of the plugin's event log.
@@ -502,6 +562,13 @@ mod tests {
         let (all, none) = exec.command(&TestSelection::All, &[]);
         assert_eq!(all.args.last().unwrap(), "tests");
         assert!(none.is_none());
+        let (known, select) = exec.command(
+            &TestSelection::AllKnown(vec![TestId::from("tests/a.py::u")]),
+            &[],
+        );
+        assert_eq!(known.args.last().unwrap(), "tests");
+        assert_eq!(known.env["SMITH_SELECT"], ".smith/select.json");
+        assert_eq!(select.unwrap(), r#"["tests/a.py::u"]"#);
     }
 
     #[test]

@@ -361,6 +361,19 @@ def _kill_group(pid):
         pass
 
 
+class _BecomeChild(BaseException):
+    """Raised in a forked child to unwind out of the server's loop: a plain
+    server's child then runs pytest afresh, a collected server's child
+    returns into the session that collected the suite."""
+
+    def __init__(self, request, out_w, err_w, closing):
+        BaseException.__init__(self)
+        self.request = request
+        self.out_w = out_w
+        self.err_w = err_w
+        self.closing = closing
+
+
 def _run(request):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -372,7 +385,7 @@ def _run(request):
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        _child(request, out_w, err_w, [out_r, err_r, _proto.fileno()])
+        raise _BecomeChild(request, out_w, err_w, [out_r, err_r, _proto.fileno()])
     os.close(out_w)
     os.close(err_w)
     # The child may not have reached setpgid yet; make the group now.
@@ -432,6 +445,9 @@ def _run(request):
     exit_code = None
     if not timed_out and os.WIFEXITED(status):
         exit_code = os.WEXITSTATUS(status)
+    if exit_code == _FALLBACK and _FALLBACK_MARK in captures[err_r].text():
+        _reply({"fallback": captures[err_r].text().split(_FALLBACK_MARK, 1)[1].strip()})
+        return
     learned = None
     if request.get("learn") and not timed_out:
         try:
@@ -451,6 +467,302 @@ def _run(request):
     )
 
 
+# ------------------------------------------------------------ collected mode
+#
+# A collected server runs the whole suite's pytest session in this process up
+# to the end of collection, then serves each run by forking there: the child
+# keeps only the selected items and runs them, so that start-up, the import
+# of every test module and the making of every item are paid once.
+#
+# What the child runs must be what a fresh interpreter would run on the
+# workspace as it is now. The server keeps the bytes of every workspace
+# module it imported; the child compares them with the files, and where a
+# file changed it compiles the new text and puts the new code into the live
+# functions — which is what importing the changed file would have given
+# them — provided that is all that differs:
+#
+# * module and class bodies (code that ran at import) must be unchanged but
+#   for line positions, and every definition must still be there;
+# * a changed function's code replaces `__code__` of every function object
+#   made from the old code (closures included); none may be suspended in a
+#   generator, and its free variables must match;
+# * test files and conftests (compiled by pytest's assertion rewriting) must
+#   be unchanged.
+#
+# Anything else makes the child exit with `_FALLBACK`, and the run is redone
+# by a plain server, which imports everything afresh. Lines that run at
+# import or collection never reach here with a changed body: the validator
+# sends such candidates to the whole suite.
+
+_FALLBACK = 75
+_FALLBACK_MARK = "smith-collected-fallback:"
+
+_CO_OPTIMIZED = 0x0001
+
+# path -> (bytes, loader name, module file name)
+_snapshot = {}
+# code -> live functions made from it
+_functions = {}
+# codes of suspended generators and coroutines
+_suspended = set()
+# (dev, inode) of what fds 0, 1 and 2 pointed at during collection
+_std_ids = {}
+_session_items = None
+_stdin_copy = []
+
+
+def _file_id(fd):
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+def _take_snapshot():
+    root = os.path.realpath(os.getcwd()) + os.sep
+    control = os.path.join(root, ".smith") + os.sep
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or not path.endswith(".py"):
+            continue
+        real = os.path.realpath(path)
+        if not real.startswith(root) or real.startswith(control):
+            continue
+        try:
+            with open(real, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        loader = type(getattr(module, "__loader__", None)).__name__
+        _snapshot[real] = (data, loader, path)
+
+
+def _index_live_code():
+    import gc
+
+    for obj in gc.get_objects():
+        if isinstance(obj, types.FunctionType):
+            _functions.setdefault(obj.__code__, []).append(obj)
+        elif isinstance(obj, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+            code = getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None)
+            if code is not None:
+                _suspended.add(code)
+
+
+def _codes(code):
+    return [c for c in code.co_consts if isinstance(c, types.CodeType)]
+
+
+def _without_positions(code):
+    """`code` with nested code and line positions blanked: what running it
+    does, as far as a module or class body goes."""
+    consts = tuple(None if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    fields = {"co_consts": consts, "co_firstlineno": 1}
+    if hasattr(code, "co_linetable"):
+        fields["co_linetable"] = b""
+    else:  # pragma: no cover - Python before 3.10
+        fields["co_lnotab"] = b""
+    return code.replace(**fields)
+
+
+# Code objects a module or class body runs on the spot rather than keeping
+# as a function.
+_RUN_ON_THE_SPOT = ("<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>")
+
+
+def _docstring(code):
+    first = code.co_consts[0] if code.co_consts else None
+    return first if isinstance(first, str) else None
+
+
+def _pair(old, new, changed, in_body=True):
+    """Walk two compilations of one file side by side; collect the function
+    codes that differ. Returns why they cannot be swapped in, or None.
+    `in_body`: the parent is a module or class body (it ran at import)."""
+    olds, news = _codes(old), _codes(new)
+    if len(olds) != len(news) or old.co_name != new.co_name:
+        return "definitions were added, removed or renamed in %s" % old.co_name
+    function = bool(old.co_flags & _CO_OPTIMIZED)
+    if function:
+        if old != new:
+            if in_body and old.co_name in _RUN_ON_THE_SPOT:
+                return "%s at import changed" % old.co_name
+            if _docstring(old) != _docstring(new):
+                return "the docstring of %s changed" % old.co_name
+            changed.append((old, new))
+    elif _without_positions(old) != _without_positions(new):
+        return "code that runs at import changed in %s" % old.co_name
+    for o, n in zip(olds, news):
+        reason = _pair(o, n, changed, not function)
+        if reason:
+            return reason
+    return None
+
+
+def _swap_in_changes():
+    """Make the live code match the files on disk; the reason it cannot, or
+    None."""
+    for real, (data, loader, path) in _snapshot.items():
+        try:
+            with open(real, "rb") as f:
+                now = f.read()
+        except OSError:
+            return "%s is gone" % path
+        if now == data:
+            continue
+        if loader != "SourceFileLoader":
+            return "%s changed and is not a plain module" % path
+        try:
+            old = compile(data, path, "exec", dont_inherit=True)
+            new = compile(now, path, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:
+            return "%s does not compile: %s" % (path, e)
+        changed = []
+        reason = _pair(old, new, changed)
+        if reason:
+            return reason
+        for o, n in changed:
+            if o in _suspended:
+                return "%s is suspended in a generator" % o.co_name
+            for fn in _functions.get(o, ()):
+                if fn.__code__.co_filename != path:
+                    continue
+                try:
+                    fn.__code__ = n
+                except ValueError as e:
+                    return "cannot swap %s: %s" % (o.co_name, e)
+    return None
+
+
+def _redirect_std(out_w, err_w):
+    """Point every descriptor that pointed at the server's collection-time
+    stdout or stderr (pytest's capturing keeps copies) at the run's pipes,
+    and stdin's at /dev/null."""
+    targets = {_std_ids[0]: _devnull, _std_ids[1]: out_w, _std_ids[2]: err_w}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in (out_w, err_w, _devnull):
+            continue
+        try:
+            target = targets.get(_file_id(fd))
+        except OSError:
+            continue
+        if target is not None:
+            os.dup2(target, fd)
+
+
+class _Collected:
+    """The plugin that turns a pytest session into a collected server."""
+
+    def __init__(self):
+        self.child = False
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        global _session_items
+        if session.testsfailed or session.shouldfail or session.shouldstop:
+            _reply({"collected": None, "reason": "the clean suite has collection errors"})
+            os._exit(0)
+        _session_items = list(session.items)
+        _take_snapshot()
+        _index_live_code()
+        try:
+            import gc
+
+            gc.freeze()
+        except AttributeError:  # pragma: no cover - Python before 3.7
+            pass
+        _reply({"collected": len(_session_items)})
+        # pytest's capturing may have stdin pointed at /dev/null now.
+        child = _serve(_requests(_stdin_copy[0]))
+        if child is None:
+            os._exit(0)
+        self.child = True
+        self._become(session, child)
+        return None
+
+    def _become(self, session, child):
+        request = child.request
+        try:
+            os.setpgid(0, 0)
+            if _libc is not None:
+                _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            _redirect_std(child.out_w, child.err_w)
+            os.dup2(_devnull, 0)
+            os.dup2(child.out_w, 1)
+            os.dup2(child.err_w, 2)
+            for fd in child.closing:
+                os.close(fd)
+            for key in _PER_RUN_ENV:
+                os.environ.pop(key, None)
+            os.environ.update(request.get("env", {}))
+        except BaseException:
+            os._exit(70)
+        reason = _swap_in_changes()
+        if reason:
+            os.write(2, ("%s %s\n" % (_FALLBACK_MARK, reason)).encode("utf-8", "replace"))
+            os._exit(_FALLBACK)
+        import linecache
+
+        linecache.clearcache()
+        capman = session.config.pluginmanager.getplugin("capturemanager")
+        capturing = getattr(capman, "_global_capturing", None)
+        for cap in (getattr(capturing, "out", None), getattr(capturing, "err", None)):
+            tmpfile = getattr(cap, "tmpfile", None)
+            if tmpfile is not None:
+                tmpfile.seek(0)
+                tmpfile.truncate()
+        plugin = sys.modules.get("smith_pytest_plugin")
+        if plugin is not None:
+            plugin._out = None
+        wanted = set(request.get("select") or ())
+        keep = [item for item in _session_items if item.nodeid in wanted]
+        drop = [item for item in _session_items if item.nodeid not in wanted]
+        if drop:
+            session.config.hook.pytest_deselected(items=drop)
+        session.items[:] = keep
+
+
+def _collect_and_serve(spec):
+    """Collect the suite (`spec["argv"]`, pytest's arguments) in this
+    process and serve runs from there; returns only in a child, or when the
+    session ended before its test loop."""
+    import tempfile
+
+    _std_ids[0] = _file_id(0)
+    _stdin_copy.append(os.dup(0))
+    for fd in (1, 2):
+        placeholder = tempfile.TemporaryFile()
+        os.dup2(placeholder.fileno(), fd)
+        placeholder.close()
+        _std_ids[fd] = _file_id(fd)
+    if not os.path.isdir("/proc/self/fd"):
+        _reply({"collected": None, "reason": "no /proc/self/fd"})
+        return
+    os.environ.update(spec.get("env", {}))
+    sys.argv = ["-m"] + spec["argv"]
+    plugin = _Collected()
+    code = 1
+    try:
+        code = pytest.main(spec["argv"], plugins=[plugin])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        if plugin.child:
+            import traceback
+
+            traceback.print_exc()
+    if not plugin.child:
+        _reply({"collected": None, "reason": "the session ended before its test loop"})
+        return
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(int(code) if isinstance(code, int) else 1)
+
+
 def _workspace_gone():
     try:
         return os.stat(".").st_nlink == 0
@@ -458,28 +770,52 @@ def _workspace_gone():
         return True
 
 
-def main():
-    _reply({"ready": True, "pid": os.getpid()})
+def _requests(fd=0):
+    """The requests on `fd` (stdin), one at a time, until it closes or the
+    workspace is deleted."""
     pending = b""
     while True:
-        ready, _, _ = select.select([0], [], [], 1.0)
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip():
+                yield json.loads(line)
+        ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
             if _workspace_gone():
                 return
             continue
-        chunk = os.read(0, 1 << 16)
+        chunk = os.read(fd, 1 << 16)
         if not chunk:
             return
         pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if not line.strip():
-                continue
-            request = json.loads(line)
+
+
+def _serve(requests):
+    """Serve `requests`; in a forked child, return its `_BecomeChild` (once
+    out of the `except` block, so that no exception the child's tests raise
+    is chained to it), else None when the requests end."""
+    try:
+        for request in requests:
             if "warm" in request:
                 _reply({"warmed": _warm(request["warm"])})
+            elif "collect" in request:
+                _collect_and_serve(request["collect"])
+                return None
             else:
                 _run(request)
+    except _BecomeChild as child:
+        became = child
+    else:
+        return None
+    became.__traceback__ = None
+    return became
+
+
+def main():
+    _reply({"ready": True, "pid": os.getpid()})
+    child = _serve(_requests())
+    if child is not None:
+        _child(child.request, child.out_w, child.err_w, child.closing)
 
 
 if __name__ == "__main__":

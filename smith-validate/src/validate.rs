@@ -163,7 +163,7 @@ pub fn validate_one(
             validation.seconds = start.elapsed().as_secs_f64();
             return Ok(validation);
         }
-        CandidateSelection::Full => TestSelection::All,
+        CandidateSelection::Full => whole_suite(baseline, options.selection),
         CandidateSelection::Tests(t) => {
             validation.selected = Some(t.len());
             chosen.to_test_selection()
@@ -191,6 +191,26 @@ pub fn validate_one(
     reset?;
     validation.seconds = start.elapsed().as_secs_f64();
     Ok(validation)
+}
+
+/// The whole suite for one candidate. Validating the SWE-smith way
+/// ([`SelectionMode::Full`]) it is exactly that; a candidate that coverage
+/// cannot narrow runs the suite's own paths but only the tests the clean
+/// suite ran ([`TestSelection::AllKnown`]): tests a suite generates only to
+/// deselect them are never made, and no other test can earn a label.
+fn whole_suite(baseline: &Baseline, mode: SelectionMode) -> TestSelection {
+    match mode {
+        SelectionMode::Full => TestSelection::All,
+        SelectionMode::Coverage => TestSelection::AllKnown(
+            baseline
+                .passing
+                .iter()
+                .chain(&baseline.flaky)
+                .chain(&baseline.other)
+                .cloned()
+                .collect(),
+        ),
+    }
 }
 
 /// The time limits of one run of `selection`.
@@ -237,17 +257,14 @@ fn run_and_judge(
         // A module that no longer imports fails to collect in every test
         // file that imports it, selected or not: only the full suite has
         // them all.
-        if selection == TestSelection::All
-            || report.timed_out
-            || report.collection_errors.is_empty()
-        {
+        if selection.is_whole_suite() || report.timed_out || report.collection_errors.is_empty() {
             break (run, report);
         }
         tracing::debug!(
             candidate = %candidate.id,
             "collection errors in a selected run: running the full suite"
         );
-        selection = TestSelection::All;
+        selection = whole_suite(baseline, options.selection);
         validation.selected = None;
     };
     validation.verdict = classify(baseline, &selection, &report);
@@ -323,6 +340,9 @@ pub fn validate(
                     Err(e) => return fail(e),
                 };
                 if let Err(e) = workspace.reset() {
+                    return fail(e);
+                }
+                if let Err(e) = executor.prepare(&mut *workspace) {
                     return fail(e);
                 }
                 while !stop.load(Ordering::SeqCst) {

@@ -19,10 +19,13 @@ fn pytest() -> PytestExecutor {
     )
 }
 
-/// Every test below runs twice: with a fresh interpreter per run, and
-/// through a fork server (which must then really have served the runs).
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
+/// Every test below runs three ways: with a fresh interpreter per run,
+/// through a plain fork server, and through a collected server where the
+/// clean suite collects without errors (each must then really have served
+/// the runs; the fixture with a collection error must have been declined by
+/// the collected server, and served by the plain one).
+macro_rules! in_every_mode {
+    ($($name:ident => $collected:literal),* $(,)?) => {
         mod fresh_interpreter {
             $(#[test]
             fn $name() {
@@ -34,21 +37,35 @@ macro_rules! in_both_modes {
         mod fork_server {
             $(#[test]
             fn $name() {
-                let exec = super::pytest().forking(true);
+                let exec = super::pytest().forking(true).collected(false);
                 super::$name(exec.clone());
                 assert!(exec.served_runs() > 0, "no run went through the fork server");
+                assert_eq!(exec.collected_runs(), (0, 0));
+            })*
+        }
+        mod collected_server {
+            $(#[test]
+            fn $name() {
+                let exec = super::pytest().forking(true);
+                super::$name(exec.clone());
+                assert!(exec.served_runs() > 0, "no run went through a fork server");
+                let (collected, handed_back) = exec.collected_runs();
+                assert_eq!(handed_back, 0);
+                assert_eq!(collected > 0, $collected, "runs through the collected server: {collected}");
             })*
         }
     };
 }
 
-in_both_modes!(
-    full_run_reports_every_kind_of_outcome,
-    selection_runs_exactly_the_odd_ids,
-    flooded_output_cut_by_the_sandbox_keeps_outcomes,
-    a_segfault_fails_the_crashing_test_and_loses_the_rest,
-    a_keyboard_interrupt_fails_its_test_and_stops_the_run,
-    timeouts_kill_loops_and_forked_children,
+// `false`: the fixture's clean suite has a collection error, which a
+// collected server declines to serve.
+in_every_mode!(
+    full_run_reports_every_kind_of_outcome => false,
+    selection_runs_exactly_the_odd_ids => false,
+    flooded_output_cut_by_the_sandbox_keeps_outcomes => false,
+    a_segfault_fails_the_crashing_test_and_loses_the_rest => true,
+    a_keyboard_interrupt_fails_its_test_and_stops_the_run => true,
+    timeouts_kill_loops_and_forked_children => true,
 );
 
 fn outcomes(pairs: &[(&str, Outcome)]) -> BTreeMap<TestId, Outcome> {
@@ -59,6 +76,7 @@ fn full_run_reports_every_kind_of_outcome(exec: PytestExecutor) {
     use Outcome::*;
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.workspace().unwrap();
+    exec.prepare(&mut ws).unwrap();
     let report = exec
         .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
         .unwrap();
@@ -107,6 +125,7 @@ fn support_tail(s: &str) -> &str {
 fn selection_runs_exactly_the_odd_ids(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.workspace().unwrap();
+    exec.prepare(&mut ws).unwrap();
     let ids = [
         "tests/test_ids.py::test_param[c::d]",
         "tests/test_ids.py::test_param[a b]",
@@ -137,6 +156,7 @@ fn selection_runs_exactly_the_odd_ids(exec: PytestExecutor) {
 fn flooded_output_cut_by_the_sandbox_keeps_outcomes(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.workspace().unwrap();
+    exec.prepare(&mut ws).unwrap();
     let selection = TestSelection::Only(vec![
         TestId::from("tests/test_phases.py::test_flood"),
         TestId::from("tests/test_ids.py::TestGroup::test_ok"),
@@ -157,6 +177,7 @@ fn flooded_output_cut_by_the_sandbox_keeps_outcomes(exec: PytestExecutor) {
 fn a_segfault_fails_the_crashing_test_and_loses_the_rest(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("crash"));
     let mut ws = sandbox.workspace().unwrap();
+    exec.prepare(&mut ws).unwrap();
     let report = exec
         .run_tests(
             &mut ws,
@@ -185,6 +206,7 @@ fn a_segfault_fails_the_crashing_test_and_loses_the_rest(exec: PytestExecutor) {
 fn a_keyboard_interrupt_fails_its_test_and_stops_the_run(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("crash"));
     let mut ws = sandbox.workspace().unwrap();
+    exec.prepare(&mut ws).unwrap();
     let report = exec
         .run_tests(
             &mut ws,
@@ -213,6 +235,7 @@ fn a_keyboard_interrupt_fails_its_test_and_stops_the_run(exec: PytestExecutor) {
 fn timeouts_kill_loops_and_forked_children(exec: PytestExecutor) {
     let sandbox = CopySandbox::new(fixture("hang"));
     let mut ws = sandbox.workspace().unwrap();
+    exec.prepare(&mut ws).unwrap();
     for test in [
         "tests/test_hang.py::test_loops",
         "tests/test_hang.py::test_forks",
@@ -462,4 +485,126 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
         ])
     );
     assert_eq!(exec.served_runs(), 2);
+}
+
+/// The part of a log from its failures to its short summary: the
+/// tracebacks, which must name the changed source and its line numbers.
+fn failures_section(log: &str) -> &str {
+    let start = log.find("= FAILURES =").unwrap_or(0);
+    let end = log.find("short test summary info").unwrap_or(log.len());
+    &log[start..end]
+}
+
+/// A collected server swaps a changed function body into the live code:
+/// outcomes and tracebacks are what a fresh interpreter gives on the edited
+/// tree, also when lines above the function moved; a change at module
+/// level, a new definition or an edited test file is handed back to the
+/// plain server, which gives the right answer too.
+#[test]
+fn a_collected_server_swaps_in_changed_function_bodies_and_hands_back_the_rest() {
+    let sandbox = CopySandbox::new(fixture("calc"));
+    let mut ws = sandbox.copy_workspace().unwrap();
+    let plain = pytest();
+    let exec = pytest().forking(true);
+    exec.prepare(&mut ws).unwrap();
+    let selection = TestSelection::Only(
+        [
+            "tests/test_ops.py::test_add[1-2-3]",
+            "tests/test_ops.py::test_mul[3-4]",
+            "tests/test_ops.py::test_sub",
+            "tests/test_stats.py::test_mean",
+            "tests/test_stats.py::test_version",
+        ]
+        .map(TestId::from)
+        .to_vec(),
+    );
+    let run = |exec: &PytestExecutor, ws: &mut support::CopyWorkspace| {
+        exec.run_tests(ws, &selection, &RunOptions::default())
+            .unwrap()
+    };
+    let clean = run(&exec, &mut ws);
+    assert_eq!(clean.outcomes.len(), 5, "{}", clean.log);
+    assert!(clean.outcomes.values().all(|o| *o == Outcome::Passed));
+    assert_eq!(exec.collected_runs(), (1, 0));
+
+    // (file, edit, whether the collected server takes it)
+    type Edit = (&'static str, fn(&str) -> String, bool);
+    let edits: [Edit; 6] = [
+        ("calc/ops.py", |s| s.replacen("a + b", "a - b", 1), true),
+        // Lines above `add` moved, and it raises: the traceback must show
+        // the new line number and text.
+        (
+            "calc/ops.py",
+            |s| format!("# moved\n\n{}", s.replacen("a + b", "a + b + None", 1)),
+            true,
+        ),
+        (
+            "calc/ops.py",
+            |s| s.replacen("result = 0", "result = 1", 1),
+            true,
+        ),
+        (
+            "calc/__init__.py",
+            |s| s.replacen("\"1.0\"", "\"2.0\"", 1),
+            false,
+        ),
+        (
+            "calc/ops.py",
+            |s| {
+                format!(
+                    "{}\n\ndef extra():\n    return 1\n",
+                    s.replacen("a + b", "a - b", 1)
+                )
+            },
+            false,
+        ),
+        (
+            "tests/test_ops.py",
+            |s| s.replacen("sub(5, 3) == 2", "sub(5, 3) == 3", 1),
+            false,
+        ),
+    ];
+    let mut served = 1;
+    let mut handed_back = 0;
+    for (file, edit, swapped) in edits {
+        let text = std::fs::read_to_string(ws.root().join(file)).unwrap();
+        let edited = edit(&text);
+        assert_ne!(text, edited);
+        ws.apply(&smith_core::Patch::from_changes(&[
+            smith_core::FileChange::modified(file, &text, &edited),
+        ]))
+        .unwrap();
+        let got = run(&exec, &mut ws);
+        let want = run(&plain, &mut ws);
+        assert_eq!(got.outcomes, want.outcomes, "edit of {file}: {}", got.log);
+        assert!(
+            got.outcomes.values().any(|o| *o == Outcome::Failed),
+            "edit of {file} broke nothing"
+        );
+        assert_eq!(
+            without_timings(failures_section(&got.log)),
+            without_timings(failures_section(&want.log)),
+        );
+        if edited.contains("+ None") {
+            assert!(
+                failures_section(&got.log).contains("calc/ops.py:4: TypeError"),
+                "{}",
+                got.log
+            );
+        }
+        if swapped {
+            served += 1;
+        } else {
+            handed_back += 1;
+        }
+        assert_eq!(
+            exec.collected_runs(),
+            (served, handed_back),
+            "edit of {file}"
+        );
+        ws.reset().unwrap();
+        let again = run(&exec, &mut ws);
+        served += 1;
+        assert_eq!(again.outcomes, clean.outcomes, "reset of {file}");
+    }
 }
