@@ -282,7 +282,7 @@ impl Executor for ImportBreaker {
 }
 
 #[test]
-fn a_selected_run_with_collection_errors_is_redone_on_the_full_suite() {
+fn a_selected_run_with_collection_errors_is_redone_on_the_whole_suite() {
     use smith_validate::{CoverageMap, FileCoverage};
     let exec = ImportBreaker {
         inner: ScriptedExecutor::new()
@@ -327,7 +327,8 @@ fn a_selected_run_with_collection_errors_is_redone_on_the_full_suite() {
         *exec.runs.lock().unwrap(),
         vec![
             TestSelection::Only(vec![TestId::from("u.py::neg")]),
-            TestSelection::All
+            // The whole suite, naming every test the clean suite ran.
+            TestSelection::AllKnown(vec![TestId::from("t.py::add"), TestId::from("u.py::neg")])
         ]
     );
     assert_eq!(v.selected, None);
