@@ -237,8 +237,8 @@ def pytest_runtest_logreport(report):
     # pytest 9's built-in subtests report through the parent's node id.
     if type(report).__name__ == "SubtestReport" or hasattr(report, "context"):
         record["subtest"] = True
-    if report.failed:
-        record["text"] = _text(report)
+    # No failure text here: the log's summary has it, and rendering every
+    # failure a second time costs milliseconds per failing test.
     _emit(record)
 
 
