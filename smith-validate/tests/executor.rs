@@ -495,83 +495,39 @@ fn failures_section(log: &str) -> &str {
     &log[start..end]
 }
 
-/// A collected server swaps a changed function body into the live code:
-/// outcomes and tracebacks are what a fresh interpreter gives on the edited
-/// tree, also when lines above the function moved; a change at module
-/// level, a new definition or an edited test file is handed back to the
-/// plain server, which gives the right answer too.
-#[test]
-fn a_collected_server_swaps_in_changed_function_bodies_and_hands_back_the_rest() {
-    let sandbox = CopySandbox::new(fixture("calc"));
+/// One edit of a fixture: the file, the edit, whether a collected server
+/// swaps it in (else it hands the run back), and text the failures must
+/// show.
+type Edit = (&'static str, fn(&str) -> String, bool, Option<&'static str>);
+
+/// Apply each of `edits` in turn to a workspace of `fixture` whose collected
+/// server was started clean, run `ids` through it and through a fresh
+/// interpreter, and compare: the same outcomes (at least one failure), the
+/// same tracebacks, the expected path (swapped in or handed back); after
+/// each reset the clean outcomes again.
+fn collected_runs_match_fresh_ones(fixture_name: &str, ids: &[&str], edits: &[Edit]) {
+    let sandbox = CopySandbox::new(fixture(fixture_name));
     let mut ws = sandbox.copy_workspace().unwrap();
     let plain = pytest();
     let exec = pytest().forking(true);
     exec.prepare(&mut ws).unwrap();
-    let selection = TestSelection::Only(
-        [
-            "tests/test_ops.py::test_add[1-2-3]",
-            "tests/test_ops.py::test_mul[3-4]",
-            "tests/test_ops.py::test_sub",
-            "tests/test_stats.py::test_mean",
-            "tests/test_stats.py::test_version",
-        ]
-        .map(TestId::from)
-        .to_vec(),
-    );
+    let selection = TestSelection::Only(ids.iter().map(|i| TestId::from(*i)).collect());
     let run = |exec: &PytestExecutor, ws: &mut support::CopyWorkspace| {
         exec.run_tests(ws, &selection, &RunOptions::default())
             .unwrap()
     };
     let clean = run(&exec, &mut ws);
-    assert_eq!(clean.outcomes.len(), 5, "{}", clean.log);
+    assert_eq!(clean.outcomes.len(), ids.len(), "{}", clean.log);
     assert!(clean.outcomes.values().all(|o| *o == Outcome::Passed));
     assert_eq!(exec.collected_runs(), (1, 0));
-
-    // (file, edit, whether the collected server takes it)
-    type Edit = (&'static str, fn(&str) -> String, bool);
-    let edits: [Edit; 6] = [
-        ("calc/ops.py", |s| s.replacen("a + b", "a - b", 1), true),
-        // Lines above `add` moved, and it raises: the traceback must show
-        // the new line number and text.
-        (
-            "calc/ops.py",
-            |s| format!("# moved\n\n{}", s.replacen("a + b", "a + b + None", 1)),
-            true,
-        ),
-        (
-            "calc/ops.py",
-            |s| s.replacen("result = 0", "result = 1", 1),
-            true,
-        ),
-        (
-            "calc/__init__.py",
-            |s| s.replacen("\"1.0\"", "\"2.0\"", 1),
-            false,
-        ),
-        (
-            "calc/ops.py",
-            |s| {
-                format!(
-                    "{}\n\ndef extra():\n    return 1\n",
-                    s.replacen("a + b", "a - b", 1)
-                )
-            },
-            false,
-        ),
-        (
-            "tests/test_ops.py",
-            |s| s.replacen("sub(5, 3) == 2", "sub(5, 3) == 3", 1),
-            false,
-        ),
-    ];
     let mut served = 1;
     let mut handed_back = 0;
-    for (file, edit, swapped) in edits {
+    for (file, edit, swapped, shows) in edits {
         let text = std::fs::read_to_string(ws.root().join(file)).unwrap();
         let edited = edit(&text);
         assert_ne!(text, edited);
         ws.apply(&smith_core::Patch::from_changes(&[
-            smith_core::FileChange::modified(file, &text, &edited),
+            smith_core::FileChange::modified(*file, &text, &edited),
         ]))
         .unwrap();
         let got = run(&exec, &mut ws);
@@ -585,14 +541,10 @@ fn a_collected_server_swaps_in_changed_function_bodies_and_hands_back_the_rest()
             without_timings(failures_section(&got.log)),
             without_timings(failures_section(&want.log)),
         );
-        if edited.contains("+ None") {
-            assert!(
-                failures_section(&got.log).contains("calc/ops.py:4: TypeError"),
-                "{}",
-                got.log
-            );
+        if let Some(shows) = shows {
+            assert!(failures_section(&got.log).contains(shows), "{}", got.log);
         }
-        if swapped {
+        if *swapped {
             served += 1;
         } else {
             handed_back += 1;
@@ -607,4 +559,116 @@ fn a_collected_server_swaps_in_changed_function_bodies_and_hands_back_the_rest()
         served += 1;
         assert_eq!(again.outcomes, clean.outcomes, "reset of {file}");
     }
+}
+
+/// A collected server swaps a changed function body into the live code:
+/// outcomes and tracebacks are what a fresh interpreter gives on the edited
+/// tree, also when lines above the function moved; a change at module
+/// level, a new definition or an edited test file is handed back to the
+/// plain server, which gives the right answer too.
+#[test]
+fn a_collected_server_swaps_in_changed_function_bodies_and_hands_back_the_rest() {
+    collected_runs_match_fresh_ones(
+        "calc",
+        &[
+            "tests/test_ops.py::test_add[1-2-3]",
+            "tests/test_ops.py::test_mul[3-4]",
+            "tests/test_ops.py::test_sub",
+            "tests/test_stats.py::test_mean",
+            "tests/test_stats.py::test_version",
+        ],
+        &[
+            (
+                "calc/ops.py",
+                |s| s.replacen("a + b", "a - b", 1),
+                true,
+                None,
+            ),
+            // Lines above `add` moved, and it raises: the traceback must
+            // show the new line number and text.
+            (
+                "calc/ops.py",
+                |s| format!("# moved\n\n{}", s.replacen("a + b", "a + b + None", 1)),
+                true,
+                Some("calc/ops.py:4: TypeError"),
+            ),
+            (
+                "calc/ops.py",
+                |s| s.replacen("result = 0", "result = 1", 1),
+                true,
+                None,
+            ),
+            (
+                "calc/__init__.py",
+                |s| s.replacen("\"1.0\"", "\"2.0\"", 1),
+                false,
+                None,
+            ),
+            (
+                "calc/ops.py",
+                |s| {
+                    format!(
+                        "{}\n\ndef extra():\n    return 1\n",
+                        s.replacen("a + b", "a - b", 1)
+                    )
+                },
+                false,
+                None,
+            ),
+            (
+                "tests/test_ops.py",
+                |s| s.replacen("sub(5, 3) == 2", "sub(5, 3) == 3", 1),
+                false,
+                None,
+            ),
+        ],
+    );
+}
+
+/// Closures made at import (a decorator's wrapper) and decorated functions
+/// take the new code; a comprehension that ran at import, a changed
+/// docstring and a generator suspended since import are handed back.
+#[test]
+fn a_collected_server_swaps_closures_and_hands_back_what_ran_at_import() {
+    collected_runs_match_fresh_ones(
+        "swap",
+        &[
+            "tests/test_code.py::test_double",
+            "tests/test_code.py::test_table",
+            "tests/test_code.py::test_first_doc",
+            "tests/test_code.py::test_running",
+        ],
+        &[
+            (
+                "swap/code.py",
+                |s| s.replacen("return f(*args)", "return f(*args) + 1", 1),
+                true,
+                Some("assert 5 == 4"),
+            ),
+            (
+                "swap/code.py",
+                |s| s.replacen("x * 2", "x * 3", 1),
+                true,
+                Some("assert 6 == 4"),
+            ),
+            (
+                "swap/code.py",
+                |s| s.replacen("n * 2 for n", "n * 3 for n", 1),
+                false,
+                None,
+            ),
+            (
+                "swap/code.py",
+                |s| s.replacen("\"\"\"Doc.\"\"\"", "\"\"\"Changed.\"\"\"", 1),
+                false,
+                None,
+            ),
+            (
+                "swap/code.py",
+                |s| s.replacen("yield 2", "yield 3", 1),
+                false,
+                None,
+            ),
+        ],
+    );
 }
