@@ -209,6 +209,14 @@ mod tests {
             pairs.extend_from_slice(extra);
             report(&pairs)
         };
+        let everything_broke = || {
+            full(&[
+                ("m.py::a", Failed),
+                ("m.py::b", Failed),
+                ("m.py::c", Error),
+                ("n.py::d", Failed),
+            ])
+        };
         let cases: Vec<(&str, TestSelection, TestReport, Verdict)> = vec![
             (
                 "one failure, full suite",
@@ -243,12 +251,7 @@ mod tests {
             (
                 "everything broke",
                 all.clone(),
-                full(&[
-                    ("m.py::a", Failed),
-                    ("m.py::b", Failed),
-                    ("m.py::c", Error),
-                    ("n.py::d", Failed),
-                ]),
+                everything_broke(),
                 Verdict::Invalid {
                     reason: "every test broke (4 failed)".into(),
                 },
@@ -352,12 +355,7 @@ mod tests {
             (
                 "whole suite of known tests where every test broke",
                 known(),
-                full(&[
-                    ("m.py::a", Failed),
-                    ("m.py::b", Failed),
-                    ("m.py::c", Error),
-                    ("n.py::d", Failed),
-                ]),
+                everything_broke(),
                 Verdict::Invalid {
                     reason: "every test broke (4 failed)".into(),
                 },
