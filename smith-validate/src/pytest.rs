@@ -7,9 +7,9 @@
 //! pytest's command line reliably) and appends one JSON line per test event
 //! to `.smith/events.jsonl`, flushed as it goes. Outcomes come from that
 //! event log, so a run whose output was flooded or truncated, or whose
-//! interpreter crashed, still reports every test that finished; the short
-//! test summary of the log (`-rA`'s, without its PASSES section) ([`parse_pytest_log`]) fills in when the plugin could
-//! not load.
+//! interpreter crashed, still reports every test that finished; the log's
+//! short test summary (`-rA`'s, without its PASSES section;
+//! [`parse_pytest_log`]) fills in when the plugin could not load.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -295,11 +295,12 @@ impl Executor for PytestExecutor {
         if let Some(select) = select {
             workspace.write(SELECT_PATH, select.as_bytes())?;
         }
+        let forking = self.is_forking();
         let mut forked = None;
-        if let (true, TestSelection::Only(ids)) = (self.is_forking() && self.collect, selection) {
+        if let (true, TestSelection::Only(ids)) = (forking && self.collect, selection) {
             forked = self.pool.run_collected(workspace, &spec, ids, options);
         }
-        if forked.is_none() && self.is_forking() {
+        if forked.is_none() && forking {
             let whole_suite = *selection == TestSelection::All;
             forked = self.pool.run(workspace, &spec, options, whole_suite);
         }

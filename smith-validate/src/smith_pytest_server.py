@@ -247,7 +247,10 @@ class _Capture:
         return "%s\n[... %d bytes omitted ...]\n%s" % (head, self.total - kept, tail)
 
 
-def _child(request, out_w, err_w, closing):
+def _enter_child(request, out_w, err_w, closing):
+    """A forked child's own process group, death with the server, stdin
+    from /dev/null, output into the run's pipes and the run's environment
+    (exit 70 if any of that fails)."""
     try:
         os.setpgid(0, 0)
         if _libc is not None:
@@ -260,9 +263,26 @@ def _child(request, out_w, err_w, closing):
         for key in _PER_RUN_ENV:
             os.environ.pop(key, None)
         os.environ.update(request.get("env", {}))
-        sys.argv = ["-m"] + request["argv"]
     except BaseException:
         os._exit(70)
+
+
+def _exit_child(code):
+    """End a child as an interpreter ending pytest would: exit handlers,
+    flushed output, the exit code."""
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def _child(request, out_w, err_w, closing):
+    _enter_child(request, out_w, err_w, closing)
+    sys.argv = ["-m"] + request["argv"]
     code = 1
     try:
         # Exactly what `python -m pytest` does (runpy also sets argv[0]).
@@ -274,14 +294,7 @@ def _child(request, out_w, err_w, closing):
         import traceback
 
         traceback.print_exc()
-    try:
-        import atexit
-
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(code if isinstance(code, int) else 1)
+    _exit_child(code)
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -445,9 +458,11 @@ def _run(request):
     exit_code = None
     if not timed_out and os.WIFEXITED(status):
         exit_code = os.WEXITSTATUS(status)
-    if exit_code == _FALLBACK and _FALLBACK_MARK in captures[err_r].text():
-        _reply({"fallback": captures[err_r].text().split(_FALLBACK_MARK, 1)[1].strip()})
-        return
+    if exit_code == _FALLBACK:
+        err = captures[err_r].text()
+        if _FALLBACK_MARK in err:
+            _reply({"fallback": err.split(_FALLBACK_MARK, 1)[1].strip()})
+            return
     learned = None
     if request.get("learn") and not timed_out:
         try:
@@ -682,20 +697,10 @@ class _Collected:
     def _become(self, session, child):
         request = child.request
         try:
-            os.setpgid(0, 0)
-            if _libc is not None:
-                _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             _redirect_std(child.out_w, child.err_w)
-            os.dup2(_devnull, 0)
-            os.dup2(child.out_w, 1)
-            os.dup2(child.err_w, 2)
-            for fd in child.closing:
-                os.close(fd)
-            for key in _PER_RUN_ENV:
-                os.environ.pop(key, None)
-            os.environ.update(request.get("env", {}))
         except BaseException:
             os._exit(70)
+        _enter_child(request, child.out_w, child.err_w, child.closing)
         reason = _swap_in_changes()
         if reason:
             os.write(2, ("%s %s\n" % (_FALLBACK_MARK, reason)).encode("utf-8", "replace"))
@@ -753,14 +758,7 @@ def _collect_and_serve(spec):
     if not plugin.child:
         _reply({"collected": None, "reason": "the session ended before its test loop"})
         return
-    try:
-        import atexit
-
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(int(code) if isinstance(code, int) else 1)
+    _exit_child(int(code) if isinstance(code, int) else 1)
 
 
 def _workspace_gone():
