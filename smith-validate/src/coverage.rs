@@ -171,8 +171,9 @@ fn keeps_definitions(fp: &FilePatch) -> bool {
 }
 
 impl CoverageMap {
-    /// The current [`CoverageMap::format`]: 1 added function headers.
-    pub const FORMAT: u32 = 1;
+    /// The current [`CoverageMap::format`]: 1 added function headers; 2
+    /// measures the lines a `# pragma: no cover` excludes from reports.
+    pub const FORMAT: u32 = 2;
 
     /// The tests that execute any line in `lines` of `file`. `None` when the
     /// file has no data or a line ran outside any test (at import or
@@ -298,8 +299,12 @@ impl CoverageMap {
         options: &RunOptions,
     ) -> Result<CoverageMap> {
         workspace.reset()?;
+        // `exclude_lines` empty: lines under `# pragma: no cover` are
+        // measured like any other. Excluded lines would be missing from the
+        // statements, and a change there would be taken for a change to the
+        // statement before it.
         let rc = format!(
-            "[run]\ndata_file = {CONTROL_DIR}/coverage.data\nrelative_files = True\nbranch = False\nomit = {CONTROL_DIR}/*\n"
+            "[run]\ndata_file = {CONTROL_DIR}/coverage.data\nrelative_files = True\nbranch = False\nomit = {CONTROL_DIR}/*\n[report]\nexclude_lines =\n"
         );
         workspace.write(RCFILE, rc.as_bytes())?;
         let (spec, select) = executor.command(&TestSelection::All, &[("SMITH_COVERAGE", "1")]);

@@ -161,6 +161,12 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
         coverage.tests_for("calc/ops.py", [1]),
         coverage.tests_for("calc/ops.py", [2])
     );
+    // `sub` is under `# pragma: no cover`, which the map ignores: its body
+    // selects its own test, not the tests of the statement before it.
+    assert_eq!(
+        coverage.tests_for("calc/ops.py", [6]),
+        Some(ids(&["tests/test_ops.py::test_sub"]))
+    );
     // A class statement is observed without running it: full suite.
     assert_eq!(coverage.tests_for("calc/stats.py", [22]), None);
     let by_name: BTreeMap<String, CandidateSelection> = candidates()
