@@ -43,7 +43,7 @@ pub use lm::{
     Rejection,
 };
 pub use mutators::{procedural_mutators, procedural_names, Procedural};
-pub use parse::{MAX_FILE_BYTES, MAX_NESTING, MAX_OPERATOR_CHAIN};
+pub use parse::{parse as parse_python, MAX_FILE_BYTES, MAX_NESTING, MAX_OPERATOR_CHAIN};
 pub use pr_mirror::{
     is_library_path, library_part, mirror_commit, mirror_history, parse_git_log, HistoryCommit,
     MirrorOptions, MirrorOutcome, MirrorSkip, GIT_LOG_FORMAT,

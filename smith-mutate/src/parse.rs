@@ -64,7 +64,7 @@ pub(crate) fn precheck(text: &str) -> Option<String> {
 
 /// Parse a module, turning refusals and syntax errors into [`Error::Parse`]
 /// naming `path`.
-pub(crate) fn parse(path: &str, text: &str) -> Result<Parsed<ModModule>> {
+pub fn parse(path: &str, text: &str) -> Result<Parsed<ModModule>> {
     if let Some(reason) = precheck(text) {
         return Err(Error::Parse {
             path: PathBuf::from(path),

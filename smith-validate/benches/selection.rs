@@ -52,6 +52,16 @@ struct Setup {
     coverage: CoverageMap,
     candidates: Vec<Candidate>,
     workers: usize,
+    repo: PathBuf,
+}
+
+impl Setup {
+    /// The coverage-guided selection for `c`, reading clean files from the
+    /// repository.
+    fn selection(&self, c: &Candidate) -> CandidateSelection {
+        let source = |path: &str| std::fs::read_to_string(self.repo.join(path)).ok();
+        select_tests(Some(&self.coverage), c, SelectionMode::Coverage, &source)
+    }
 }
 
 fn env_or(key: &str, default: &str) -> String {
@@ -223,6 +233,7 @@ fn setup() -> Setup {
         coverage,
         candidates,
         workers,
+        repo,
     }
 }
 
@@ -290,15 +301,13 @@ fn side_by_side(s: &Setup) -> Vec<String> {
     let own: f64 = s
         .candidates
         .iter()
-        .map(
-            |c| match select_tests(Some(&s.coverage), c, SelectionMode::Coverage) {
-                CandidateSelection::Uncovered => 0.0,
-                CandidateSelection::Full => s.baseline.durations.values().sum(),
-                CandidateSelection::Tests(t) => {
-                    t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
-                }
-            },
-        )
+        .map(|c| match s.selection(c) {
+            CandidateSelection::Uncovered => 0.0,
+            CandidateSelection::Full => s.baseline.durations.values().sum(),
+            CandidateSelection::Tests(t) => {
+                t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
+            }
+        })
         .sum();
     let selected_limit = own / s.workers as f64;
     let full_limit: f64 = s.baseline.durations.values().sum::<f64>() * n / s.workers as f64;
@@ -368,7 +377,7 @@ fn side_by_side(s: &Setup) -> Vec<String> {
         // their own baseline seconds, and each mode's seconds.
         for c in &s.candidates {
             let first = &runs[0].1[&c.id];
-            let own: f64 = match select_tests(Some(&s.coverage), c, SelectionMode::Coverage) {
+            let own: f64 = match s.selection(c) {
                 CandidateSelection::Tests(t) => {
                     t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
                 }

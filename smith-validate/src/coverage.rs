@@ -23,10 +23,12 @@
 //! function keeps its name and decorators: a patch that removes or renames
 //! a `def`, or removes or changes a decorator, runs the full suite (an
 //! abstract method that loses its override makes its class impossible to
-//! instantiate, which tests observe without calling the method). Class
-//! statements and other module- or class-level lines still fall back to the
-//! full suite: `isinstance` and `except` observe a class's bases without
-//! running any of its lines.
+//! instantiate, which tests observe without calling the method), unless
+//! the syntax trees of both sides narrow it ([`crate::structure`], through
+//! [`CoverageMap::selection_with_sources`]). Class statements and other
+//! module- or class-level lines still fall back to the full suite:
+//! `isinstance` and `except` observe a class's bases without running any of
+//! its lines. Lines under `# pragma: no cover` are measured like any other.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -259,20 +261,34 @@ impl CoverageMap {
     /// call, e.g. a class whose abstract method lost its override can no
     /// longer be instantiated. Moving functions, and changing a `def`'s
     /// parameters or defaults, keeps every name and decorator.
+    /// [`CoverageMap::selection_with_sources`] narrows some of these.
     pub fn selection_for(&self, candidate: &Candidate) -> CandidateSelection {
+        self.selection_with_sources(candidate, &|_| None)
+    }
+
+    /// [`CoverageMap::selection_for`], reading the old side of a file
+    /// (`source(path)`) when its lines alone would send the candidate to
+    /// the whole suite: a file whose two sides differ only in whole
+    /// functions (changed, or methods removed or moved) selects the tests
+    /// that call those functions, under the rules of [`crate::structure`].
+    pub fn selection_with_sources(
+        &self,
+        candidate: &Candidate,
+        source: &dyn Fn(&str) -> Option<String>,
+    ) -> CandidateSelection {
         let Ok(files) = candidate.patch.files() else {
             return CandidateSelection::Full;
         };
-        if !files.iter().all(keeps_definitions) {
-            return CandidateSelection::Full;
-        }
         let changed = changed_lines_of(&files);
         let mut tests = BTreeSet::new();
-        for (file, lines) in changed {
-            if lines.is_empty() {
-                return CandidateSelection::Full;
-            }
-            match self.tests_for(&file, lines) {
+        for fp in &files {
+            let by_lines = match changed.get(fp.path()) {
+                Some(lines) if !lines.is_empty() && keeps_definitions(fp) => {
+                    self.tests_for(fp.path(), lines.iter().copied())
+                }
+                _ => None,
+            };
+            match by_lines.or_else(|| self.tests_for_functions(fp, source)) {
                 Some(t) => tests.extend(t),
                 None => return CandidateSelection::Full,
             }
@@ -282,6 +298,31 @@ impl CoverageMap {
         } else {
             CandidateSelection::Tests(tests)
         }
+    }
+
+    /// The tests that call the functions a file's patch changes, removes or
+    /// moves ([`crate::structure::changed_functions`]); `None` when the
+    /// patch changes more than whole functions, a function's body ran
+    /// outside any test, or no test calls any of them.
+    fn tests_for_functions(
+        &self,
+        fp: &FilePatch,
+        source: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<BTreeSet<TestId>> {
+        let cov = self.files.get(fp.path())?;
+        let old = source(fp.old_path.as_deref()?)?;
+        let new = fp.apply(Some(&old)).ok()??;
+        let mut tests = BTreeSet::new();
+        for f in crate::structure::changed_functions(fp.path(), &old, &new)? {
+            let body = cov
+                .headers
+                .get(&f.def)
+                .or_else(|| cov.headers.get(&f.first))?;
+            for &statement in body {
+                self.add_tests(cov, statement, &mut tests)?;
+            }
+        }
+        (!tests.is_empty()).then_some(tests)
     }
 
     /// Number of tests that appear in the map.

@@ -47,6 +47,7 @@ mod failures;
 mod fork;
 mod parse;
 mod pytest;
+mod structure;
 mod validate;
 
 pub use baseline::{run_baseline, run_baseline_with, run_timeout, test_timeout};

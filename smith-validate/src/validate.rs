@@ -85,14 +85,16 @@ impl Default for ValidateOptions {
     }
 }
 
-/// The selection for one candidate under `options`.
+/// The selection for one candidate under `options`; `source(path)` gives
+/// the clean text of a file (see [`CoverageMap::selection_with_sources`]).
 pub fn select_tests(
     coverage: Option<&CoverageMap>,
     candidate: &Candidate,
     mode: SelectionMode,
+    source: &dyn Fn(&str) -> Option<String>,
 ) -> CandidateSelection {
     match (mode, coverage) {
-        (SelectionMode::Coverage, Some(map)) => map.selection_for(candidate),
+        (SelectionMode::Coverage, Some(map)) => map.selection_with_sources(candidate, source),
         _ => CandidateSelection::Full,
     }
 }
@@ -147,7 +149,11 @@ pub fn validate_one(
     options: &ValidateOptions,
 ) -> Result<Validation> {
     let start = Instant::now();
-    let chosen = select_tests(coverage, candidate, options.selection);
+    let source = |path: &str| {
+        let bytes = workspace.read(path).ok()?;
+        String::from_utf8(bytes).ok()
+    };
+    let chosen = select_tests(coverage, candidate, options.selection, &source);
     let mut validation = Validation {
         candidate_id: candidate.id.clone(),
         strategy: candidate.strategy.clone(),

@@ -82,6 +82,12 @@ fn candidates() -> Vec<Candidate> {
             "from .ops import add, div",
             "from .ops import add, div, nothing",
         ),
+        mutate(
+            "drop",
+            "calc/stats.py",
+            "\n\n    def total(self, i):\n        return sum(self.column(i))\n",
+            "\n",
+        ),
         unappliable,
     ]
 }
@@ -175,6 +181,18 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
         .collect();
     assert_eq!(by_name["spin"], CandidateSelection::Uncovered);
     assert_eq!(by_name["version"], CandidateSelection::Full);
+    // A removed method: its `def` ran at import, so its lines alone run the
+    // whole suite; both sides' syntax trees narrow it to its callers.
+    assert_eq!(by_name["drop"], CandidateSelection::Full);
+    let drop = candidates()
+        .into_iter()
+        .find(|c| c.strategy == "drop")
+        .unwrap();
+    let clean = |path: &str| std::fs::read_to_string(fixture("calc").join(path)).ok();
+    assert_eq!(
+        coverage.selection_with_sources(&drop, &clean),
+        CandidateSelection::Tests(ids(&["tests/test_stats.py::test_table_total"]))
+    );
     // The map survives a round trip through its cache file.
     let cached: CoverageMap =
         serde_json::from_str(&serde_json::to_string(&coverage).unwrap()).unwrap();
@@ -199,8 +217,9 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
             ..options.clone()
         },
     );
-    assert_eq!(selected.len(), 9);
-    assert_eq!(full.len(), 9);
+    assert_eq!(selected.len(), 10);
+    assert_eq!(full.len(), 10);
+    assert_eq!(selected["drop"].selected, Some(1));
 
     let verdict = |m: &BTreeMap<String, Validation>, k: &str| m[k].verdict.clone();
     let Verdict::Kept {
@@ -274,5 +293,5 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
             assert_eq!(v.confirmed, None, "{name}");
         }
     }
-    assert_eq!(kept, 5);
+    assert_eq!(kept, 6);
 }

@@ -1,0 +1,473 @@
+//! Patches that remove, move or rewrite whole functions, read on the syntax
+//! tree.
+//!
+//! Line-level selection ([`crate::coverage`]) sends a patch that removes a
+//! method, or moves methods around a class body, to the whole suite: the
+//! `def` lines it removes run at import. Read on both sides' syntax trees,
+//! most such patches are narrower. When the two sides of a file differ only
+//! in whole functions:
+//!
+//! - a function whose text changed (same name, same decorators) is observed
+//!   by the tests that call it, the same argument as for a function header;
+//! - a removed method is observed by the tests that call it (they now reach
+//!   a base class's method or an `AttributeError`) and, when its class has
+//!   bases, by the tests that make instances of the class (a removed
+//!   override of an abstract method makes the class impossible to
+//!   instantiate): the class must then define `__init__` or `__new__`, and
+//!   their callers are selected;
+//! - methods moved within a class body change only the order of the class's
+//!   namespace; the tests calling any method of the class are selected.
+//!
+//! Anything that the class statement itself could observe stays on the
+//! whole suite: a class with decorators or keywords (a metaclass), a moved
+//! or removed method whose name another statement of the class body or the
+//! module's top level mentions, a removed method Python treats specially
+//! (`__eq__` and `__hash__` decide hashability together; hooks called while
+//! classes are made), added methods, and decorated methods removed or moved.
+//! What no rule here can see: a test that looks a method up without calling
+//! it (`hasattr`), a metaclass or `__init_subclass__` inherited from a base
+//! that reads the namespace, and a subclass whose own `__init__` does not
+//! call the class's.
+
+use std::collections::BTreeSet;
+
+use ruff_python_ast::comparable::{ComparableExpr, ComparableStmt};
+use ruff_python_ast::{Stmt, StmtClassDef, StmtFunctionDef};
+use ruff_text_size::{Ranged, TextRange};
+
+/// Methods whose absence changes a class beyond calls to them.
+const SPECIAL: &[&str] = &[
+    "__eq__",
+    "__hash__",
+    "__init_subclass__",
+    "__set_name__",
+    "__class_getitem__",
+    "__mro_entries__",
+];
+
+/// Where a function is, on the old side of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FunctionAt {
+    /// Line of the statement's first token (the first decorator if any).
+    pub first: u32,
+    /// Line of the `def` keyword's name.
+    pub def: u32,
+}
+
+/// The old-side functions whose callers observe the change from `old` to
+/// `new` (see the module docs), or `None` when the two differ in anything
+/// else or either does not parse.
+pub(crate) fn changed_functions(path: &str, old: &str, new: &str) -> Option<Vec<FunctionAt>> {
+    let old_tree = smith_mutate::parse_python(path, old).ok()?;
+    let new_tree = smith_mutate::parse_python(path, new).ok()?;
+    let module = &old_tree.syntax().body;
+    let sides = Sides {
+        old,
+        new,
+        old_lines: line_starts(old),
+        top_level: module
+            .iter()
+            .filter(|s| !matches!(s, Stmt::FunctionDef(_) | Stmt::ClassDef(_)))
+            .collect(),
+    };
+    let mut out = BTreeSet::new();
+    sides.bodies(
+        module.iter().collect(),
+        new_tree.syntax().body.iter().collect(),
+        &mut out,
+    )?;
+    Some(out.into_iter().collect())
+}
+
+struct Sides<'a> {
+    old: &'a str,
+    new: &'a str,
+    old_lines: Vec<usize>,
+    /// The old module's top-level statements other than definitions: code
+    /// that runs at import and could name a method.
+    top_level: Vec<&'a Stmt>,
+}
+
+impl Sides<'_> {
+    fn line(&self, offset: usize) -> u32 {
+        self.old_lines.partition_point(|&s| s <= offset) as u32
+    }
+
+    fn at(&self, f: &StmtFunctionDef) -> FunctionAt {
+        FunctionAt {
+            first: self.line(f.range().start().to_usize()),
+            def: self.line(f.name.range().start().to_usize()),
+        }
+    }
+
+    /// Two statement lists that must pair up one to one.
+    fn bodies(
+        &self,
+        old: Vec<&Stmt>,
+        new: Vec<&Stmt>,
+        out: &mut BTreeSet<FunctionAt>,
+    ) -> Option<()> {
+        if old.len() != new.len() {
+            return None;
+        }
+        for (a, b) in old.into_iter().zip(new) {
+            if ComparableStmt::from(a) == ComparableStmt::from(b) {
+                continue;
+            }
+            match (a, b) {
+                (Stmt::FunctionDef(fa), Stmt::FunctionDef(fb)) if same_header(fa, fb) => {
+                    out.insert(self.at(fa));
+                }
+                (Stmt::ClassDef(ca), Stmt::ClassDef(cb)) => self.class(ca, cb, out)?,
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+
+    fn class(
+        &self,
+        a: &StmtClassDef,
+        b: &StmtClassDef,
+        out: &mut BTreeSet<FunctionAt>,
+    ) -> Option<()> {
+        let bare = |c: &StmtClassDef| {
+            Stmt::ClassDef(StmtClassDef {
+                body: Default::default(),
+                ..c.clone()
+            })
+        };
+        if ComparableStmt::from(&bare(a)) != ComparableStmt::from(&bare(b)) {
+            return None;
+        }
+        let (old_defs, old_rest) = split(&a.body)?;
+        let (new_defs, new_rest) = split(&b.body)?;
+        self.bodies(old_rest.clone(), new_rest.clone(), out)?;
+        let old_names: Vec<&str> = old_defs.iter().map(|f| f.name.as_str()).collect();
+        let new_names: Vec<&str> = new_defs.iter().map(|f| f.name.as_str()).collect();
+        if !new_names.iter().all(|n| old_names.contains(n)) {
+            return None;
+        }
+        for fb in &new_defs {
+            let fa = old_defs
+                .iter()
+                .find(|f| f.name.as_str() == fb.name.as_str())?;
+            if ComparableStmt::from(&Stmt::FunctionDef((*fa).clone()))
+                != ComparableStmt::from(&Stmt::FunctionDef((*fb).clone()))
+            {
+                out.insert(self.at(fa));
+            }
+        }
+        let removed: Vec<&StmtFunctionDef> = old_defs
+            .iter()
+            .copied()
+            .filter(|f| !new_names.contains(&f.name.as_str()))
+            .collect();
+        let moved = order(&a.body, &removed) != order(&b.body, &[]);
+        if removed.is_empty() && !moved {
+            return Some(());
+        }
+        let keywords = a
+            .arguments
+            .as_ref()
+            .is_some_and(|args| !args.keywords.is_empty());
+        if !a.decorator_list.is_empty() || keywords {
+            return None;
+        }
+        let watched: Vec<&str> = if moved {
+            old_names.clone()
+        } else {
+            removed.iter().map(|f| f.name.as_str()).collect()
+        };
+        let mentions = |stmts: &[&Stmt], text: &str, names: &[&str]| {
+            let mut ranges = Vec::new();
+            for s in stmts {
+                creation_code(s, &mut ranges);
+            }
+            ranges
+                .iter()
+                .any(|r| names.iter().any(|n| mentions(&text[*r], n)))
+        };
+        if mentions(&old_rest, self.old, &watched) || mentions(&new_rest, self.new, &watched) {
+            return None;
+        }
+        if !removed.is_empty() {
+            let names: Vec<&str> = removed.iter().map(|f| f.name.as_str()).collect();
+            if names.iter().any(|n| SPECIAL.contains(n))
+                || mentions(&self.top_level, self.old, &names)
+            {
+                return None;
+            }
+            let has_bases = a
+                .arguments
+                .as_ref()
+                .is_some_and(|args| !args.args.is_empty());
+            if has_bases {
+                let makers: Vec<&StmtFunctionDef> = a
+                    .body
+                    .iter()
+                    .filter_map(|s| match s {
+                        Stmt::FunctionDef(f)
+                            if f.name.as_str() == "__init__" || f.name.as_str() == "__new__" =>
+                        {
+                            Some(f)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if makers.is_empty() {
+                    return None;
+                }
+                out.extend(makers.into_iter().map(|f| self.at(f)));
+            }
+            out.extend(removed.into_iter().map(|f| self.at(f)));
+        }
+        if moved {
+            out.extend(old_defs.into_iter().map(|f| self.at(f)));
+        }
+        Some(())
+    }
+}
+
+/// Whether two versions of a function keep its name, async-ness and
+/// decorators.
+fn same_header(a: &StmtFunctionDef, b: &StmtFunctionDef) -> bool {
+    a.name.as_str() == b.name.as_str()
+        && a.is_async == b.is_async
+        && a.decorator_list.len() == b.decorator_list.len()
+        && a.decorator_list
+            .iter()
+            .zip(&b.decorator_list)
+            .all(|(x, y)| {
+                ComparableExpr::from(&x.expression) == ComparableExpr::from(&y.expression)
+            })
+}
+
+/// The parts of `stmt` that run when its class body runs: a function's
+/// decorators and header (defaults, annotations), a nested class's header
+/// and the same of its body, anything else whole.
+fn creation_code(stmt: &Stmt, out: &mut Vec<TextRange>) {
+    let head = |body: &[Stmt]| {
+        let end = body
+            .first()
+            .map_or(stmt.range().end(), |s| s.range().start());
+        TextRange::new(stmt.range().start(), end)
+    };
+    match stmt {
+        Stmt::FunctionDef(f) => out.push(head(&f.body)),
+        Stmt::ClassDef(c) => {
+            out.push(head(&c.body));
+            for s in &c.body {
+                creation_code(s, out);
+            }
+        }
+        _ => out.push(stmt.range()),
+    }
+}
+
+/// A class body's undecorated functions and its other statements; `None`
+/// when two undecorated functions share a name.
+fn split(body: &[Stmt]) -> Option<(Vec<&StmtFunctionDef>, Vec<&Stmt>)> {
+    let mut defs: Vec<&StmtFunctionDef> = Vec::new();
+    let mut rest = Vec::new();
+    for s in body {
+        match s {
+            Stmt::FunctionDef(f) if f.decorator_list.is_empty() => {
+                if defs.iter().any(|d| d.name.as_str() == f.name.as_str()) {
+                    return None;
+                }
+                defs.push(f);
+            }
+            _ => rest.push(s),
+        }
+    }
+    Some((defs, rest))
+}
+
+/// The body's layout: undecorated functions by name, anything else as
+/// `None`, leaving out `skip`.
+fn order<'a>(body: &'a [Stmt], skip: &[&StmtFunctionDef]) -> Vec<Option<&'a str>> {
+    body.iter()
+        .filter_map(|s| match s {
+            Stmt::FunctionDef(f) if f.decorator_list.is_empty() => {
+                (!skip.iter().any(|k| k.name.as_str() == f.name.as_str()))
+                    .then_some(Some(f.name.as_str()))
+            }
+            _ => Some(None),
+        })
+        .collect()
+}
+
+/// Whether `code` contains `name` as a whole word.
+fn mentions(code: &str, name: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices(name).any(|(i, _)| {
+        !code[..i].chars().next_back().is_some_and(word)
+            && !code[i + name.len()..].chars().next().is_some_and(word)
+    })
+}
+
+/// Byte offset of the start of each line (line 1 at index 0).
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "\
+import abc
+
+
+class Plain:
+    limit = 3
+
+    def __init__(self, x):
+        self.x = x
+
+    def get(self):
+        return self.x
+
+    def put(self, x):
+        self.x = x
+
+    def __eq__(self, other):
+        return self.x == other.x
+
+
+class Child(Plain):
+    def twice(self):
+        return self.get() * 2
+
+    def half(self):
+        return self.get() / 2
+
+
+class NoInit(abc.ABC):
+    def size(self):
+        return 1
+
+
+def helper():
+    return Plain(1).get()
+";
+
+    /// `def` lines of what [`changed_functions`] names after `edit`, or
+    /// `None`.
+    fn defs(edit: impl Fn(&str) -> String) -> Option<Vec<u32>> {
+        let new = edit(OLD);
+        assert_ne!(new, OLD, "the edit changed nothing");
+        changed_functions("m.py", OLD, &new).map(|fs| fs.into_iter().map(|f| f.def).collect())
+    }
+
+    fn cut(text: &str, piece: &str) -> String {
+        assert!(text.contains(piece), "{piece:?}");
+        text.replacen(piece, "", 1)
+    }
+
+    const GET: &str = "    def get(self):\n        return self.x\n\n";
+    const PUT: &str = "    def put(self, x):\n        self.x = x\n\n";
+    const HALF: &str = "\n    def half(self):\n        return self.get() / 2\n";
+
+    #[test]
+    fn removed_methods_select_their_callers_and_the_class_makers() {
+        // A class without bases: the removed method's callers.
+        assert_eq!(defs(|t| cut(t, PUT)), Some(vec![13]));
+        // With bases: also `__init__`, which every instantiation runs
+        // (an abstract method may have lost its override).
+        assert_eq!(
+            defs(|t| cut(t, HALF)),
+            None,
+            "Child has bases but no __init__ of its own"
+        );
+        let with_init = |t: &str| {
+            t.replace(
+                "class Child(Plain):\n",
+                "class Child(Plain):\n    def __init__(self):\n        super().__init__(1)\n\n",
+            )
+        };
+        let old = with_init(OLD);
+        let new = cut(&old, HALF);
+        let got = changed_functions("m.py", &old, &new).unwrap();
+        assert_eq!(got.iter().map(|f| f.def).collect::<Vec<_>>(), vec![21, 27]);
+        // A function changed in place and a method removed.
+        assert_eq!(
+            defs(|t| cut(t, PUT).replace("return Plain(1).get()", "return Plain(2).get()")),
+            Some(vec![13, 33])
+        );
+    }
+
+    #[test]
+    fn what_the_class_statement_could_observe_stays_on_the_whole_suite() {
+        let eq = "    def __eq__(self, other):\n        return self.x == other.x\n";
+        assert_eq!(defs(|t| cut(t, eq)), None, "__eq__ decides hashability");
+        // Named by the class body or the module's top level.
+        assert_eq!(
+            defs(|t| cut(t, PUT).replace("limit = 3", "limit = put")),
+            None
+        );
+        assert_eq!(
+            defs(|t| format!("{}\nPUT = Plain.put\n", cut(t, PUT))),
+            None
+        );
+        // Named inside another method's body: that runs only when called.
+        assert_eq!(
+            defs(|t| cut(t, PUT).replace("return self.x\n", "return self.put\n")),
+            Some(vec![10, 13])
+        );
+        // Class decorators and keywords see the namespace.
+        assert_eq!(
+            defs(|t| cut(t, PUT).replace("class Plain:", "@register\nclass Plain:")),
+            None
+        );
+        assert_eq!(
+            defs(|t| cut(t, PUT).replace("class Plain:", "class Plain(metaclass=Meta):")),
+            None
+        );
+        // Added methods, decorated methods, module-level changes.
+        assert_eq!(
+            defs(|t| t.replace(PUT, &format!("{PUT}    def more(self):\n        pass\n\n"))),
+            None
+        );
+        let decorated = OLD.replace(PUT, &format!("    @property\n{PUT}"));
+        let without = cut(&decorated, &format!("    @property\n{PUT}"));
+        assert_eq!(changed_functions("m.py", &decorated, &without), None);
+        assert_eq!(
+            defs(|t| t.replace("import abc", "import abc as abc_")),
+            None
+        );
+        assert_eq!(defs(|t| format!("{t}\nx = 1\n")), None);
+        assert_eq!(defs(|t| t.replace("def get(self):", "def get(self:")), None);
+    }
+
+    #[test]
+    fn moved_methods_select_the_callers_of_every_method_of_their_class() {
+        let moved =
+            |t: &str| cut(t, GET).replace("    def __eq__", &format!("{}    def __eq__", GET));
+        // Across `limit = 3`, which names none of them.
+        let across =
+            |t: &str| cut(t, PUT).replace("    limit = 3\n", &format!("{PUT}    limit = 3\n"));
+        assert_eq!(defs(moved), Some(vec![7, 10, 13, 16]));
+        assert_eq!(defs(across), Some(vec![7, 10, 13, 16]));
+        assert_eq!(
+            defs(|t| across(t).replace("limit = 3", "limit = get")),
+            None
+        );
+        // A decorated class keeps them all on the whole suite.
+        assert_eq!(
+            defs(|t| moved(t).replace("class Plain:", "@dataclass\nclass Plain:")),
+            None
+        );
+    }
+
+    #[test]
+    fn names_are_whole_words() {
+        assert!(mentions("x = put(1)", "put"));
+        assert!(mentions("self.put", "put"));
+        assert!(!mentions("output = 1", "put"));
+        assert!(!mentions("put_all", "put"));
+    }
+}
