@@ -210,12 +210,12 @@ impl CoverageMap {
             }
         }
         for statement in statements {
-            self.add_tests(cov, statement, &mut tests)?;
+            self.add_tests(cov, statement, &mut tests, true)?;
         }
         for header in headers {
             let mut callers = BTreeSet::new();
             for &statement in &cov.headers[&header] {
-                self.add_tests(cov, statement, &mut callers)?;
+                self.add_tests(cov, statement, &mut callers, true)?;
             }
             if callers.is_empty() {
                 return None;
@@ -226,12 +226,13 @@ impl CoverageMap {
     }
 
     /// Add the tests that execute `statement` to `tests`; `None` when it ran
-    /// outside any test.
+    /// outside any test and `strict` (else such runs are passed over).
     fn add_tests(
         &self,
         cov: &FileCoverage,
         statement: u32,
         tests: &mut BTreeSet<TestId>,
+        strict: bool,
     ) -> Option<()> {
         for &ctx in cov.lines.get(&statement).into_iter().flatten() {
             let name = self.contexts.get(ctx as usize)?;
@@ -245,7 +246,7 @@ impl CoverageMap {
                         .flatten()
                         .cloned(),
                 );
-            } else {
+            } else if strict {
                 return None;
             }
         }
@@ -319,7 +320,11 @@ impl CoverageMap {
                 .get(&f.def)
                 .or_else(|| cov.headers.get(&f.first))?;
             for &statement in body {
-                self.add_tests(cov, statement, &mut tests)?;
+                if f.moved {
+                    self.add_tests(cov, statement, &mut tests, false);
+                } else {
+                    self.add_tests(cov, statement, &mut tests, true)?;
+                }
             }
         }
         (!tests.is_empty()).then_some(tests)
@@ -704,6 +709,56 @@ mod tests {
         let without_source =
             CoverageMap::from_coverage_json(json.as_bytes(), "", |_| None).unwrap();
         assert_eq!(without_source.tests_for("m.py", [5]), None);
+    }
+
+    #[test]
+    fn removed_and_moved_methods_select_their_callers() {
+        let json = r#"{"files": {"m.py": {
+            "executed_lines": [1, 2, 3, 5, 6, 8, 9, 12],
+            "missing_lines": [],
+            "contexts": {"1": [""], "2": [""], "3": [""], "5": [""], "6": ["t:t.py::a"],
+                         "8": [""], "9": ["t:t.py::b"], "12": [""]},
+            "functions": {
+                "C.__init__": {"executed_lines": [3], "missing_lines": [], "start_line": 2},
+                "C.get": {"executed_lines": [6], "missing_lines": [], "start_line": 5},
+                "C.put": {"executed_lines": [9], "missing_lines": [], "start_line": 8},
+                "": {"executed_lines": [1, 2, 5, 8, 12], "missing_lines": [], "start_line": 1}
+            }}}}"#;
+        let source = "class C:\n    def __init__(self):\n        self.x = 1\n\n    def get(self):\n        return self.x\n\n    def put(self, v):\n        self.x = v\n\n\nc = C()\n";
+        let m = CoverageMap::from_coverage_json(json.as_bytes(), "", |p| {
+            (p == "m.py").then(|| source.to_string())
+        })
+        .unwrap();
+        let clean = |p: &str| (p == "m.py").then(|| source.to_string());
+        let get = "    def get(self):\n        return self.x\n\n";
+        let put = "    def put(self, v):\n        self.x = v\n\n";
+        let init = "    def __init__(self):\n        self.x = 1\n\n";
+        // Moved: `__init__` ran at import, and still does the same there.
+        let swapped = candidate(
+            source,
+            &source.replace(get, "").replace(put, &format!("{put}{get}")),
+        );
+        assert_eq!(m.selection_for(&swapped), CandidateSelection::Full);
+        assert_eq!(
+            m.selection_with_sources(&swapped, &clean),
+            CandidateSelection::Tests(ids(&["t.py::a", "t.py::b"]))
+        );
+        let no_put = candidate(source, &source.replace(put, ""));
+        assert_eq!(
+            m.selection_with_sources(&no_put, &clean),
+            CandidateSelection::Tests(ids(&["t.py::b"]))
+        );
+        // Removing what ran at import changes what import makes.
+        let no_init = candidate(source, &source.replace(init, ""));
+        assert_eq!(
+            m.selection_with_sources(&no_init, &clean),
+            CandidateSelection::Full
+        );
+        // Without the clean text nothing is narrowed.
+        assert_eq!(
+            m.selection_with_sources(&no_put, &|_| None),
+            CandidateSelection::Full
+        );
     }
 
     #[test]

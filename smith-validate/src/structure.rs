@@ -16,7 +16,8 @@
 //!   instantiate): the class must then define `__init__` or `__new__`, and
 //!   their callers are selected;
 //! - methods moved within a class body change only the order of the class's
-//!   namespace; the tests calling any method of the class are selected.
+//!   namespace; the tests calling any method of the class are selected
+//!   (calls at import are the same as before and are not counted).
 //!
 //! Anything that the class statement itself could observe stays on the
 //! whole suite: a class with decorators or keywords (a metaclass), a moved
@@ -52,6 +53,9 @@ pub(crate) struct FunctionAt {
     pub first: u32,
     /// Line of the `def` keyword's name.
     pub def: u32,
+    /// Moved but otherwise unchanged: what its body did at import it still
+    /// does, so only its calls from tests matter.
+    pub moved: bool,
 }
 
 /// The old-side functions whose callers observe the change from `old` to
@@ -95,6 +99,7 @@ impl Sides<'_> {
 
     fn at(&self, f: &StmtFunctionDef) -> FunctionAt {
         FunctionAt {
+            moved: false,
             first: self.line(f.range().start().to_usize()),
             def: self.line(f.name.range().start().to_usize()),
         }
@@ -223,7 +228,10 @@ impl Sides<'_> {
             out.extend(removed.into_iter().map(|f| self.at(f)));
         }
         if moved {
-            out.extend(old_defs.into_iter().map(|f| self.at(f)));
+            out.extend(old_defs.into_iter().map(|f| FunctionAt {
+                moved: true,
+                ..self.at(f)
+            }));
         }
         Some(())
     }
