@@ -21,8 +21,9 @@
 //!
 //! Anything that the class statement itself could observe stays on the
 //! whole suite: a class with decorators or keywords (a metaclass), a moved
-//! or removed method whose name another statement of the class body or the
-//! module's top level mentions, a removed method Python treats specially
+//! method whose name code run by its class body mentions (a default, a
+//! class attribute), a removed method whose name any code run at import
+//! mentions, a removed method Python treats specially
 //! (`__eq__` and `__hash__` decide hashability together; hooks called while
 //! classes are made), added methods, and decorated methods removed or moved.
 //! What no rule here can see: a test that looks a method up without calling
@@ -69,10 +70,8 @@ pub(crate) fn changed_functions(path: &str, old: &str, new: &str) -> Option<Vec<
         old,
         new,
         old_lines: line_starts(old),
-        top_level: module
-            .iter()
-            .filter(|s| !matches!(s, Stmt::FunctionDef(_) | Stmt::ClassDef(_)))
-            .collect(),
+        old_import: creation_ranges(module),
+        new_import: creation_ranges(&new_tree.syntax().body),
     };
     let mut out = BTreeSet::new();
     sides.bodies(
@@ -87,9 +86,9 @@ struct Sides<'a> {
     old: &'a str,
     new: &'a str,
     old_lines: Vec<usize>,
-    /// The old module's top-level statements other than definitions: code
-    /// that runs at import and could name a method.
-    top_level: Vec<&'a Stmt>,
+    /// The code of each side that runs at import (see [`creation_code`]).
+    old_import: Vec<TextRange>,
+    new_import: Vec<TextRange>,
 }
 
 impl Sides<'_> {
@@ -147,7 +146,7 @@ impl Sides<'_> {
         }
         let (old_defs, old_rest) = split(&a.body)?;
         let (new_defs, new_rest) = split(&b.body)?;
-        self.bodies(old_rest.clone(), new_rest.clone(), out)?;
+        self.bodies(old_rest, new_rest, out)?;
         let old_names: Vec<&str> = old_defs.iter().map(|f| f.name.as_str()).collect();
         let new_names: Vec<&str> = new_defs.iter().map(|f| f.name.as_str()).collect();
         if !new_names.iter().all(|n| old_names.contains(n)) {
@@ -184,22 +183,23 @@ impl Sides<'_> {
         } else {
             removed.iter().map(|f| f.name.as_str()).collect()
         };
-        let mentions = |stmts: &[&Stmt], text: &str, names: &[&str]| {
-            let mut ranges = Vec::new();
-            for s in stmts {
-                creation_code(s, &mut ranges);
-            }
+        let named = |ranges: &[TextRange], text: &str, names: &[&str]| {
             ranges
                 .iter()
                 .any(|r| names.iter().any(|n| mentions(&text[*r], n)))
         };
-        if mentions(&old_rest, self.old, &watched) || mentions(&new_rest, self.new, &watched) {
+        // A moved method matters to what the class body itself runs; a
+        // removed one to anything that runs at import.
+        if named(&creation_ranges(&a.body), self.old, &watched)
+            || named(&creation_ranges(&b.body), self.new, &watched)
+        {
             return None;
         }
         if !removed.is_empty() {
             let names: Vec<&str> = removed.iter().map(|f| f.name.as_str()).collect();
             if names.iter().any(|n| SPECIAL.contains(n))
-                || mentions(&self.top_level, self.old, &names)
+                || named(&self.old_import, self.old, &names)
+                || named(&self.new_import, self.new, &names)
             {
                 return None;
             }
@@ -251,21 +251,32 @@ fn same_header(a: &StmtFunctionDef, b: &StmtFunctionDef) -> bool {
             })
 }
 
-/// The parts of `stmt` that run when its class body runs: a function's
-/// decorators and header (defaults, annotations), a nested class's header
-/// and the same of its body, anything else but a string (a docstring)
-/// whole.
+/// The parts of `stmts` that run when they do (at import for a module):
+/// see [`creation_code`].
+fn creation_ranges(stmts: &[Stmt]) -> Vec<TextRange> {
+    let mut out = Vec::new();
+    for s in stmts {
+        creation_code(s, &mut out);
+    }
+    out
+}
+
+/// The parts of `stmt` that run when the body holding it runs: a function's
+/// decorators, parameters (defaults, annotations) and return annotation —
+/// not its name or body —, a class's decorators, bases and the same of its
+/// body, anything else but a string (a docstring) whole.
 fn creation_code(stmt: &Stmt, out: &mut Vec<TextRange>) {
-    let head = |body: &[Stmt]| {
-        let end = body
-            .first()
-            .map_or(stmt.range().end(), |s| s.range().start());
-        TextRange::new(stmt.range().start(), end)
-    };
     match stmt {
-        Stmt::FunctionDef(f) => out.push(head(&f.body)),
+        Stmt::FunctionDef(f) => {
+            out.extend(f.decorator_list.iter().map(|d| d.range()));
+            out.push(f.parameters.range());
+            out.extend(f.returns.iter().map(|r| r.range()));
+            out.extend(f.type_params.iter().map(|t| t.range()));
+        }
         Stmt::ClassDef(c) => {
-            out.push(head(&c.body));
+            out.extend(c.decorator_list.iter().map(|d| d.range()));
+            out.extend(c.arguments.iter().map(|a| a.range()));
+            out.extend(c.type_params.iter().map(|t| t.range()));
             for s in &c.body {
                 creation_code(s, out);
             }
@@ -426,6 +437,17 @@ def helper():
             defs(|t| format!("{}\nPUT = Plain.put\n", cut(t, PUT))),
             None
         );
+        let alias = |t: &str| {
+            t.replace(
+                "class Child(Plain):\n",
+                "class Child(Plain):\n    alias = Plain.put\n\n",
+            )
+        };
+        assert_eq!(
+            defs(|t| cut(&alias(t), PUT)),
+            None,
+            "another class body names it"
+        );
         // Named inside another method's body: that runs only when called.
         assert_eq!(
             defs(|t| cut(t, PUT).replace("return self.x\n", "return self.put\n")),
@@ -469,6 +491,13 @@ def helper():
         assert_eq!(
             defs(|t| across(t).replace("limit = 3", "limit = get")),
             None
+        );
+        // Code after the class sees the finished class, whatever its order.
+        let after = format!("{OLD}\nGET = Plain.get\n");
+        let got = changed_functions("m.py", &after, &moved(&after)).unwrap();
+        assert_eq!(
+            got.iter().map(|f| f.def).collect::<Vec<_>>(),
+            vec![9, 12, 15, 18]
         );
         // A decorated class keeps them all on the whole suite.
         assert_eq!(
