@@ -129,10 +129,10 @@ impl Sides<'_> {
         Some(())
     }
 
-    fn class(
+    fn class<'a>(
         &self,
-        a: &StmtClassDef,
-        b: &StmtClassDef,
+        a: &'a StmtClassDef,
+        b: &'a StmtClassDef,
         out: &mut BTreeSet<FunctionAt>,
     ) -> Option<()> {
         let bare = |c: &StmtClassDef| {
@@ -152,13 +152,18 @@ impl Sides<'_> {
         if !new_names.iter().all(|n| old_names.contains(n)) {
             return None;
         }
-        for fb in &new_defs {
-            let fa = old_defs
-                .iter()
-                .find(|f| f.name.as_str() == fb.name.as_str())?;
-            if ComparableStmt::from(&Stmt::FunctionDef((*fa).clone()))
-                != ComparableStmt::from(&Stmt::FunctionDef((*fb).clone()))
-            {
+        let plain = |body: &'a [Stmt], name: &str| {
+            body.iter().find(|s| {
+                matches!(s, Stmt::FunctionDef(f) if f.decorator_list.is_empty() && f.name.as_str() == name)
+            })
+        };
+        for name in &new_names {
+            let (Some(sa @ Stmt::FunctionDef(fa)), Some(sb)) =
+                (plain(&a.body, name), plain(&b.body, name))
+            else {
+                return None;
+            };
+            if ComparableStmt::from(sa) != ComparableStmt::from(sb) {
                 out.insert(self.at(fa));
             }
         }
