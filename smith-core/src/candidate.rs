@@ -137,7 +137,8 @@ pub struct Validation {
     pub selected: Option<usize>,
     /// Wall seconds spent on the candidate (apply, run, reset).
     pub seconds: f64,
-    /// With `--confirm`: whether a full-suite run gave the same labels.
+    /// With `--confirm`: whether a full-suite run gave the same labels (when
+    /// it did not, [`Validation::verdict`] is the full suite's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmed: Option<bool>,
     /// Failure output of the bug run, for issue writers (truncated).

@@ -41,7 +41,8 @@ pub struct ValidateOptions {
     /// How tests are chosen.
     pub selection: SelectionMode,
     /// Re-run kept candidates on the full suite and record whether the labels
-    /// agree ([`Validation::confirmed`]).
+    /// agree ([`Validation::confirmed`]); where they do not, the full
+    /// suite's verdict is the one recorded.
     pub confirm: bool,
     /// Re-run once the tests missing from a run's report before judging.
     pub rerun_missing: bool,
@@ -284,24 +285,30 @@ fn run_and_judge(
             validation.verdict = classify(baseline, &selection, &report);
         }
     }
+    if validation.verdict.is_kept() && options.confirm {
+        validation.confirmed = Some(true);
+        if selection != TestSelection::All {
+            let full = run_once_more_if_missing(
+                workspace,
+                executor,
+                baseline,
+                &TestSelection::All,
+                &run_options(baseline, &TestSelection::All, options),
+                options.rerun_missing,
+            )?;
+            let verdict = classify(baseline, &TestSelection::All, &full);
+            if verdict != validation.verdict {
+                // The whole suite's labels are the truth: keep them, and
+                // record that the selection missed them.
+                validation.confirmed = Some(false);
+                validation.verdict = verdict;
+                report = full;
+            }
+        }
+    }
     if let Verdict::Kept { fail_to_pass, .. } = &validation.verdict {
         let f2p: Vec<&TestId> = fail_to_pass.iter().collect();
         validation.log = failure_excerpt(&report.log, &f2p, options.log_bytes);
-        if options.confirm {
-            validation.confirmed = Some(if selection == TestSelection::All {
-                true
-            } else {
-                let full = run_once_more_if_missing(
-                    workspace,
-                    executor,
-                    baseline,
-                    &TestSelection::All,
-                    &run_options(baseline, &TestSelection::All, options),
-                    options.rerun_missing,
-                )?;
-                classify(baseline, &TestSelection::All, &full) == validation.verdict
-            });
-        }
     }
     Ok(())
 }

@@ -339,3 +339,66 @@ fn a_selected_run_with_collection_errors_is_redone_on_the_whole_suite() {
         }
     );
 }
+
+#[test]
+fn confirm_keeps_the_whole_suites_labels_where_the_selection_missed_a_test() {
+    use smith_validate::{CoverageMap, FileCoverage};
+    // `t.py::cached` depends on `add` without running it (say, through a
+    // cache an earlier test filled): the map knows only `t.py::add`.
+    let exec = ScriptedExecutor::new()
+        .test("t.py::add", "m.py", "a + b")
+        .test("t.py::cached", "m.py", "a + b")
+        .test("t.py::neg", "m.py", "return -a");
+    let b = baseline(&exec);
+    let map = CoverageMap {
+        format: CoverageMap::FORMAT,
+        contexts: vec!["t:t.py::add".into(), "t:t.py::neg".into()],
+        files: [(
+            "m.py".to_string(),
+            FileCoverage {
+                statements: vec![1, 2, 5, 6],
+                lines: [(2, vec![0]), (6, vec![1])].into(),
+                headers: [(1, vec![2]), (5, vec![6])].into(),
+            },
+        )]
+        .into(),
+        fixture_users: Default::default(),
+    };
+    let c = cand("a + b", "a - b");
+    let judge = |confirm: bool| {
+        let out = Mutex::new(None);
+        validate(
+            &sandbox(),
+            &exec,
+            &b,
+            Some(&map),
+            std::slice::from_ref(&c),
+            &ValidateOptions {
+                confirm,
+                ..ValidateOptions::default()
+            },
+            &|_, v| *out.lock().unwrap() = Some(v.clone()),
+        )
+        .unwrap();
+        out.into_inner().unwrap().unwrap()
+    };
+    let ids = |names: &[&str]| names.iter().map(|n| TestId::from(*n)).collect();
+    let selected = judge(false);
+    assert_eq!(
+        selected.verdict,
+        Verdict::Kept {
+            fail_to_pass: ids(&["t.py::add"]),
+            pass_to_pass: ids(&["t.py::cached", "t.py::neg"]),
+        }
+    );
+    assert_eq!(selected.confirmed, None);
+    let confirmed = judge(true);
+    assert_eq!(
+        confirmed.verdict,
+        Verdict::Kept {
+            fail_to_pass: ids(&["t.py::add", "t.py::cached"]),
+            pass_to_pass: ids(&["t.py::neg"]),
+        }
+    );
+    assert_eq!(confirmed.confirmed, Some(false));
+}
