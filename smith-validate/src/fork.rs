@@ -215,21 +215,26 @@ impl ServerPool {
         options: &RunOptions,
     ) -> Option<RunOutput> {
         let root = workspace.root().to_path_buf();
-        let mut server = self.collected.lock().ok()?.remove(&root)?;
-        if server.key != server_key(spec) {
+        let mut server = {
+            let mut servers = self.collected.lock().ok()?;
+            if servers.get(&root)?.key != server_key(spec) {
+                return None;
+            }
+            servers.remove(&root)?
+        };
+        let answer = request(&mut server, spec, options, false, Some(ids));
+        // A server that answered stays; one that failed is dropped.
+        if answer.is_ok() {
             self.collected.lock().ok()?.insert(root, server);
-            return None;
         }
-        match request(&mut server, spec, options, false, Some(ids)) {
+        match answer {
             Ok((Answer::Done(output), _)) => {
-                self.collected.lock().ok()?.insert(root, server);
                 self.served.fetch_add(1, Ordering::Relaxed);
                 self.served_collected.fetch_add(1, Ordering::Relaxed);
                 Some(output)
             }
             Ok((Answer::FallBack(reason), _)) => {
                 tracing::debug!(%reason, "collected server handed the run back");
-                self.collected.lock().ok()?.insert(root, server);
                 self.fell_back.fetch_add(1, Ordering::Relaxed);
                 None
             }
