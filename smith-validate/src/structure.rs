@@ -33,8 +33,10 @@
 
 use std::collections::BTreeSet;
 
-use ruff_python_ast::comparable::{ComparableExpr, ComparableStmt};
-use ruff_python_ast::{Stmt, StmtClassDef, StmtFunctionDef};
+use ruff_python_ast::comparable::{
+    ComparableArguments, ComparableDecorator, ComparableStmt, ComparableTypeParams,
+};
+use ruff_python_ast::{Decorator, Stmt, StmtClassDef, StmtFunctionDef};
 use ruff_text_size::{Ranged, TextRange};
 
 /// Methods whose absence changes a class beyond calls to them.
@@ -135,13 +137,7 @@ impl Sides<'_> {
         b: &'a StmtClassDef,
         out: &mut BTreeSet<FunctionAt>,
     ) -> Option<()> {
-        let bare = |c: &StmtClassDef| {
-            Stmt::ClassDef(StmtClassDef {
-                body: Default::default(),
-                ..c.clone()
-            })
-        };
-        if ComparableStmt::from(&bare(a)) != ComparableStmt::from(&bare(b)) {
+        if !same_class_header(a, b) {
             return None;
         }
         let (old_defs, old_rest) = split(&a.body)?;
@@ -247,13 +243,24 @@ impl Sides<'_> {
 fn same_header(a: &StmtFunctionDef, b: &StmtFunctionDef) -> bool {
     a.name.as_str() == b.name.as_str()
         && a.is_async == b.is_async
-        && a.decorator_list.len() == b.decorator_list.len()
-        && a.decorator_list
-            .iter()
-            .zip(&b.decorator_list)
-            .all(|(x, y)| {
-                ComparableExpr::from(&x.expression) == ComparableExpr::from(&y.expression)
-            })
+        && same_decorators(&a.decorator_list, &b.decorator_list)
+}
+
+/// Whether two versions of a class keep its name, decorators, bases,
+/// keywords and type parameters.
+fn same_class_header(a: &StmtClassDef, b: &StmtClassDef) -> bool {
+    a.name.as_str() == b.name.as_str()
+        && same_decorators(&a.decorator_list, &b.decorator_list)
+        && a.arguments.as_ref().map(ComparableArguments::from)
+            == b.arguments.as_ref().map(ComparableArguments::from)
+        && a.type_params.as_ref().map(ComparableTypeParams::from)
+            == b.type_params.as_ref().map(ComparableTypeParams::from)
+}
+
+fn same_decorators(a: &[Decorator], b: &[Decorator]) -> bool {
+    a.iter()
+        .map(ComparableDecorator::from)
+        .eq(b.iter().map(ComparableDecorator::from))
 }
 
 /// The parts of `stmts` that run when they do (at import for a module):
