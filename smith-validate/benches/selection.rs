@@ -62,6 +62,16 @@ impl Setup {
         let source = |path: &str| std::fs::read_to_string(self.repo.join(path)).ok();
         select_tests(Some(&self.coverage), c, SelectionMode::Coverage, &source)
     }
+
+    /// The baseline seconds of the tests coverage selects for `c`.
+    fn own_seconds(&self, c: &Candidate) -> f64 {
+        let durations = &self.baseline.durations;
+        match self.selection(c) {
+            CandidateSelection::Uncovered => 0.0,
+            CandidateSelection::Full => durations.values().sum(),
+            CandidateSelection::Tests(t) => t.iter().filter_map(|t| durations.get(t)).sum(),
+        }
+    }
 }
 
 fn env_or(key: &str, default: &str) -> String {
@@ -298,18 +308,8 @@ fn side_by_side(s: &Setup) -> Vec<String> {
     let (full_secs, full) = runs.last().unwrap();
     // Physical limit: the selected tests' own baseline seconds, spread over
     // the workers.
-    let own: f64 = s
-        .candidates
-        .iter()
-        .map(|c| match s.selection(c) {
-            CandidateSelection::Uncovered => 0.0,
-            CandidateSelection::Full => s.baseline.durations.values().sum(),
-            CandidateSelection::Tests(t) => {
-                t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
-            }
-        })
-        .sum();
-    let selected_limit = own / s.workers as f64;
+    let own: Vec<f64> = s.candidates.iter().map(|c| s.own_seconds(c)).collect();
+    let selected_limit = own.iter().sum::<f64>() / s.workers as f64;
     let full_limit: f64 = s.baseline.durations.values().sum::<f64>() * n / s.workers as f64;
     let hung: Vec<&Candidate> = s
         .candidates
@@ -375,15 +375,8 @@ fn side_by_side(s: &Setup) -> Vec<String> {
     if env_or("SMITH_BENCH_VERBOSE", "0") != "0" {
         // One line per candidate: how many tests the first mode selected,
         // their own baseline seconds, and each mode's seconds.
-        for c in &s.candidates {
+        for (c, own) in s.candidates.iter().zip(&own) {
             let first = &runs[0].1[&c.id];
-            let own: f64 = match s.selection(c) {
-                CandidateSelection::Tests(t) => {
-                    t.iter().filter_map(|t| s.baseline.durations.get(t)).sum()
-                }
-                CandidateSelection::Uncovered => 0.0,
-                CandidateSelection::Full => s.baseline.durations.values().sum(),
-            };
             let secs: Vec<String> = runs
                 .iter()
                 .map(|(_, r)| format!("{:.3}", r[&c.id].seconds))
