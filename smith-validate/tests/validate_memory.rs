@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use smith_core::memory::{MemorySandbox, ScriptedExecutor};
 use smith_core::{
     Baseline, Candidate, Error, Executor, FileChange, Patch, Result, RunOptions, Sandbox, TestId,
-    TestReport, TestSelection, Verdict, Workspace,
+    TestReport, TestSelection, Validation, Verdict, Workspace,
 };
-use smith_validate::{run_baseline, validate, ValidateOptions};
+use smith_validate::{run_baseline, validate, CoverageMap, FileCoverage, ValidateOptions};
 
 const SRC: &str = "def add(a, b):\n    return a + b\n\n\ndef neg(a):\n    return -a\n";
 
@@ -118,19 +118,49 @@ impl Executor for Forgetful {
     }
 }
 
-fn run_one(exec: &dyn Executor, b: &Baseline, c: &Candidate) -> Verdict {
+/// Validate `c` alone in a fresh sandbox.
+fn validate_alone(
+    exec: &dyn Executor,
+    b: &Baseline,
+    coverage: Option<&CoverageMap>,
+    c: &Candidate,
+    options: &ValidateOptions,
+) -> Validation {
     let out = Mutex::new(None);
     validate(
         &sandbox(),
         exec,
         b,
-        None,
+        coverage,
         std::slice::from_ref(c),
-        &ValidateOptions::default(),
-        &|_, v| *out.lock().unwrap() = Some(v.verdict.clone()),
+        options,
+        &|_, v| *out.lock().unwrap() = Some(v.clone()),
     )
     .unwrap();
     out.into_inner().unwrap().unwrap()
+}
+
+fn run_one(exec: &dyn Executor, b: &Baseline, c: &Candidate) -> Verdict {
+    validate_alone(exec, b, None, c, &ValidateOptions::default()).verdict
+}
+
+/// A coverage map of [`SRC`]: `add` (def line 1, body line 2) and `neg`
+/// (def line 5, body line 6), with the given contexts and executed lines.
+fn map_of_src(contexts: &[&str], lines: &[(u32, Vec<u32>)]) -> CoverageMap {
+    CoverageMap {
+        format: CoverageMap::FORMAT,
+        contexts: contexts.iter().map(|c| c.to_string()).collect(),
+        files: [(
+            "m.py".to_string(),
+            FileCoverage {
+                statements: vec![1, 2, 5, 6],
+                lines: lines.iter().cloned().collect(),
+                headers: [(1, vec![2]), (5, vec![6])].into(),
+            },
+        )]
+        .into(),
+        fixture_users: Default::default(),
+    }
 }
 
 #[test]
@@ -283,7 +313,6 @@ impl Executor for ImportBreaker {
 
 #[test]
 fn a_selected_run_with_collection_errors_is_redone_on_the_whole_suite() {
-    use smith_validate::{CoverageMap, FileCoverage};
     let exec = ImportBreaker {
         inner: ScriptedExecutor::new()
             .test("t.py::add", "m.py", "a + b")
@@ -294,35 +323,14 @@ fn a_selected_run_with_collection_errors_is_redone_on_the_whole_suite() {
     exec.runs.lock().unwrap().clear();
     // `add`'s body is run by t.py::add, `neg`'s by u.py::neg; line 5 is the
     // header of `neg`.
-    let map = CoverageMap {
-        format: CoverageMap::FORMAT,
-        contexts: vec!["t:t.py::add".into(), "t:u.py::neg".into(), "".into()],
-        files: [(
-            "m.py".to_string(),
-            FileCoverage {
-                statements: vec![1, 2, 5, 6],
-                lines: [(1, vec![2]), (2, vec![0]), (5, vec![2]), (6, vec![1])].into(),
-                headers: [(1, vec![2]), (5, vec![6])].into(),
-            },
-        )]
-        .into(),
-        fixture_users: Default::default(),
-    };
+    let map = map_of_src(
+        &["t:t.py::add", "t:u.py::neg", ""],
+        &[(1, vec![2]), (2, vec![0]), (5, vec![2]), (6, vec![1])],
+    );
     // A default that raises at import: the header selects u.py::neg only,
     // but t.py breaks too.
     let c = cand("def neg(a):", "def neg(a=BROKEN):");
-    let out = Mutex::new(None);
-    validate(
-        &sandbox(),
-        &exec,
-        &b,
-        Some(&map),
-        std::slice::from_ref(&c),
-        &ValidateOptions::default(),
-        &|_, v| *out.lock().unwrap() = Some(v.clone()),
-    )
-    .unwrap();
-    let v = out.into_inner().unwrap().unwrap();
+    let v = validate_alone(&exec, &b, Some(&map), &c, &ValidateOptions::default());
     assert_eq!(
         *exec.runs.lock().unwrap(),
         vec![
@@ -342,7 +350,6 @@ fn a_selected_run_with_collection_errors_is_redone_on_the_whole_suite() {
 
 #[test]
 fn confirm_keeps_the_whole_suites_labels_where_the_selection_missed_a_test() {
-    use smith_validate::{CoverageMap, FileCoverage};
     // `t.py::cached` depends on `add` without running it (say, through a
     // cache an earlier test filled): the map knows only `t.py::add`.
     let exec = ScriptedExecutor::new()
@@ -350,37 +357,17 @@ fn confirm_keeps_the_whole_suites_labels_where_the_selection_missed_a_test() {
         .test("t.py::cached", "m.py", "a + b")
         .test("t.py::neg", "m.py", "return -a");
     let b = baseline(&exec);
-    let map = CoverageMap {
-        format: CoverageMap::FORMAT,
-        contexts: vec!["t:t.py::add".into(), "t:t.py::neg".into()],
-        files: [(
-            "m.py".to_string(),
-            FileCoverage {
-                statements: vec![1, 2, 5, 6],
-                lines: [(2, vec![0]), (6, vec![1])].into(),
-                headers: [(1, vec![2]), (5, vec![6])].into(),
-            },
-        )]
-        .into(),
-        fixture_users: Default::default(),
-    };
+    let map = map_of_src(
+        &["t:t.py::add", "t:t.py::neg"],
+        &[(2, vec![0]), (6, vec![1])],
+    );
     let c = cand("a + b", "a - b");
     let judge = |confirm: bool| {
-        let out = Mutex::new(None);
-        validate(
-            &sandbox(),
-            &exec,
-            &b,
-            Some(&map),
-            std::slice::from_ref(&c),
-            &ValidateOptions {
-                confirm,
-                ..ValidateOptions::default()
-            },
-            &|_, v| *out.lock().unwrap() = Some(v.clone()),
-        )
-        .unwrap();
-        out.into_inner().unwrap().unwrap()
+        let options = ValidateOptions {
+            confirm,
+            ..ValidateOptions::default()
+        };
+        validate_alone(&exec, &b, Some(&map), &c, &options)
     };
     let ids = |names: &[&str]| names.iter().map(|n| TestId::from(*n)).collect();
     let selected = judge(false);
