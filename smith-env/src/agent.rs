@@ -1,8 +1,9 @@
 //! An install agent driven by a [`LanguageModel`], for repositories that
 //! detection cannot set up. The model proposes one shell command at a time;
 //! each runs in a throwaway workspace with a scratch venv; after every
-//! command that succeeds, pytest collection is tried, and the agent stops as
-//! soon as it works. The commands that succeeded become the install steps of
+//! command that succeeds, pytest collection is tried in a fresh workspace of
+//! the sandbox [`EnvOptions::sandbox`] names, and the agent stops as soon as
+//! it works. The commands that succeeded become the install steps of
 //! an [`EnvSpec`], which [`build_environment`] then replays into the cached
 //! environment, so the agent's result is verified like any other spec.
 
@@ -16,9 +17,10 @@ use smith_core::{
 };
 
 use crate::build::{
-    build_environment, create_venv_command, find_or_install_uv, last_chars, parse_collection,
-    test_deps_line, translate_pip, EnvOptions, Environment, Installer,
+    build_environment, create_venv_command, find_or_install_uv, last_chars, test_deps_line,
+    translate_pip, EnvOptions, Environment, Installer,
 };
+use crate::collect::collect_in;
 use crate::detect::detect;
 use crate::local::LocalSandbox;
 use crate::process::run_command;
@@ -184,10 +186,19 @@ pub fn install_with_agent(
         installer: installer.clone(),
         reused: false,
         collected: None,
+        pytest_version: None,
         steps: Vec::new(),
     };
     let sandbox = LocalSandbox::new(&scratch_env)?;
     let mut ws = sandbox.workspace()?;
+    // The model's commands install (on the host, with the network); the
+    // collection check imports the project's code, so it runs in a fresh
+    // workspace of the sandbox the caller chose.
+    let check_sandbox = options.sandbox.sandbox(&scratch_env)?;
+    let check = |test_cmd: &[String]| {
+        let mut check_ws = check_sandbox.workspace()?;
+        collect_in(check_ws.as_mut(), test_cmd, agent.command_timeout)
+    };
     let shell = |ws: &mut Box<dyn Workspace>, line: &str| {
         ws.run(
             &CommandSpec::new("sh", ["-c", &translate_pip(line, &installer)]),
@@ -207,7 +218,7 @@ pub fn install_with_agent(
         Message::system(SYSTEM),
         Message::user(repo_overview(&repo, &spec)),
     ];
-    let mut collected = collect_in(&mut ws, &spec.test_cmd, &short)?;
+    let mut collected = check(&spec.test_cmd)?;
     let mut turns = 0;
     while !collected.ok && turns < agent.max_steps {
         turns += 1;
@@ -229,7 +240,7 @@ pub fn install_with_agent(
             }
             Some(Proposal::TestCmd(args)) => {
                 spec.test_cmd = args;
-                collected = collect_in(&mut ws, &spec.test_cmd, &short)?;
+                collected = check(&spec.test_cmd)?;
                 steps.push(AgentStep {
                     command: format!("TEST_CMD: {}", spec.test_cmd.join(" ")),
                     exit_code: None,
@@ -252,7 +263,7 @@ pub fn install_with_agent(
         )));
         if out.success() {
             spec.install.push(command.clone());
-            collected = collect_in(&mut ws, &spec.test_cmd, &short)?;
+            collected = check(&spec.test_cmd)?;
         }
         steps.push(AgentStep {
             command,
@@ -283,18 +294,6 @@ pub fn install_with_agent(
         },
     )?;
     Ok(AgentOutcome { environment, steps })
-}
-
-fn collect_in(
-    ws: &mut Box<dyn Workspace>,
-    test_cmd: &[String],
-    options: &RunOptions,
-) -> Result<crate::build::Collection> {
-    let mut args = test_cmd.to_vec();
-    args.extend(["--collect-only".to_string(), "-q".to_string()]);
-    Ok(parse_collection(
-        &ws.run(&CommandSpec::new("python", args), options)?,
-    ))
 }
 
 /// What the model is told about the repository: top-level entries and the

@@ -1,7 +1,9 @@
 //! Building a repository's Python environment: pick a spec (user file or
-//! detection), create a venv in the cache, install with uv or pip, and verify
-//! that pytest collects tests. A second build of an unchanged repository
-//! reuses the venv.
+//! detection), create a venv in the cache, install with uv or pip from a
+//! scratch copy of the repository, and verify in a workspace of the chosen
+//! sandbox that pytest collects tests (trying an older pytest when the
+//! project's plugins need one). A second build of an unchanged repository
+//! reuses the venv. Nothing is ever written into the repository itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,17 +11,47 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use smith_core::{stable_hex, CommandSpec, Error, Result, RunOptions, RunOutput};
+use smith_core::{
+    stable_hex, CommandSpec, Error, Result, RunOptions, RunOutput, Sandbox, Workspace,
+};
 
+pub use crate::collect::Collection;
 use crate::detect::{detect, PACKAGING_FILES};
 use crate::process::run_command;
-use crate::spec::{shell_quote, EnvSpec, SPEC_FILE_NAMES};
+use crate::spec::{requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};
+use crate::{BwrapOptions, BwrapSandbox, LocalSandbox};
 
 /// Name of the stamp file written into a finished venv.
 pub const STAMP_FILE: &str = "smith-env.json";
 
 /// Bumped when the venv layout or stamp format changes, to invalidate caches.
-const CACHE_VERSION: &str = "1";
+const CACHE_VERSION: &str = "2";
+
+/// Where the environment stage runs repository code: the collection check
+/// imports the project's conftests and test modules. Installing runs on the
+/// host (it needs the network); this never does, unless it is `Local`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvSandbox {
+    /// A temporary copy on the host, no isolation ([`LocalSandbox`]).
+    #[default]
+    Local,
+    /// Bubblewrap with these options ([`BwrapSandbox`]): read-only system,
+    /// no network.
+    Bwrap(BwrapOptions),
+}
+
+impl EnvSandbox {
+    /// A sandbox of this kind over `env`.
+    pub fn sandbox(&self, env: &Environment) -> Result<Box<dyn Sandbox>> {
+        Ok(match self {
+            EnvSandbox::Local => Box::new(LocalSandbox::new(env)?),
+            EnvSandbox::Bwrap(options) => {
+                Box::new(BwrapSandbox::with_options(env, options.clone())?)
+            }
+        })
+    }
+}
 
 /// How to build an environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +69,8 @@ pub struct EnvOptions {
     pub spec: Option<EnvSpec>,
     /// Run `pytest --collect-only` to verify (on by default).
     pub verify: bool,
+    /// The sandbox the collection check runs in.
+    pub sandbox: EnvSandbox,
     /// Ignore a cached venv and build again.
     pub rebuild: bool,
     /// Time limit for each install step.
@@ -58,6 +92,7 @@ impl EnvOptions {
             spec_file: None,
             spec: None,
             verify: true,
+            sandbox: EnvSandbox::Local,
             rebuild: false,
             step_timeout: Duration::from_secs(20 * 60),
         }
@@ -112,21 +147,6 @@ impl Installer {
     }
 }
 
-/// What `pytest --collect-only` found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Collection {
-    /// Exit code 0 with at least one test.
-    pub ok: bool,
-    /// Tests collected.
-    pub count: usize,
-    /// Files pytest could not collect.
-    pub errors: Vec<String>,
-    /// pytest's exit code.
-    pub exit_code: Option<i32>,
-    /// The last part of pytest's output.
-    pub tail: String,
-}
-
 /// A built, verified Python environment for one repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
@@ -142,6 +162,10 @@ pub struct Environment {
     pub reused: bool,
     /// Tests collected at verification (None if not verified).
     pub collected: Option<usize>,
+    /// The version of pytest installed in the venv, the runner every test
+    /// run uses (None if it could not be read).
+    #[serde(default)]
+    pub pytest_version: Option<String>,
     /// What the build did, in order.
     pub steps: Vec<BuildStep>,
 }
@@ -175,10 +199,14 @@ impl Environment {
         self.steps.iter().map(|s| s.secs).sum()
     }
 
-    /// Run `pytest --collect-only` over the tree at `root` (the repository
-    /// itself or a workspace copy).
-    pub fn collect(&self, root: &Path, timeout: Duration) -> Result<Collection> {
-        collect(&self.venv, root, &self.spec, timeout)
+    /// Run the collection check in `workspace` (a workspace of any sandbox
+    /// over this environment).
+    pub fn collect_in(
+        &self,
+        workspace: &mut dyn Workspace,
+        timeout: Duration,
+    ) -> Result<Collection> {
+        crate::collect::collect_in(workspace, &self.spec.test_cmd, timeout)
     }
 
     /// Open a venv built earlier (reads its stamp file).
@@ -196,6 +224,7 @@ impl Environment {
             installer: stamp.installer,
             reused: true,
             collected: stamp.collected,
+            pytest_version: stamp.pytest_version,
             steps: Vec::new(),
         })
     }
@@ -210,6 +239,8 @@ struct Stamp {
     repo: PathBuf,
     installer: Installer,
     collected: Option<usize>,
+    #[serde(default)]
+    pytest_version: Option<String>,
 }
 
 pub(crate) fn python_env(venv: &Path, root: &Path, spec: &EnvSpec) -> BTreeMap<String, String> {
@@ -331,8 +362,8 @@ pub fn build_environment_with(
     let mut partial: Option<(EnvSpec, Collection)> = None;
     for spec in &candidates {
         match builder.try_spec(&venv, spec, &installer)? {
-            Tried::Works(collection) => {
-                return builder.finish(venv, spec.clone(), installer, collection, &key);
+            Tried::Works(spec, collection) => {
+                return builder.finish(venv, spec, installer, collection, &key);
             }
             Tried::Partial(fixed, collection) => {
                 failures.push(format!(
@@ -351,7 +382,7 @@ pub fn build_environment_with(
         }
     }
     if let Some((spec, _)) = partial {
-        if let Tried::Works(collection) = builder.try_spec(&venv, &spec, &installer)? {
+        if let Tried::Works(spec, collection) = builder.try_spec(&venv, &spec, &installer)? {
             return builder.finish(venv, spec, installer, collection, &key);
         }
     }
@@ -364,7 +395,8 @@ pub fn build_environment_with(
 }
 
 enum Tried {
-    Works(Collection),
+    /// The spec as it worked (with the runner it settled on).
+    Works(EnvSpec, Collection),
     /// Collection works once these files are ignored (the spec has the ignores).
     Partial(EnvSpec, Collection),
     Failed(String),
@@ -433,15 +465,27 @@ impl Builder<'_> {
                 tail(&out, 500)
             )));
         }
+        // Install steps run in a scratch copy, removed before the check, so
+        // that the check sees what every later run sees: the venv and a
+        // workspace copy of the repository, nothing the build left behind.
+        let start = Instant::now();
+        let tree = BuildTree::new(&self.repo, &self.options.cache_dir.join("build"))?;
+        self.record(
+            "copy",
+            strategy,
+            start,
+            true,
+            format!(
+                "{}{}",
+                tree.path().display(),
+                if tree.git { " (with git history)" } else { "" }
+            ),
+        );
         let mut lines = spec.install.clone();
         lines.push(test_deps_line(spec));
         for line in &lines {
             let start = Instant::now();
-            let shell_line = translate_pip(line, installer);
-            let mut cmd = Command::new("sh");
-            cmd.args(["-c", &shell_line]).current_dir(&self.repo);
-            cmd.envs(python_env(venv, &self.repo, spec));
-            let out = run_command(cmd, &shell_line, &self.run_options())?;
+            let out = self.install_line(venv, tree.path(), spec, line, installer)?;
             self.record(
                 &format!("install: {line}"),
                 strategy,
@@ -456,20 +500,14 @@ impl Builder<'_> {
                 )));
             }
         }
+        drop(tree);
         if !self.options.verify {
-            return Ok(Tried::Works(Collection::default()));
+            return Ok(Tried::Works(spec.clone(), Collection::default()));
         }
-        let start = Instant::now();
-        let collection = collect(venv, &self.repo, spec, self.options.step_timeout)?;
-        self.record(
-            "collect",
-            strategy,
-            start,
-            collection.ok,
-            format!("{} tests; {}", collection.count, collection.tail),
-        );
+        let mut spec = spec.clone();
+        let collection = self.collect_with_runner(venv, &mut spec, installer)?;
         if collection.ok {
-            return Ok(Tried::Works(collection));
+            return Ok(Tried::Works(spec, collection));
         }
         let few_errors = !collection.errors.is_empty() && collection.errors.len() <= 5;
         if collection.count > 0 && few_errors {
@@ -483,10 +521,10 @@ impl Builder<'_> {
                 collection.errors.join(", ")
             ));
             let start = Instant::now();
-            let again = collect(venv, &self.repo, &fixed, self.options.step_timeout)?;
+            let again = self.collect(venv, &fixed, installer)?;
             self.record(
                 "collect (with ignores)",
-                strategy,
+                &fixed.strategy,
                 start,
                 again.ok,
                 format!("{} tests", again.count),
@@ -503,6 +541,123 @@ impl Builder<'_> {
         )))
     }
 
+    /// Run one install line from `tree` with the venv first on `PATH`.
+    fn install_line(
+        &self,
+        venv: &Path,
+        tree: &Path,
+        spec: &EnvSpec,
+        line: &str,
+        installer: &Installer,
+    ) -> Result<RunOutput> {
+        let shell_line = translate_pip(line, installer);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &shell_line]).current_dir(tree);
+        cmd.envs(python_env(venv, tree, spec));
+        run_command(cmd, &shell_line, &self.run_options())
+    }
+
+    /// The collection check, and when it fails on hooks or deprecations
+    /// the installed pytest no longer has, the same check under older
+    /// pytest releases (one major version at a time, twice at most). The
+    /// spec's pytest requirement follows the release that worked.
+    fn collect_with_runner(
+        &mut self,
+        venv: &Path,
+        spec: &mut EnvSpec,
+        installer: &Installer,
+    ) -> Result<Collection> {
+        let start = Instant::now();
+        let mut collection = self.collect(venv, spec, installer)?;
+        self.record_collection("collect", spec, start, &collection);
+        for _ in 0..2 {
+            if !collection.fails_on_runner_version() {
+                break;
+            }
+            let Some(major) = installed_version(venv, "pytest").and_then(|v| major_version(&v))
+            else {
+                break;
+            };
+            if major <= 6 {
+                break;
+            }
+            let requirement = format!("pytest<{major}");
+            let line = format!("pip install {}", shell_quote(&requirement));
+            let start = Instant::now();
+            let out = self.install_line(venv, venv, spec, &line, installer)?;
+            self.record(
+                &format!("runner: {line}"),
+                &spec.strategy,
+                start,
+                out.success(),
+                tail(&out, 2000),
+            );
+            if !out.success() {
+                break;
+            }
+            spec.notes.push(format!(
+                "collection fails under pytest {major}: {}; using {requirement}",
+                first_line_with(
+                    &collection.tail,
+                    &[
+                        "can not be found in the hookspec",
+                        "PluginValidationError",
+                        "unknown hook",
+                        "PytestRemovedIn",
+                    ]
+                )
+            ));
+            set_requirement(&mut spec.test_deps, &requirement);
+            let start = Instant::now();
+            collection = self.collect(venv, spec, installer)?;
+            self.record_collection(
+                &format!("collect ({requirement})"),
+                spec,
+                start,
+                &collection,
+            );
+        }
+        Ok(collection)
+    }
+
+    fn record_collection(
+        &mut self,
+        name: &str,
+        spec: &EnvSpec,
+        start: Instant,
+        collection: &Collection,
+    ) {
+        let runner = collection
+            .pytest_version
+            .as_deref()
+            .map(|v| format!(" (pytest {v})"))
+            .unwrap_or_default();
+        self.record(
+            name,
+            &spec.strategy,
+            start,
+            collection.ok,
+            format!("{} tests{runner}; {}", collection.count, collection.tail),
+        );
+    }
+
+    /// The collection check in a new workspace of the chosen sandbox.
+    fn collect(&self, venv: &Path, spec: &EnvSpec, installer: &Installer) -> Result<Collection> {
+        let env = Environment {
+            spec: spec.clone(),
+            venv: venv.to_path_buf(),
+            repo: self.repo.clone(),
+            installer: installer.clone(),
+            reused: false,
+            collected: None,
+            pytest_version: None,
+            steps: Vec::new(),
+        };
+        let sandbox = self.options.sandbox.sandbox(&env)?;
+        let mut workspace = sandbox.workspace()?;
+        env.collect_in(workspace.as_mut(), self.options.step_timeout)
+    }
+
     fn finish(
         &mut self,
         venv: PathBuf,
@@ -512,6 +667,9 @@ impl Builder<'_> {
         key: &str,
     ) -> Result<Environment> {
         let collected = self.options.verify.then_some(collection.count);
+        let pytest_version = collection
+            .pytest_version
+            .or_else(|| installed_version(&venv, "pytest"));
         let stamp = Stamp {
             key: key.to_string(),
             spec_hash: spec.hash(),
@@ -519,6 +677,7 @@ impl Builder<'_> {
             repo: self.repo.clone(),
             installer: installer.clone(),
             collected,
+            pytest_version: pytest_version.clone(),
         };
         let path = venv.join(STAMP_FILE);
         let json = serde_json::to_string_pretty(&stamp).unwrap_or_default();
@@ -530,6 +689,7 @@ impl Builder<'_> {
             installer,
             reused: false,
             collected,
+            pytest_version,
             steps: std::mem::take(&mut self.steps),
         })
     }
@@ -541,6 +701,130 @@ impl Builder<'_> {
             test_timeout: None,
         }
     }
+}
+
+/// A scratch copy of the repository that install steps run in, removed on
+/// drop. Build backends write into the tree they install from (egg-info,
+/// `build/`, `.pdm-build/`, in-place extensions), and that tree must never
+/// be the user's. A git repository's history comes along read-only
+/// (`git clone --shared`, objects borrowed, never written), so versions
+/// derived from git (setuptools-scm, hatch-vcs) come out as they would in
+/// the repository itself.
+struct BuildTree {
+    dir: tempfile::TempDir,
+    git: bool,
+}
+
+impl BuildTree {
+    fn new(repo: &Path, parent: &Path) -> Result<BuildTree> {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("smith-build-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        let git = repo.join(".git").exists() && share_git_history(repo, dir.path());
+        if !git {
+            // A failed clone may have left a partial `.git`.
+            let _ = std::fs::remove_dir_all(dir.path().join(".git"));
+        }
+        crate::tree::copy_tree(repo, dir.path())?;
+        if git {
+            // The index from HEAD, so that git sees the copied files as the
+            // commit's (a dirty tree stays dirty, as in the repository).
+            let _ = git_in(dir.path(), &["reset", "--quiet"]);
+        }
+        Ok(BuildTree { dir, git })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Make `into` (empty) a repository sharing `repo`'s objects, at its HEAD,
+/// without a checkout. Only reads `repo`.
+fn share_git_history(repo: &Path, into: &Path) -> bool {
+    let Some(head) = git_in(repo, &["rev-parse", "--verify", "HEAD"]) else {
+        return false;
+    };
+    let (Some(repo_str), Some(into_str)) = (repo.to_str(), into.to_str()) else {
+        return false;
+    };
+    git_in(
+        into,
+        &[
+            "clone",
+            "--quiet",
+            "--shared",
+            "--no-checkout",
+            repo_str,
+            into_str,
+        ],
+    )
+    .is_some()
+        && git_in(into, &["update-ref", "--no-deref", "HEAD", head.trim()]).is_some()
+}
+
+/// Run `git args` in `dir`; its stdout when it succeeds.
+fn git_in(dir: &Path, args: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("git");
+    cmd.args(["-c", "safe.directory=*"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE");
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(120)),
+        max_output: 64 << 10,
+        test_timeout: None,
+    };
+    let out = run_command(cmd, &format!("git {}", args.join(" ")), &options).ok()?;
+    out.success().then_some(out.stdout)
+}
+
+/// The installed version of `package` in `venv` (read from its metadata
+/// with an isolated interpreter, so no repository code runs).
+pub(crate) fn installed_version(venv: &Path, package: &str) -> Option<String> {
+    let mut cmd = Command::new(venv.join("bin").join("python"));
+    cmd.args([
+        "-I",
+        "-c",
+        "import sys, importlib.metadata as m; print(m.version(sys.argv[1]))",
+        package,
+    ])
+    .current_dir(venv);
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(60)),
+        max_output: 4 << 10,
+        test_timeout: None,
+    };
+    let out = run_command(cmd, "python -I -c importlib.metadata.version", &options).ok()?;
+    let version = out.stdout.trim();
+    (out.success() && !version.is_empty()).then(|| version.to_string())
+}
+
+/// `8` of `8.3.2`.
+fn major_version(version: &str) -> Option<u32> {
+    version.split('.').next()?.trim().parse().ok()
+}
+
+/// Replace the requirement on the same project in `deps` with
+/// `requirement`, or add it.
+fn set_requirement(deps: &mut Vec<String>, requirement: &str) {
+    let name = requirement_name(requirement);
+    match deps.iter_mut().find(|d| requirement_name(d) == name) {
+        Some(slot) => *slot = requirement.to_string(),
+        None => deps.push(requirement.to_string()),
+    }
+}
+
+/// The first line of `text` holding one of `needles` (trimmed), else "".
+fn first_line_with<'t>(text: &'t str, needles: &[&str]) -> &'t str {
+    text.lines()
+        .find(|l| needles.iter().any(|n| l.contains(n)))
+        .map(str::trim)
+        .unwrap_or("")
 }
 
 fn stamp_key(venv: &Path) -> Option<String> {
@@ -661,67 +945,6 @@ pub fn find_or_install_uv(cache_dir: &Path) -> Result<PathBuf> {
     Ok(uv)
 }
 
-/// Run `python <test_cmd> --collect-only -q` in `root`.
-pub(crate) fn collect(
-    venv: &Path,
-    root: &Path,
-    spec: &EnvSpec,
-    timeout: Duration,
-) -> Result<Collection> {
-    let mut cmd = Command::new(venv.join("bin").join("python"));
-    cmd.args(&spec.test_cmd)
-        .args(["--collect-only", "-q"])
-        .current_dir(root)
-        .envs(python_env(venv, root, spec));
-    let out = run_command(
-        cmd,
-        "pytest --collect-only",
-        &RunOptions {
-            timeout: Some(timeout),
-            max_output: 1 << 20,
-            test_timeout: None,
-        },
-    )?;
-    Ok(parse_collection(&out))
-}
-
-/// Read pytest's `--collect-only -q` output.
-pub(crate) fn parse_collection(out: &RunOutput) -> Collection {
-    let text = format!("{}\n{}", out.stdout, out.stderr);
-    let mut count = 0;
-    let mut errors = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.contains(" collected") || line.starts_with("collected ") {
-            if let Some(n) = line
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|t| !t.is_empty())
-                .and_then(|t| t.parse().ok())
-            {
-                count = n;
-            }
-        }
-        if let Some(rest) = line.strip_prefix("ERROR ") {
-            let file = rest.split(" - ").next().unwrap_or(rest).trim();
-            let file = file.split("::").next().unwrap_or(file);
-            if file.ends_with(".py") && !errors.iter().any(|e| e == file) {
-                errors.push(file.to_string());
-            }
-        }
-    }
-    if count == 0 {
-        // Older pytest prints only the node ids.
-        count = text.lines().filter(|l| l.contains("::")).count();
-    }
-    Collection {
-        ok: out.exit_code == Some(0) && count > 0,
-        count,
-        errors,
-        exit_code: out.exit_code,
-        tail: last_chars(&text, 1500),
-    }
-}
-
 pub(crate) fn tail(out: &RunOutput, max: usize) -> String {
     last_chars(&format!("{}{}", out.stdout, out.stderr), max)
 }
@@ -748,26 +971,6 @@ mod tests {
             stdout: stdout.into(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn collection_counts_and_error_files() {
-        let ok = parse_collection(&out(
-            0,
-            "tests/test_a.py::test_x\ntests/test_a.py::test_y\n\n2 tests collected in 0.01s\n",
-        ));
-        assert!(ok.ok);
-        assert_eq!(ok.count, 2);
-        let bad = parse_collection(&out(
-            2,
-            "tests/test_a.py::test_x\n=== short test summary info ===\nERROR tests/test_bench.py - ModuleNotFoundError: No module named 'pytest_benchmark'\n!!! Interrupted: 1 error during collection !!!\n1 test collected, 1 error in 0.1s\n",
-        ));
-        assert!(!bad.ok);
-        assert_eq!(bad.count, 1);
-        assert_eq!(bad.errors, ["tests/test_bench.py"]);
-        let none = parse_collection(&out(5, "no tests collected in 0.01s\n"));
-        assert!(!none.ok);
-        assert_eq!(none.count, 0);
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub fn fixture_environment(repo: &Path) -> Environment {
         installer: Installer::Pip,
         reused: false,
         collected: None,
+        pytest_version: None,
         steps: Vec::new(),
     }
 }

@@ -28,6 +28,7 @@
 pub mod agent;
 mod build;
 mod bwrap;
+mod collect;
 pub mod conformance;
 pub mod detect;
 pub mod docker;
@@ -40,9 +41,10 @@ pub mod tree;
 pub use agent::{install_with_agent, AgentOptions, AgentOutcome, AgentStep};
 pub use build::{
     build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
-    Collection, EnvOptions, Environment, Installer, STAMP_FILE,
+    EnvOptions, EnvSandbox, Environment, Installer, STAMP_FILE,
 };
 pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace};
+pub use collect::{collect_in, plugin_module, Collection};
 pub use docker::{DockerOptions, DockerSandbox};
 pub use local::{LocalSandbox, LocalWorkspace};
 pub use service::ChildService;
