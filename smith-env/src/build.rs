@@ -965,14 +965,6 @@ pub(crate) fn last_chars(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn out(code: i32, stdout: &str) -> RunOutput {
-        RunOutput {
-            exit_code: Some(code),
-            stdout: stdout.into(),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn pip_lines_run_through_uv_when_uv_installs() {
         let uv = Installer::Uv(PathBuf::from("/opt/uv"));
