@@ -8,7 +8,7 @@ use std::path::Path;
 
 use smith_core::{Error, Result};
 
-use crate::spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec};
+use crate::spec::{default_test_cmd, requirement_name, set_requirement, shell_quote, EnvSpec};
 
 /// Extra / group names that mean "what the tests need", in preference order.
 pub const TEST_EXTRAS: &[&str] = &["test", "tests", "testing", "dev"];
@@ -124,60 +124,156 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
             Vec::new()
         }
     };
-    let make = |strategy: String, install: Vec<String>, deps: Vec<String>| {
+    // Every strategy carries the requirements its own source names, so that
+    // a pytest pin found elsewhere is applied only where the source has none.
+    let mut found: Vec<(EnvSpec, Vec<String>)> = Vec::new();
+    let mut push = |strategy: String, install: Vec<String>, deps: Vec<String>, own: Vec<String>| {
         let mut spec = base.clone();
         spec.strategy = strategy;
         spec.install = install;
         spec.test_deps = deps;
         spec.ensure_test_deps();
-        spec
+        found.push((spec, own));
     };
-    let mut specs = Vec::new();
     let pyproject = read_toml(repo, "pyproject.toml")?;
+    let project_name = pyproject
+        .as_ref()
+        .and_then(|p| p.get("project")?.get("name")?.as_str())
+        .map(requirement_name);
+    let editable = |extras: &[String]| -> Vec<String> {
+        if extras.is_empty() {
+            plain_install()
+        } else {
+            vec![format!(
+                "pip install -e {}",
+                shell_quote(&format!(".[{}]", extras.join(",")))
+            )]
+        }
+    };
+    let mut all_reqs: Vec<String> = Vec::new();
 
-    // PEP 621 optional dependencies.
-    if let Some(extras) = pyproject
+    // PEP 621 extras and PEP 735 dependency groups (PDM's dev-dependencies
+    // are groups of the same shape) that name test dependencies: all of them
+    // together first, so that tests skipping on a missing optional package
+    // run, then the first of each kind alone.
+    let extras = pyproject
         .as_ref()
         .and_then(|p| p.get("project")?.get("optional-dependencies")?.as_table())
-    {
-        if let Some(name) = TEST_EXTRAS.iter().find(|n| extras.contains_key(**n)) {
-            specs.push(make(
-                format!("pep621:{name}"),
-                vec![format!(
-                    "pip install -e {}",
-                    shell_quote(&format!(".[{name}]"))
-                )],
-                Vec::new(),
-            ));
-        }
-    }
-    // PEP 735 dependency groups, resolved here because older pips lack `--group`.
-    if let Some(groups) = pyproject
+        .cloned()
+        .unwrap_or_default();
+    let mut groups = pyproject
+        .as_ref()
+        .and_then(|p| {
+            p.get("tool")?
+                .get("pdm")?
+                .get("dev-dependencies")?
+                .as_table()
+        })
+        .cloned()
+        .unwrap_or_default();
+    if let Some(declared) = pyproject
         .as_ref()
         .and_then(|p| p.get("dependency-groups")?.as_table())
     {
-        if let Some(name) = TEST_EXTRAS.iter().find(|n| groups.contains_key(**n)) {
-            let mut deps = Vec::new();
-            resolve_group(groups, name, &mut deps, 0);
-            specs.push(make(
-                format!("dependency-groups:{name}"),
-                plain_install(),
-                deps,
-            ));
-        }
+        groups.extend(declared.clone());
     }
-    // setup.cfg extras.
+    let test_extras = test_names(extras.keys());
+    let test_groups = test_names(groups.keys());
+    let extra_reqs = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter_map(|n| extras.get(n)?.as_array())
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    // A group's deps, with requirements on the project itself turned into
+    // extras of its editable install (installing it from an index would
+    // replace the working tree's code).
+    let group_deps = |names: &[String]| -> (Vec<String>, Vec<String>) {
+        let mut deps = Vec::new();
+        for name in names {
+            resolve_group(&groups, name, &mut deps, 0);
+        }
+        let mut own_extras = Vec::new();
+        deps.retain(|d| {
+            if project_name.as_deref() != Some(requirement_name(d).as_str()) {
+                return true;
+            }
+            own_extras.extend(requirement_extras(d));
+            false
+        });
+        (deps, own_extras)
+    };
+    if !test_extras.is_empty() || !test_groups.is_empty() {
+        let (deps, own_extras) = group_deps(&test_groups);
+        let mut names = test_extras.clone();
+        for e in own_extras {
+            if !names.contains(&e) {
+                names.push(e);
+            }
+        }
+        let mut parts = Vec::new();
+        if !test_extras.is_empty() {
+            parts.push(format!("pep621:{}", test_extras.join(",")));
+        }
+        if !test_groups.is_empty() {
+            parts.push(format!("dependency-groups:{}", test_groups.join(",")));
+        }
+        let mut own = extra_reqs(&names);
+        own.extend(deps.iter().cloned());
+        all_reqs.extend(own.iter().cloned());
+        push(parts.join("+"), editable(&names), deps, own);
+    }
+    if let Some(name) = test_extras.first() {
+        let names = [name.clone()];
+        push(
+            format!("pep621:{name}"),
+            editable(&names),
+            Vec::new(),
+            extra_reqs(&names),
+        );
+    }
+    if let Some(name) = test_groups.first() {
+        let (deps, own_extras) = group_deps(std::slice::from_ref(name));
+        let own = deps.clone();
+        push(
+            format!("dependency-groups:{name}"),
+            editable(&own_extras),
+            deps,
+            own,
+        );
+    }
+    // setup.cfg extras, the same way.
     if let Some(cfg) = read_ini(repo, "setup.cfg")? {
-        if let Some(extras) = cfg.get("options.extras_require") {
-            if let Some(name) = TEST_EXTRAS.iter().find(|n| extras.contains_key(**n)) {
-                specs.push(make(
-                    format!("setup.cfg:{name}"),
-                    vec![format!(
-                        "pip install -e {}",
-                        shell_quote(&format!(".[{name}]"))
-                    )],
+        if let Some(cfg_extras) = cfg.get("options.extras_require") {
+            let names = test_names(cfg_extras.keys());
+            let reqs = |names: &[String]| -> Vec<String> {
+                names
+                    .iter()
+                    .filter_map(|n| cfg_extras.get(n))
+                    .flat_map(|v| v.lines().map(str::trim).map(String::from))
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .collect()
+            };
+            if names.len() > 1 {
+                all_reqs.extend(reqs(&names));
+                push(
+                    format!("setup.cfg:{}", names.join(",")),
+                    editable(&names),
                     Vec::new(),
-                ));
+                    reqs(&names),
+                );
+            }
+            if let Some(name) = names.first() {
+                let one = [name.clone()];
+                all_reqs.extend(reqs(&one));
+                push(
+                    format!("setup.cfg:{name}"),
+                    editable(&one),
+                    Vec::new(),
+                    reqs(&one),
+                );
             }
         }
     }
@@ -185,7 +281,9 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
     for file in test_requirement_files(repo) {
         let mut install = plain_install();
         install.push(format!("pip install -r {}", shell_quote(&file)));
-        specs.push(make(format!("requirements:{file}"), install, Vec::new()));
+        let own = requirement_lines(repo, &file, 0);
+        all_reqs.extend(own.iter().cloned());
+        push(format!("requirements:{file}"), install, Vec::new(), own);
     }
     // tox and nox.
     if let Some(tox) = read_ini(repo, "tox.ini")? {
@@ -204,14 +302,21 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
             }
             let (reqs, plain): (Vec<String>, Vec<String>) =
                 deps.into_iter().partition(|d| d.starts_with("-r "));
+            let mut own = plain.clone();
+            for r in &reqs {
+                let file = r.trim_start_matches("-r ").trim_matches('\'');
+                own.extend(requirement_lines(repo, file, 0));
+            }
+            all_reqs.extend(own.iter().cloned());
             install.extend(reqs.into_iter().map(|r| format!("pip install {r}")));
-            specs.push(make("tox".into(), install, plain));
+            push("tox".into(), install, plain, own);
         }
     }
     if let Ok(text) = std::fs::read_to_string(repo.join("noxfile.py")) {
         let deps = nox_deps(&text);
         if !deps.is_empty() {
-            specs.push(make("nox".into(), plain_install(), deps));
+            all_reqs.extend(deps.iter().cloned());
+            push("nox".into(), plain_install(), deps.clone(), deps);
         }
     }
     let last = if facts.installable {
@@ -219,13 +324,113 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
     } else {
         "no-install"
     };
-    specs.push(make(last.into(), plain_install(), Vec::new()));
-    if let Some(rp) = &facts.requires_python {
-        for spec in &mut specs {
+    push(last.into(), plain_install(), Vec::new(), Vec::new());
+    drop(push);
+    // The project's declared runner: the first pytest requirement with a
+    // version constraint, wherever the project states it.
+    let declared_pytest = all_reqs
+        .iter()
+        .find(|r| requirement_name(r) == "pytest" && has_version_constraint(r))
+        .cloned();
+    let mut specs: Vec<EnvSpec> = Vec::new();
+    for (mut spec, own) in found {
+        // The source's own pin wins; stated in the test deps too, because a
+        // pin in a constraints file binds only the line that names it.
+        let own_pin = own
+            .iter()
+            .find(|r| requirement_name(r) == "pytest" && has_version_constraint(r));
+        if let Some(pin) = own_pin.or(declared_pytest.as_ref()) {
+            set_requirement(&mut spec.test_deps, pin);
+        }
+        if let Some(rp) = &facts.requires_python {
             spec.notes.push(format!("requires-python {rp}"));
+        }
+        // Two sources may come to the same steps (one extra alone and all
+        // of them): try those once.
+        if !specs
+            .iter()
+            .any(|s| s.install == spec.install && s.test_deps == spec.test_deps)
+        {
+            specs.push(spec);
         }
     }
     Ok(specs)
+}
+
+/// Extra or group names that mean "what the tests need": those of
+/// [`TEST_EXTRAS`] in that order, then any other name containing `test`.
+fn test_names<'k>(keys: impl Iterator<Item = &'k String>) -> Vec<String> {
+    let keys: Vec<&String> = keys.collect();
+    let mut names: Vec<String> = TEST_EXTRAS
+        .iter()
+        .filter(|n| keys.iter().any(|k| k == n))
+        .map(|n| n.to_string())
+        .collect();
+    let mut others: Vec<String> = keys
+        .iter()
+        .filter(|k| k.to_ascii_lowercase().contains("test") && !names.contains(k))
+        .map(|k| k.to_string())
+        .collect();
+    others.sort();
+    names.extend(others);
+    names
+}
+
+/// The extras a requirement asks for: `pkg[a, b]>=1` → `["a", "b"]`.
+fn requirement_extras(req: &str) -> Vec<String> {
+    let Some(open) = req.find('[') else {
+        return Vec::new();
+    };
+    let Some(close) = req[open..].find(']') else {
+        return Vec::new();
+    };
+    req[open + 1..open + close]
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Whether a requirement constrains the version (`pytest>=7`, `pytest==7.4`),
+/// markers aside.
+fn has_version_constraint(req: &str) -> bool {
+    let spec = req.split(';').next().unwrap_or(req);
+    spec.contains(['<', '>', '=', '~', '!'])
+}
+
+/// The requirement lines of a requirements file, following `-r` and `-c`
+/// (constraints pin versions too) a few levels deep.
+fn requirement_lines(repo: &Path, file: &str, depth: usize) -> Vec<String> {
+    let path = repo.join(file);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split(" #").next().unwrap_or(line).trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let nested = ["-r", "--requirement", "-c", "--constraint"]
+            .iter()
+            .find_map(|flag| line.strip_prefix(flag));
+        if let Some(rest) = nested {
+            let name = rest.trim_start_matches('=').trim();
+            if depth < 3 && !name.is_empty() {
+                let nested = dir.join(name);
+                out.extend(requirement_lines(
+                    repo,
+                    &nested.to_string_lossy(),
+                    depth + 1,
+                ));
+            }
+        } else if !line.starts_with('-') {
+            out.push(line.to_string());
+        }
+    }
+    out
 }
 
 /// The pytest arguments for a repository: `-p no:cacheprovider`, addopts
@@ -557,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn pep621_extra_comes_first_then_groups_then_plain() {
+    fn all_test_extras_and_groups_come_first_then_each_alone_then_plain() {
         let r = repo(&[
             (
                 "pyproject.toml",
@@ -569,10 +774,24 @@ mod tests {
         ]);
         let specs = detect(r.path()).unwrap();
         let names: Vec<&str> = specs.iter().map(|s| s.strategy.as_str()).collect();
-        assert_eq!(names, ["pep621:tests", "dependency-groups:tests", "plain"]);
-        assert_eq!(specs[0].install, ["pip install -e '.[tests]'"]);
         assert_eq!(
-            specs[1].test_deps,
+            names,
+            [
+                "pep621:tests,dev+dependency-groups:tests",
+                "pep621:tests",
+                "dependency-groups:tests",
+                "plain"
+            ]
+        );
+        assert_eq!(specs[0].install, ["pip install -e '.[tests,dev]'"]);
+        assert_eq!(
+            specs[0].test_deps,
+            ["simplejson", "ruff", "pytest", "coverage"]
+        );
+        assert_eq!(specs[1].install, ["pip install -e '.[tests]'"]);
+        assert_eq!(specs[2].install, ["pip install -e ."]);
+        assert_eq!(
+            specs[2].test_deps,
             ["simplejson", "ruff", "pytest", "coverage"]
         );
         assert_eq!(specs[0].pythonpath, ["src"]);
@@ -580,6 +799,89 @@ mod tests {
             specs[0].test_cmd,
             ["-m", "pytest", "-p", "no:cacheprovider", "tests"]
         );
+    }
+
+    #[test]
+    fn a_test_group_next_to_a_dev_extra_is_installed_with_it() {
+        // The `dev` extra alone used to win, leaving the group's packages out.
+        let r = repo(&[
+            (
+                "pyproject.toml",
+                "[project]\nname='Demo_Pkg'\n[project.optional-dependencies]\ndev=['pytest']\nyaml=['pyyaml']\n\
+                 [dependency-groups]\ntest=['pytest', 'demo-pkg[yaml]', 'wcwidth']\n",
+            ),
+            ("demo_pkg/__init__.py", ""),
+        ]);
+        let specs = detect(r.path()).unwrap();
+        assert_eq!(specs[0].strategy, "pep621:dev+dependency-groups:test");
+        // The group's requirement on the project itself becomes an extra of
+        // the editable install, never a download of the released package.
+        assert_eq!(specs[0].install, ["pip install -e '.[dev,yaml]'"]);
+        assert_eq!(specs[0].test_deps, ["pytest", "wcwidth", "coverage"]);
+        let group = specs
+            .iter()
+            .find(|s| s.strategy == "dependency-groups:test")
+            .unwrap();
+        assert_eq!(group.install, ["pip install -e '.[yaml]'"]);
+    }
+
+    #[test]
+    fn pdm_dev_dependencies_count_as_groups() {
+        let r = repo(&[
+            (
+                "pyproject.toml",
+                "[project]\nname='p'\n[tool.pdm.dev-dependencies]\ntest=['pytest>=7', 'six']\n",
+            ),
+            ("p/__init__.py", ""),
+        ]);
+        let specs = detect(r.path()).unwrap();
+        assert_eq!(specs[0].strategy, "dependency-groups:test");
+        assert_eq!(specs[0].test_deps, ["pytest>=7", "six", "coverage"]);
+    }
+
+    #[test]
+    fn the_declared_pytest_pin_applies_where_a_source_names_none() {
+        let r = repo(&[
+            (
+                "pyproject.toml",
+                "[project]\nname='p'\n[project.optional-dependencies]\ntest=['pytest', 'six']\n",
+            ),
+            ("requirements/test.txt", "-c constraints.txt\nmock\n"),
+            (
+                "requirements/constraints.txt",
+                "pytest>=6,<8  # old hooks\n",
+            ),
+            ("p/__init__.py", ""),
+        ]);
+        let specs = detect(r.path()).unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.strategy.as_str()).collect();
+        assert_eq!(
+            names,
+            ["pep621:test", "requirements:requirements/test.txt", "plain"]
+        );
+        for spec in &specs {
+            assert_eq!(
+                spec.test_deps,
+                ["pytest>=6,<8", "coverage"],
+                "{}",
+                spec.strategy
+            );
+        }
+        // A source with its own pin keeps it.
+        let r = repo(&[
+            (
+                "pyproject.toml",
+                "[project]\nname='p'\n[project.optional-dependencies]\ntest=['pytest==7.4.4']\n",
+            ),
+            ("tox.ini", "[testenv]\ndeps =\n    pytest<7\n"),
+            ("p/__init__.py", ""),
+        ]);
+        let specs = detect(r.path()).unwrap();
+        assert_eq!(specs[0].strategy, "pep621:test");
+        assert_eq!(specs[0].test_deps, ["pytest==7.4.4", "coverage"]);
+        assert_eq!(specs[1].strategy, "tox");
+        assert_eq!(specs[1].test_deps, ["pytest<7", "coverage"]);
+        assert_eq!(specs[2].test_deps, ["pytest==7.4.4", "coverage"]);
     }
 
     #[test]

@@ -159,6 +159,16 @@ pub fn requirement_name(req: &str) -> String {
     req[..end].to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
+/// Replace the requirement on the same project in `deps` with
+/// `requirement`, or add it.
+pub(crate) fn set_requirement(deps: &mut Vec<String>, requirement: &str) {
+    let name = requirement_name(requirement);
+    match deps.iter_mut().find(|d| requirement_name(d) == name) {
+        Some(slot) => *slot = requirement.to_string(),
+        None => deps.push(requirement.to_string()),
+    }
+}
+
 /// Quote `s` for a POSIX shell when it needs it.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
