@@ -839,10 +839,12 @@ fn major_version(version: &str) -> Option<u32> {
     version.split('.').next()?.trim().parse().ok()
 }
 
-/// The first line of `text` holding one of `needles` (trimmed), else "".
+/// The first line of `text` holding the first of `needles` found in it
+/// (trimmed), else "".
 fn first_line_with<'t>(text: &'t str, needles: &[&str]) -> &'t str {
-    text.lines()
-        .find(|l| needles.iter().any(|n| l.contains(n)))
+    needles
+        .iter()
+        .find_map(|n| text.lines().find(|l| l.contains(n)))
         .map(str::trim)
         .unwrap_or("")
 }

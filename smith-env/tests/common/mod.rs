@@ -49,3 +49,43 @@ pub const CALC: &[(&str, &str)] = &[
          def test_env():\n    assert os.environ.get('PYTHONDONTWRITEBYTECODE') == '1'\n",
     ),
 ];
+
+/// A copy of `smith-env/tests/fixtures/<name>` in a new temp dir (builds
+/// key their venvs by the repository's path, and some tests change it).
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("smith-env-{name}-"))
+        .tempdir()
+        .unwrap();
+    copy_dir(&from, dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_dir(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), dst).unwrap();
+        }
+    }
+}
+
+/// Run `python args...` in a new local workspace of `env`; its stdout.
+pub fn run_in_workspace(env: &smith_env::Environment, args: &[&str]) -> smith_core::RunOutput {
+    use smith_core::Sandbox;
+    let sandbox = smith_env::LocalSandbox::new(env).unwrap();
+    let mut ws = sandbox.workspace().unwrap();
+    ws.run(
+        &smith_core::CommandSpec::new("python", args.iter().copied()),
+        &smith_core::RunOptions::default(),
+    )
+    .unwrap()
+}
