@@ -325,7 +325,6 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
         "no-install"
     };
     push(last.into(), plain_install(), Vec::new(), Vec::new());
-    drop(push);
     // The project's declared runner: the first pytest requirement with a
     // version constraint, wherever the project states it.
     let declared_pytest = all_reqs
