@@ -343,16 +343,26 @@ impl Pipeline {
             name: "env",
             detail: "building the Python environment".into(),
         });
-        let options = smith_env::EnvOptions::new(
+        let mut options = smith_env::EnvOptions::new(
             self.config
                 .cache_dir
                 .clone()
                 .unwrap_or_else(|| out.join(".env-cache")),
         );
+        // The collection check imports the project's code: it runs in the
+        // sandbox every later stage uses.
+        options.sandbox = match self.config.sandbox {
+            SandboxKind::Local => smith_env::EnvSandbox::Local,
+            SandboxKind::Bwrap => smith_env::EnvSandbox::Bwrap(Default::default()),
+        };
         let env = smith_env::build_environment(&repo.root, &options)?;
         store::write_json(
             &self.path("env.json"),
-            &serde_json::json!({ "spec": &env.spec, "venv": &env.venv }),
+            &serde_json::json!({
+                "spec": &env.spec,
+                "venv": &env.venv,
+                "pytest_version": &env.pytest_version,
+            }),
         )?;
         let sandbox: Arc<dyn Sandbox> = match self.config.sandbox {
             SandboxKind::Local => Arc::new(LocalSandbox::new(&env)?),
