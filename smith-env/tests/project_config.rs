@@ -72,10 +72,37 @@ fn a_conftest_with_the_old_path_hook_gets_an_older_pytest() {
 #[test]
 fn packages_a_test_group_names_through_an_extra_are_installed() {
     let (_repo, env) = build("test-group");
-    assert_eq!(env.spec.strategy, "pep621:dev+dependency-groups:test");
     let out = run_suite(&env);
     assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("2 passed"), "{}", out.stdout);
     assert!(!out.stdout.contains("skipped"), "{}", out.stdout);
+    assert!(out.stdout.contains("2 passed"), "{}", out.stdout);
+    assert_eq!(env.spec.strategy, "pep621:dev+dependency-groups:test");
+    let _ = std::fs::remove_dir_all(&env.venv);
+}
+
+#[test]
+fn files_that_fail_to_collect_are_ignored_by_name_from_the_plugins_report() {
+    let repo = common::write_repo(&[
+        ("mod.py", "def one():\n    return 1\n"),
+        (
+            "tests/test_one.py",
+            "from mod import one\n\ndef test_one():\n    assert one() == 1\n",
+        ),
+        (
+            "tests/test_extra.py",
+            "import a_module_nobody_installs\n\ndef test_extra():\n    pass\n",
+        ),
+        // Quiet output on top of smith's: nothing of it is read.
+        ("pytest.ini", "[pytest]\naddopts = -q\n"),
+    ]);
+    let env = build_environment(repo.path(), &EnvOptions::new(common::cache_dir())).unwrap();
+    assert_eq!(env.collected, Some(1), "{:#?}", env.steps);
+    assert!(
+        env.spec
+            .test_cmd
+            .contains(&"--ignore=tests/test_extra.py".to_string()),
+        "{:?}",
+        env.spec.test_cmd
+    );
     let _ = std::fs::remove_dir_all(&env.venv);
 }
