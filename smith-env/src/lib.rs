@@ -2,10 +2,17 @@
 //!
 //! [`build_environment`] turns a repository directory into a ready venv: it
 //! reads a user-written [`EnvSpec`] (`smith-env.toml`) or detects one
-//! (PEP 621 extras, PEP 735 groups, setup.cfg extras, requirements files,
-//! tox/nox deps, a plain editable install), installs with uv or pip, always
-//! adds pytest and coverage, and checks that pytest collects tests. The
-//! result is cached by the repository's packaging files.
+//! (PEP 621 extras and PEP 735 groups that name tests, all together first,
+//! setup.cfg extras, requirements files, tox/nox deps, a plain editable
+//! install), installs with uv or pip from a scratch copy of the repository
+//! (never writing into it), always adds pytest (at the version the project
+//! declares) and coverage, and checks that pytest collects tests in a
+//! workspace of the sandbox [`EnvOptions::sandbox`] names, through a plugin
+//! of smith's ([`collect_in`]) rather than pytest's terminal output. When a
+//! project's conftest needs hooks an older pytest had, the check is retried
+//! under older releases; the version that worked is
+//! [`Environment::pytest_version`]. The result is cached by the
+//! repository's packaging files.
 //!
 //! The sandboxes implement [`smith_core::Sandbox`]: [`LocalSandbox`] copies
 //! the repository into temp directories and runs commands on the host;

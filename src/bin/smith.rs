@@ -564,13 +564,21 @@ fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "spec": env.spec, "venv": env.venv, "seconds": started.elapsed().as_secs_f64() })
+            serde_json::json!({
+                "spec": env.spec,
+                "venv": env.venv,
+                "pytest_version": env.pytest_version,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
         );
     } else {
         println!("{}", serde_json::to_string_pretty(&env.spec)?);
         println!(
-            "venv {} ({:.1} s)",
+            "venv {} with pytest {} ({:.1} s)",
             env.venv.display(),
+            env.pytest_version
+                .as_deref()
+                .unwrap_or("of unknown version"),
             started.elapsed().as_secs_f64()
         );
     }
