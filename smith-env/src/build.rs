@@ -469,7 +469,15 @@ impl Builder<'_> {
         // that the check sees what every later run sees: the venv and a
         // workspace copy of the repository, nothing the build left behind.
         let start = Instant::now();
-        let tree = BuildTree::new(&self.repo, &self.options.cache_dir.join("build"))?;
+        // Never inside the repository (a cache dir under it): the copy
+        // would copy itself.
+        let cache = self.options.cache_dir.canonicalize();
+        let scratch = if cache.is_ok_and(|c| c.starts_with(&self.repo)) {
+            std::env::temp_dir()
+        } else {
+            self.options.cache_dir.join("build")
+        };
+        let tree = BuildTree::new(&self.repo, &scratch)?;
         self.record(
             "copy",
             strategy,

@@ -165,3 +165,22 @@ fn a_missing_repository_is_a_repo_error() {
     assert!(matches!(err, smith_core::Error::Repo { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/smith-repo"), "{err}");
 }
+
+#[test]
+fn a_cache_dir_inside_the_repository_is_not_copied_into_itself() {
+    let repo = common::write_repo(&[
+        ("mod.py", "def double(x):\n    return 2 * x\n"),
+        (
+            "tests/test_mod.py",
+            "from mod import double\n\ndef test_double():\n    assert double(2) == 4\n",
+        ),
+    ]);
+    let mut options = EnvOptions::new(repo.path().join(".smith-cache"));
+    options.use_uv = Some(false);
+    let env = build_environment(repo.path(), &options).unwrap();
+    assert_eq!(env.collected, Some(1), "{:#?}", env.steps);
+    assert!(
+        !repo.path().join(".smith-cache").join("build").exists(),
+        "install steps ran in a copy under the repository"
+    );
+}
