@@ -10,7 +10,8 @@ use smith_core::{Error, Result};
 
 use crate::spec::{default_test_cmd, requirement_name, set_requirement, shell_quote, EnvSpec};
 
-/// Extra / group names that mean "what the tests need", in preference order.
+/// Extra / group names that mean "what the tests need", in preference order
+/// (any other name containing `test` counts too, after these).
 pub const TEST_EXTRAS: &[&str] = &["test", "tests", "testing", "dev"];
 
 /// Files whose content decides the environment; the cache key hashes them.
