@@ -361,9 +361,11 @@ fn a_candidate_never_leaks_into_the_next_through_a_fork_server() {
             "return names[month % 12]",
         ),
     ];
+    // The labels of forked runs alone: no fresh interpreter confirms them.
     let options = ValidateOptions {
         workers: 1,
         timeout_floor: Duration::from_secs(20),
+        fresh_check: false,
         ..ValidateOptions::default()
     };
     let fresh = run_with(&sandbox, &plain, &baseline, None, &candidates, &options);
@@ -386,5 +388,9 @@ fn a_candidate_never_leaks_into_the_next_through_a_fork_server() {
     assert!(fresh["no_base"].verdict.is_kept(), "{:?}", fresh["no_base"]);
     for name in ["no_base", "month"] {
         assert_eq!(forked[name].verdict, fresh[name].verdict, "{name}");
+        assert_eq!(forked[name].fresh_confirmed, None);
     }
+    // The helper that imports the project is the one module servers leave
+    // to the children.
+    assert_eq!(forking.server_starts().1, ["dateish_testing"]);
 }
