@@ -394,3 +394,82 @@ fn a_candidate_never_leaks_into_the_next_through_a_fork_server() {
     // to the children.
     assert_eq!(forking.server_starts().1, ["dateish_testing"]);
 }
+
+/// Tests whose ids differ between processes never become labels. The
+/// `hashids` fixture parametrizes a test over a `set` of strings: its case
+/// ids carry an index into hash order. The environment fixes one hash seed
+/// (as smith's environments set `PYTHONHASHSEED=0`); the baseline's runs
+/// use seeds of their own, and validation runs draw theirs as a grader's
+/// interpreter does.
+#[test]
+fn ids_that_change_with_the_hash_seed_are_flaky_and_never_labels() {
+    let mut sandbox = CopySandbox::new(fixture("hashids"));
+    sandbox
+        .env
+        .insert("PYTHONHASHSEED".to_string(), "0".to_string());
+    let plain = pytest();
+    let forking = pytest().forking(true);
+    let mut ws = sandbox.workspace().unwrap();
+    let baseline = run_baseline_with(
+        &mut ws,
+        &[&forking.clone().collected(false), &plain],
+        3,
+        "acme/words",
+        "0000",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    drop(ws);
+    let in_set_order = |t: &TestId| t.as_str().contains("test_length_in_set_order");
+    assert_eq!(
+        baseline.passing,
+        ids(&[
+            "tests/test_words.py::test_length",
+            "tests/test_words.py::test_shout"
+        ])
+    );
+    assert!(baseline.flaky.len() >= 8, "{baseline:?}");
+    assert!(baseline.flaky.iter().all(in_set_order), "{baseline:?}");
+    let candidates = [
+        mutate_in(
+            "hashids",
+            "length",
+            "words/__init__.py",
+            "return len(word)",
+            "return len(word) + 1",
+        ),
+        mutate_in(
+            "hashids",
+            "shout",
+            "words/__init__.py",
+            "return word.upper()",
+            "return word.lower()",
+        ),
+    ];
+    let options = ValidateOptions {
+        workers: 1,
+        timeout_floor: Duration::from_secs(20),
+        ..ValidateOptions::default()
+    };
+    for exec in [&plain, &forking] {
+        let results = run_with(&sandbox, exec, &baseline, None, &candidates, &options);
+        let Verdict::Kept {
+            fail_to_pass,
+            pass_to_pass,
+        } = &results["length"].verdict
+        else {
+            panic!("length: {:?}", results["length"]);
+        };
+        assert_eq!(*fail_to_pass, ids(&["tests/test_words.py::test_length"]));
+        assert_eq!(*pass_to_pass, ids(&["tests/test_words.py::test_shout"]));
+        for v in results.values() {
+            if let Verdict::Kept {
+                fail_to_pass,
+                pass_to_pass,
+            } = &v.verdict
+            {
+                assert!(!fail_to_pass.iter().chain(pass_to_pass).any(in_set_order));
+            }
+        }
+    }
+}
