@@ -119,6 +119,11 @@ pub struct Baseline {
     pub base_commit: String,
     /// How many times the suite ran.
     pub runs: u32,
+    /// The hash seed (`PYTHONHASHSEED`) each run was given, where the
+    /// executor takes one; distinct seeds show tests whose ids or outcomes
+    /// depend on hash order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hash_seeds: Vec<u32>,
     /// Tests that passed in every run: the only ones eligible for F2P/P2P.
     pub passing: BTreeSet<TestId>,
     /// Tests whose outcome differed between runs.

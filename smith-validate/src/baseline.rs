@@ -56,9 +56,13 @@ pub fn run_baseline_with(
     }
     workspace.reset()?;
     let mut reports = Vec::with_capacity(k as usize);
+    let mut hash_seeds = Vec::new();
     for run in 1..=k {
         let executor = executors[(run as usize - 1) % executors.len()];
         let seeded = executor.with_hash_seed(run);
+        if seeded.is_some() {
+            hash_seeds.push(run);
+        }
         let executor = seeded.as_deref().unwrap_or(executor);
         executor.prepare(workspace)?;
         let report = executor.run_tests(workspace, &TestSelection::All, options)?;
@@ -87,7 +91,10 @@ pub fn run_baseline_with(
         );
         reports.push(report);
     }
-    Ok(Baseline::from_reports(repo, base_commit, &reports))
+    Ok(Baseline {
+        hash_seeds,
+        ..Baseline::from_reports(repo, base_commit, &reports)
+    })
 }
 
 /// The time limit of one run of `selection`:

@@ -420,6 +420,7 @@ fn ids_that_change_with_the_hash_seed_are_flaky_and_never_labels() {
     )
     .unwrap();
     drop(ws);
+    assert_eq!(baseline.hash_seeds, [1, 2, 3]);
     let in_set_order = |t: &TestId| t.as_str().contains("test_length_in_set_order");
     assert_eq!(
         baseline.passing,
