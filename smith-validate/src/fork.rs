@@ -20,7 +20,7 @@
 //! `prepare`, when the workspace is clean again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -248,7 +248,7 @@ impl ServerPool {
     fn wants(
         &self,
         servers: &Mutex<HashMap<PathBuf, Server>>,
-        root: &PathBuf,
+        root: &Path,
         key: &ServerKey,
         collected: bool,
     ) -> bool {
@@ -262,15 +262,15 @@ impl ServerPool {
         !self.failed_before(root, key, collected)
     }
 
-    fn failed_before(&self, root: &PathBuf, key: &ServerKey, collected: bool) -> bool {
+    fn failed_before(&self, root: &Path, key: &ServerKey, collected: bool) -> bool {
         self.failed.lock().map_or(true, |f| {
-            f.contains(&(root.clone(), key.clone(), collected))
+            f.contains(&(root.to_path_buf(), key.clone(), collected))
         })
     }
 
-    fn failed_start(&self, root: &PathBuf, key: &ServerKey, collected: bool) {
+    fn failed_start(&self, root: &Path, key: &ServerKey, collected: bool) {
         if let Ok(mut failed) = self.failed.lock() {
-            failed.insert((root.clone(), key.clone(), collected));
+            failed.insert((root.to_path_buf(), key.clone(), collected));
         }
     }
 
