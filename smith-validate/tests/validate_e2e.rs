@@ -336,7 +336,7 @@ fn a_candidate_never_leaks_into_the_next_through_a_fork_server() {
     let mut ws = sandbox.workspace().unwrap();
     let baseline = run_baseline_with(
         &mut ws,
-        &[&forking, &plain],
+        &[&forking.clone().collected(false), &plain],
         3,
         "acme/dateish",
         "0000",
