@@ -79,6 +79,10 @@ pub struct Config {
     /// suite's dependencies imported once) instead of a fresh interpreter
     /// per run.
     pub fork: bool,
+    /// Re-run each kept candidate's tests in a fresh interpreter when its
+    /// labels came through a fork server, and keep the fresh run's verdict
+    /// where they differ; see [`ValidateOptions::fresh_check`].
+    pub fresh_check: bool,
     /// Smallest time limit of one validation run.
     pub timeout_floor: Duration,
     /// A run's time limit is the floor plus this factor times the baseline
@@ -114,6 +118,7 @@ impl Config {
             selection: SelectionMode::default(),
             confirm: false,
             fork: true,
+            fresh_check: ValidateOptions::default().fresh_check,
             timeout_floor: ValidateOptions::default().timeout_floor,
             timeout_factor: ValidateOptions::default().timeout_factor,
             test_timeout_floor: ValidateOptions::default().test_timeout_floor,
@@ -378,31 +383,33 @@ impl Pipeline {
         })
     }
 
-    /// Run the suite `baseline_runs` times on the clean tree, or reuse
-    /// `baseline.json` made for the same commit.
+    /// Run the suite `baseline_runs` times (at least twice) on the clean
+    /// tree, or reuse `baseline.json` made for the same commit under as
+    /// many distinct hash seeds.
     pub fn baseline(&self, p: &Prepared) -> Result<Baseline> {
         let path = self.path("baseline.json");
+        let runs = self.config.baseline_runs.max(2);
         if let Some(b) = store::read_json::<Baseline>(&path)? {
-            if b.base_commit == p.repo.base_commit && b.runs >= self.config.baseline_runs {
+            if b.base_commit == p.repo.base_commit && b.runs >= runs && b.hash_seeds.len() >= 2 {
                 return Ok(b);
             }
         }
         self.emit(Event::Stage {
             name: "baseline",
-            detail: format!(
-                "running the whole suite {} times",
-                self.config.baseline_runs
-            ),
+            detail: format!("running the whole suite {runs} times"),
         });
         let mut ws = p.sandbox.workspace()?;
         // With fork servers, runs alternate between a forked child and a
         // fresh interpreter, so that a test the two treat differently is
-        // flaky rather than a label.
+        // flaky rather than a label (whole-suite runs never use a collected
+        // server). At least two runs, each under its own hash seed: tests
+        // whose ids or outcomes depend on hash order are flaky too.
         let plain = p.executor.plain();
-        let (executors, runs): (Vec<&dyn smith_core::Executor>, u32) = if p.executor.is_forking() {
-            (vec![&p.executor, &plain], self.config.baseline_runs.max(2))
+        let forking = p.executor.clone().collected(false);
+        let executors: Vec<&dyn smith_core::Executor> = if p.executor.is_forking() {
+            vec![&forking, &plain]
         } else {
-            (vec![&p.executor], self.config.baseline_runs)
+            vec![&p.executor]
         };
         let baseline = smith_validate::run_baseline_with(
             ws.as_mut(),
@@ -578,6 +585,7 @@ impl Pipeline {
             workers: self.config.workers.max(1),
             selection: self.config.selection,
             confirm: self.config.confirm,
+            fresh_check: self.config.fresh_check,
             timeout_floor: self.config.timeout_floor,
             timeout_factor: self.config.timeout_factor,
             test_timeout_floor: self.config.test_timeout_floor,

@@ -141,6 +141,13 @@ pub struct Validation {
     /// it did not, [`Validation::verdict`] is the full suite's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmed: Option<bool>,
+    /// Whether the tests that gave a kept verdict, run again in a fresh
+    /// interpreter (as a grader runs them), gave the same verdict; `None`
+    /// when not checked (not kept, the check turned off, or the runs were
+    /// fresh already). When it did not, [`Validation::verdict`] is the
+    /// fresh run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_confirmed: Option<bool>,
     /// Failure output of the bug run, for issue writers (truncated).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub log: String,

@@ -119,6 +119,11 @@ pub struct Baseline {
     pub base_commit: String,
     /// How many times the suite ran.
     pub runs: u32,
+    /// The hash seed (`PYTHONHASHSEED`) each run was given, where the
+    /// executor takes one; distinct seeds show tests whose ids or outcomes
+    /// depend on hash order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hash_seeds: Vec<u32>,
     /// Tests that passed in every run: the only ones eligible for F2P/P2P.
     pub passing: BTreeSet<TestId>,
     /// Tests whose outcome differed between runs.
@@ -133,23 +138,39 @@ pub struct Baseline {
 
 impl Baseline {
     /// Combine `k` reports of full runs into a baseline.
+    ///
+    /// A test missing from some run, or whose outcome differs between runs,
+    /// is flaky. So is every case of a parametrized test with a case missing
+    /// from some run: case ids that change from one process to the next
+    /// (an index into data in hash order, run under different hash seeds)
+    /// show up as cases missing from some run, and a case whose id happens
+    /// to agree in these runs would not in a grader's.
     pub fn from_reports(repo: &str, base_commit: &str, reports: &[TestReport]) -> Baseline {
         let mut all: BTreeSet<TestId> = BTreeSet::new();
         for r in reports {
             all.extend(r.outcomes.keys().cloned());
         }
+        let unstable_cases: BTreeSet<&str> = all
+            .iter()
+            .filter(|t| reports.iter().any(|r| !r.outcomes.contains_key(*t)))
+            .filter_map(|t| t.as_str().split_once('[').map(|(function, _)| function))
+            .collect();
         let mut b = Baseline {
             repo: repo.to_string(),
             base_commit: base_commit.to_string(),
             runs: reports.len() as u32,
             ..Baseline::default()
         };
-        for t in all {
-            let outs: Vec<Option<Outcome>> = reports
-                .iter()
-                .map(|r| r.outcomes.get(&t).copied())
-                .collect();
-            if outs.iter().all(|o| *o == Some(Outcome::Passed)) {
+        for t in &all {
+            let in_unstable_family = t
+                .as_str()
+                .split_once('[')
+                .is_some_and(|(function, _)| unstable_cases.contains(function));
+            let outs: Vec<Option<Outcome>> =
+                reports.iter().map(|r| r.outcomes.get(t).copied()).collect();
+            if in_unstable_family {
+                b.flaky.insert(t.clone());
+            } else if outs.iter().all(|o| *o == Some(Outcome::Passed)) {
                 b.passing.insert(t.clone());
             } else if outs.windows(2).any(|w| w[0] != w[1]) {
                 b.flaky.insert(t.clone());
@@ -158,11 +179,11 @@ impl Baseline {
             }
             let ds: Vec<f64> = reports
                 .iter()
-                .filter_map(|r| r.durations.get(&t).copied())
+                .filter_map(|r| r.durations.get(t).copied())
                 .collect();
             if !ds.is_empty() {
                 b.durations
-                    .insert(t, ds.iter().sum::<f64>() / ds.len() as f64);
+                    .insert(t.clone(), ds.iter().sum::<f64>() / ds.len() as f64);
             }
         }
         if !reports.is_empty() {
@@ -198,6 +219,39 @@ mod tests {
         assert_eq!(b.passing, BTreeSet::from([TestId::from("a")]));
         assert_eq!(b.flaky, BTreeSet::from([TestId::from("b")]));
         assert_eq!(b.other, BTreeSet::from([TestId::from("c")]));
+    }
+
+    #[test]
+    fn cases_of_a_parametrized_test_whose_ids_change_between_runs_are_all_flaky() {
+        use Outcome::*;
+        // Indexes into hash-ordered data: `a-x0` in one run, `a-x1` in the
+        // next; `c-x2` happens to agree, and is no more reproducible.
+        let b = Baseline::from_reports(
+            "o/r",
+            "c",
+            &[
+                report(&[
+                    ("t.py::f[a-x0]", Passed),
+                    ("t.py::f[b-x1]", Passed),
+                    ("t.py::f[c-x2]", Passed),
+                    ("t.py::g[1]", Passed),
+                    ("t.py::h", Passed),
+                ]),
+                report(&[
+                    ("t.py::f[b-x0]", Passed),
+                    ("t.py::f[a-x1]", Passed),
+                    ("t.py::f[c-x2]", Passed),
+                    ("t.py::g[1]", Passed),
+                    ("t.py::h", Passed),
+                ]),
+            ],
+        );
+        assert_eq!(
+            b.passing,
+            BTreeSet::from([TestId::from("t.py::g[1]"), TestId::from("t.py::h")])
+        );
+        assert_eq!(b.flaky.len(), 5);
+        assert!(b.flaky.contains(&TestId::from("t.py::f[c-x2]")));
     }
 
     #[test]

@@ -276,15 +276,35 @@ pub trait Executor: Send + Sync + Debug {
         options: &RunOptions,
     ) -> Result<TestReport>;
 
-    /// Get ready to run tests in `workspace`, which is clean (no candidate
-    /// applied): a validator calls this once per workspace before its
-    /// first candidate, so that an executor can start long-lived helpers
-    /// from the clean tree. An error stops the validator; an executor whose
-    /// helper merely did not start should go on without it. The default
-    /// does nothing.
+    /// Get ready to run tests in `workspace`, which holds the clean tree
+    /// (no candidate applied). A validator calls this before every
+    /// candidate and a baseline before every run, so an executor may start
+    /// long-lived helpers (fork servers) here, from the clean tree, and
+    /// nowhere else: a helper lost in the middle of a candidate is
+    /// replaced at the next call, never from a changed tree. It must be
+    /// cheap when its helpers are up. An error stops the validator; an
+    /// executor whose helper merely did not start should go on without it.
+    /// The default does nothing.
     fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
         let _ = workspace;
         Ok(())
+    }
+
+    /// The same executor with every run in a fresh interpreter, as a
+    /// grader runs tests, when this one's runs may not be (fork servers);
+    /// `None` (the default) when its runs already are. Validators confirm
+    /// labels obtained through this executor with the fresh one.
+    fn fresh(&self) -> Option<Box<dyn Executor>> {
+        None
+    }
+
+    /// The same executor with the hash seed of every run it starts fixed at
+    /// `seed` (Python's `PYTHONHASHSEED`), so that runs under different
+    /// seeds show tests whose ids or outcomes depend on hash order; `None`
+    /// (the default) when it has no such seed.
+    fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+        let _ = seed;
+        None
     }
 }
 
@@ -296,6 +316,12 @@ macro_rules! forward_executor {
             }
             fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
                 (**self).prepare(workspace)
+            }
+            fn fresh(&self) -> Option<Box<dyn Executor>> {
+                (**self).fresh()
+            }
+            fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+                (**self).with_hash_seed(seed)
             }
         }
     )*};

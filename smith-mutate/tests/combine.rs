@@ -226,6 +226,7 @@ fn kept_with_f2p_uses_only_kept_validations() {
         selected: None,
         seconds: 0.1,
         confirmed: None,
+        fresh_confirmed: None,
         log: String::new(),
     };
     let broke_nothing = Validation {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use smith_core::{
-    Baseline, Candidate, FileChange, Patch, RunOptions, Sandbox, Validation, Verdict,
+    Baseline, Candidate, Executor, FileChange, Patch, RunOptions, Sandbox, Validation, Verdict,
 };
 use smith_validate::{
     labels, run_baseline_with, select_tests, validate, validate_one, CandidateSelection,
@@ -208,7 +208,7 @@ fn setup() -> Setup {
     let forking = executor.clone().forking(true);
     let baseline = run_baseline_with(
         &mut ws,
-        &[&forking, &executor],
+        &[&forking.clone().collected(false), &executor],
         3,
         "bench/repo",
         "bench",
@@ -443,6 +443,9 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     let cand = &finishing[i % finishing.len()];
                     i += 1;
+                    // As the validator does: servers (re)start only here,
+                    // on the clean tree.
+                    executor.prepare(&mut *ws).unwrap();
                     validate_one(
                         &mut *ws,
                         executor,

@@ -9,6 +9,13 @@ use smith_core::{Baseline, Error, Executor, Result, RunOptions, TestSelection, W
 /// into a [`Baseline`]: tests that pass every time are eligible for labels,
 /// tests whose outcome changes are flaky, durations are averaged.
 ///
+/// Run `i` (counting from 1) has its hash seed fixed at `i` where the
+/// executor has one ([`Executor::with_hash_seed`]), so with `k` of at least
+/// 2 a test whose id or outcome depends on hash order (a parameter list
+/// made from a `set`, say) is missing from a run or changes its outcome:
+/// flaky, never a label. The executor is
+/// [`prepare`](Executor::prepare)d before each run, on the clean tree.
+///
 /// Fails if a run times out or reports no test at all (a broken environment
 /// must not pass for a suite without tests).
 pub fn run_baseline(
@@ -25,10 +32,14 @@ pub fn run_baseline(
 /// [`run_baseline`] with runs shared out among `executors`: run `i`
 /// (counting from 0) uses `executors[i % executors.len()]`.
 ///
-/// Give a forking [`PytestExecutor`](crate::PytestExecutor) and its
-/// [`plain`](crate::PytestExecutor::plain) twin (with `k` at least 2): a test
-/// that behaves differently in a forked child than in a fresh interpreter
-/// then comes out flaky, and never becomes a label.
+/// Give a forking [`PytestExecutor`](crate::PytestExecutor) (with
+/// [`collected`](crate::PytestExecutor::collected) off: whole-suite runs
+/// never use a collected server) and its
+/// [`plain`](crate::PytestExecutor::plain) twin, with `k` at least 2: a
+/// test that behaves differently in a forked child than in a fresh
+/// interpreter then comes out flaky, and so does one that depends on the
+/// hash seed (every run has a seed of its own, every other run in a fresh
+/// interpreter).
 pub fn run_baseline_with(
     workspace: &mut dyn Workspace,
     executors: &[&dyn Executor],
@@ -45,8 +56,15 @@ pub fn run_baseline_with(
     }
     workspace.reset()?;
     let mut reports = Vec::with_capacity(k as usize);
+    let mut hash_seeds = Vec::new();
     for run in 1..=k {
         let executor = executors[(run as usize - 1) % executors.len()];
+        let seeded = executor.with_hash_seed(run);
+        if seeded.is_some() {
+            hash_seeds.push(run);
+        }
+        let executor = seeded.as_deref().unwrap_or(executor);
+        executor.prepare(workspace)?;
         let report = executor.run_tests(workspace, &TestSelection::All, options)?;
         if report.timed_out {
             return Err(Error::TestRun {
@@ -73,7 +91,10 @@ pub fn run_baseline_with(
         );
         reports.push(report);
     }
-    Ok(Baseline::from_reports(repo, base_commit, &reports))
+    Ok(Baseline {
+        hash_seeds,
+        ..Baseline::from_reports(repo, base_commit, &reports)
+    })
 }
 
 /// The time limit of one run of `selection`:

@@ -8,12 +8,19 @@
 //! that keeps outcomes exact). Which modules and files those are is learned
 //! from the first whole-suite run and handed to every server started after.
 //!
-//! Anything that goes wrong with a server (it cannot start, the workspace
-//! cannot host it, it dies mid-run) makes [`ServerPool::run`] return `None`
-//! and the executor falls back to a fresh interpreter for that run.
+//! Servers start only in [`ServerPool::prepare`], which the executor's
+//! `prepare` calls on a clean workspace: a server started with a candidate
+//! applied could keep something of that candidate (a module imported while
+//! warming up) for every later run. A plain server never holds a module of
+//! its workspace: warm-up refuses imports that would load one, and the
+//! server checks before every fork. Anything that goes wrong with a server
+//! (it cannot start, the workspace cannot host it, it dies mid-run) makes
+//! [`ServerPool::run`] return `None` and the executor falls back to a fresh
+//! interpreter for that run; a lost server is replaced at the next
+//! `prepare`, when the workspace is clean again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -44,15 +51,21 @@ type ServerKey = (String, Option<String>, BTreeMap<String, String>);
 struct Server {
     service: Box<dyn Service>,
     key: ServerKey,
+    /// It has had the learned module report (a server started before
+    /// anything was learned gets it at a later `prepare`).
     warmed: bool,
 }
 
 /// The servers of one executor (and its clones), by workspace root.
 #[derive(Debug, Default)]
 pub(crate) struct ServerPool {
+    /// Plain servers, started and warmed on a clean tree.
     idle: Mutex<HashMap<PathBuf, Server>>,
     /// Workspaces that cannot host a server.
     unsupported: Mutex<HashSet<PathBuf>>,
+    /// Workspaces (and server keys) whose plain server did not start, or
+    /// whose collected server did not collect: not tried again.
+    failed: Mutex<HashSet<(PathBuf, ServerKey, bool)>>,
     /// The module report of the first whole-suite run, for warming servers.
     learned: Mutex<Learned>,
     /// Collected servers (see [`ServerPool::prepare`]), by workspace root.
@@ -63,6 +76,8 @@ pub(crate) struct ServerPool {
     pub(crate) served_collected: AtomicUsize,
     /// Runs a collected server handed back (a change it cannot swap in).
     pub(crate) fell_back: AtomicUsize,
+    /// Servers started (plain and collected).
+    pub(crate) started: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +94,8 @@ enum Answer {
     Done(RunOutput),
     /// The change cannot be swapped into the collected session.
     FallBack(String),
+    /// The server holds a module of its workspace and forks no child.
+    Unusable(String),
 }
 
 /// A server's answer to a run (a collected server's fallback answer has
@@ -95,10 +112,25 @@ struct Done {
     fallback: Option<String>,
 }
 
+/// A server's answer to warming up.
+#[derive(Debug, Deserialize)]
+struct Warmed {
+    /// Modules imported and files compiled.
+    warmed: usize,
+    /// Modules of the report it did not import because importing them
+    /// loads files of the workspace (a helper that imports the project).
+    #[serde(default)]
+    refused: Vec<String>,
+}
+
 impl ServerPool {
     /// Run `spec` (a `python -m pytest ...` command) through `workspace`'s
-    /// server. `None` when no server could run it; the caller then runs the
-    /// command itself. `whole_suite` runs may teach the pool what to warm.
+    /// plain server. `None` when there is no server for it (none was
+    /// prepared, or it was started for another command) or the server
+    /// failed; the caller then runs the command itself. A server that
+    /// failed is dropped, and replaced only at the next
+    /// [`prepare`](ServerPool::prepare). `whole_suite` runs may teach the
+    /// pool what to warm.
     pub(crate) fn run(
         &self,
         workspace: &mut dyn Workspace,
@@ -107,85 +139,180 @@ impl ServerPool {
         whole_suite: bool,
     ) -> Option<RunOutput> {
         let root = workspace.root().to_path_buf();
-        if self.unsupported.lock().ok()?.contains(&root) {
-            return None;
-        }
         let key = server_key(spec);
-        let mut reuse = self
-            .idle
-            .lock()
-            .ok()?
-            .remove(&root)
-            .filter(|s| s.key == key);
-        // One retry with a new server: a server can die between runs (its
-        // workspace's thread ended, a test killed its parent).
-        for _ in 0..2 {
-            let mut server = match reuse.take() {
-                Some(server) => server,
-                None => match start(workspace, key.clone()) {
-                    Ok(server) => server,
-                    Err(Error::Unsupported { .. }) => {
-                        self.unsupported.lock().ok()?.insert(root);
-                        return None;
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "fork server did not start");
-                        return None;
-                    }
-                },
-            };
-            if let Err(e) = self.warm(&mut server) {
-                tracing::debug!(error = %e, "fork server could not warm up; starting cold");
-                if let Ok(mut learned) = self.learned.lock() {
-                    *learned = Learned::Disabled;
-                }
-                continue;
+        let mut server = {
+            let mut idle = self.idle.lock().ok()?;
+            if idle.get(&root)?.key != key {
+                return None;
             }
-            let learn =
-                whole_suite && matches!(self.learned.lock().as_deref(), Ok(Learned::Nothing));
-            match request(&mut server, spec, options, learn, None) {
-                Ok((Answer::FallBack(reason), _)) => {
-                    tracing::debug!(%reason, "a plain fork server cannot fall back");
-                }
-                Ok((Answer::Done(output), learned)) => {
-                    if let (Some(report), Ok(mut slot)) = (learned, self.learned.lock()) {
-                        if matches!(*slot, Learned::Nothing) {
-                            *slot = Learned::Report(report);
-                        }
+            idle.remove(&root)?
+        };
+        let learn = whole_suite && matches!(self.learned.lock().as_deref(), Ok(Learned::Nothing));
+        match request(&mut server, spec, options, learn, None) {
+            Ok((Answer::Done(output), learned)) => {
+                if let (Some(report), Ok(mut slot)) = (learned, self.learned.lock()) {
+                    if matches!(*slot, Learned::Nothing) {
+                        *slot = Learned::Report(report);
                     }
-                    if let Ok(mut idle) = self.idle.lock() {
-                        idle.insert(root, server);
-                    }
-                    self.served.fetch_add(1, Ordering::Relaxed);
-                    return Some(output);
                 }
-                Err(e) => tracing::debug!(error = %e, "fork server run failed"),
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.insert(root, server);
+                }
+                self.served.fetch_add(1, Ordering::Relaxed);
+                Some(output)
+            }
+            Ok((Answer::FallBack(reason), _)) => {
+                tracing::debug!(%reason, "a plain fork server cannot fall back");
+                None
+            }
+            Ok((Answer::Unusable(reason), _)) => {
+                // Its warm-up let the workspace in: servers for this
+                // workspace would do the same again.
+                tracing::debug!(%reason, "fork server unusable; fresh interpreters from now on");
+                self.failed_start(&root, &key, false);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "fork server lost; fresh interpreters until the workspace is clean again");
+                None
             }
         }
-        None
     }
 
-    /// Start a collected server for `workspace`, which must be clean: it
-    /// runs `spec` (the whole suite's `python -m pytest ...`) up to the end
+    /// Get `workspace`, which must hold the clean tree, ready to serve runs
+    /// of `spec` (the whole suite's `python -m pytest ...`): start and warm
+    /// its plain server unless one for `spec` is up, and with `collect` its
+    /// collected server, which runs the whole suite's session up to the end
     /// of collection and serves every later run of selected tests by
-    /// forking there (see the server script). Whether it started is logged,
-    /// never an error: runs without one use a plain server.
-    pub(crate) fn prepare(&self, workspace: &mut dyn Workspace, spec: &CommandSpec) {
+    /// forking there (see the server script). A server that did not start
+    /// is logged, never an error, and not tried again for this workspace:
+    /// runs without one use a fresh interpreter.
+    pub(crate) fn prepare(&self, workspace: &mut dyn Workspace, spec: &CommandSpec, collect: bool) {
         let root = workspace.root().to_path_buf();
-        if let Ok(mut collected) = self.collected.lock() {
-            // A server from an earlier validation holds that tree's code.
-            collected.remove(&root);
-        }
+        let key = server_key(spec);
         if self.unsupported.lock().map_or(true, |u| u.contains(&root)) {
             return;
         }
-        let mut server = match start(workspace, server_key(spec)) {
+        let idle = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.remove(&root))
+            .filter(|s| s.key == key);
+        let plain = match idle {
+            Some(server) if server.warmed => Ok(server),
+            Some(mut server) => match self.warm(&mut server) {
+                Ok(()) => Ok(server),
+                Err(e) => {
+                    self.warming_failed(&e);
+                    self.start_plain(workspace, &key)
+                }
+            },
+            None if self.failed_before(&root, &key, false) => {
+                Err(Error::invalid("fork server", "did not start here before"))
+            }
+            None => self.start_plain(workspace, &key),
+        };
+        match plain {
+            Ok(server) => {
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.insert(root.clone(), server);
+                }
+            }
+            Err(Error::Unsupported { .. }) => {
+                if let Ok(mut unsupported) = self.unsupported.lock() {
+                    unsupported.insert(root);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "fork server did not start");
+                self.failed_start(&root, &key, false);
+            }
+        }
+        if collect && self.wants(&self.collected, &root, &key, true) {
+            match self.start_collected(workspace, spec, &key) {
+                Some(server) => {
+                    if let Ok(mut collected) = self.collected.lock() {
+                        collected.insert(root, server);
+                    }
+                }
+                None => self.failed_start(&root, &key, true),
+            }
+        }
+    }
+
+    /// Whether `servers` needs a new server for `root` and `key`: it has
+    /// none for that key (one for another key is dropped), and none failed
+    /// to start before.
+    fn wants(
+        &self,
+        servers: &Mutex<HashMap<PathBuf, Server>>,
+        root: &Path,
+        key: &ServerKey,
+        collected: bool,
+    ) -> bool {
+        let Ok(mut servers) = servers.lock() else {
+            return false;
+        };
+        if servers.get(root).is_some_and(|s| s.key == *key) {
+            return false;
+        }
+        servers.remove(root);
+        !self.failed_before(root, key, collected)
+    }
+
+    fn failed_before(&self, root: &Path, key: &ServerKey, collected: bool) -> bool {
+        self.failed.lock().map_or(true, |f| {
+            f.contains(&(root.to_path_buf(), key.clone(), collected))
+        })
+    }
+
+    fn failed_start(&self, root: &Path, key: &ServerKey, collected: bool) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.insert((root.to_path_buf(), key.clone(), collected));
+        }
+    }
+
+    /// Servers start cold from now on.
+    fn warming_failed(&self, e: &Error) {
+        tracing::debug!(error = %e, "fork server could not warm up; starting cold");
+        if let Ok(mut learned) = self.learned.lock() {
+            *learned = Learned::Disabled;
+        }
+    }
+
+    /// Start a plain server and warm it up; if warming fails, warming is
+    /// off from now on and the server starts again cold.
+    fn start_plain(&self, workspace: &mut dyn Workspace, key: &ServerKey) -> Result<Server> {
+        let mut server = start(workspace, key.clone())?;
+        self.started.fetch_add(1, Ordering::Relaxed);
+        match self.warm(&mut server) {
+            Ok(()) => Ok(server),
+            Err(e) => {
+                self.warming_failed(&e);
+                drop(server);
+                self.started.fetch_add(1, Ordering::Relaxed);
+                start(workspace, key.clone())
+            }
+        }
+    }
+
+    /// Start a collected server and have it collect the clean suite.
+    fn start_collected(
+        &self,
+        workspace: &mut dyn Workspace,
+        spec: &CommandSpec,
+        key: &ServerKey,
+    ) -> Option<Server> {
+        let mut server = match start(workspace, key.clone()) {
             Ok(server) => server,
             Err(e) => {
                 tracing::debug!(error = %e, "collected server did not start");
-                return;
+                return None;
             }
         };
+        self.started.fetch_add(1, Ordering::Relaxed);
         let line = serde_json::json!({ "collect": { "argv": &spec.args[2..] } }).to_string();
         let answer = server
             .service
@@ -196,11 +323,12 @@ impl ServerPool {
                 if serde_json::from_str::<serde_json::Value>(&answer)
                     .is_ok_and(|v| v["collected"].is_u64()) =>
             {
-                if let Ok(mut collected) = self.collected.lock() {
-                    collected.insert(root, server);
-                }
+                Some(server)
             }
-            other => tracing::debug!(answer = ?other, "collected server did not collect"),
+            other => {
+                tracing::debug!(answer = ?other, "collected server did not collect");
+                None
+            }
         }
     }
 
@@ -224,7 +352,7 @@ impl ServerPool {
         };
         let answer = request(&mut server, spec, options, false, Some(ids));
         // A server that answered stays; one that failed is dropped.
-        if answer.is_ok() {
+        if matches!(answer, Ok((Answer::Done(_) | Answer::FallBack(_), _))) {
             self.collected.lock().ok()?.insert(root, server);
         }
         match answer {
@@ -236,6 +364,10 @@ impl ServerPool {
             Ok((Answer::FallBack(reason), _)) => {
                 tracing::debug!(%reason, "collected server handed the run back");
                 self.fell_back.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok((Answer::Unusable(reason), _)) => {
+                tracing::debug!(%reason, "collected server unusable");
                 None
             }
             Err(e) => {
@@ -259,18 +391,36 @@ impl ServerPool {
         }
     }
 
-    /// Send the learned module report to a server that has not had it.
-    fn warm(&self, server: &mut Server) -> Result<()> {
-        if server.warmed {
-            return Ok(());
+    /// The learned modules a server refused to import because they load
+    /// files of the workspace (empty before any server warmed up).
+    pub(crate) fn refused_modules(&self) -> Vec<String> {
+        match self.learned.lock().as_deref() {
+            Ok(Learned::Report(report)) => report["refused"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str().map(String::from))
+                .collect(),
+            _ => Vec::new(),
         }
+    }
+
+    /// Send the learned module report to a new server. The first server to
+    /// get it vets it (tries the imports in a throwaway child): modules
+    /// whose import loads files of the workspace are taken out of the
+    /// report, so later servers import only the rest.
+    fn warm(&self, server: &mut Server) -> Result<()> {
         let report = match &*self
             .learned
             .lock()
             .map_err(|_| Error::invalid("fork server", "lock poisoned"))?
         {
             Learned::Report(report) => report.clone(),
-            _ => return Ok(()),
+            Learned::Nothing => return Ok(()),
+            Learned::Disabled => {
+                server.warmed = true;
+                return Ok(());
+            }
         };
         let line = serde_json::json!({ "warm": report }).to_string();
         server.service.send(&line)?;
@@ -278,15 +428,36 @@ impl ServerPool {
             .service
             .receive(START_LIMIT)?
             .ok_or_else(|| Error::command("fork server", "warming up took too long"))?;
-        if !answer.contains("\"warmed\"") {
-            return Err(Error::command(
+        let warmed: Warmed = serde_json::from_str(&answer).map_err(|e| {
+            Error::command(
                 "fork server",
-                format!("unexpected answer to warm-up: {answer}"),
-            ));
-        }
+                format!("unexpected answer to warm-up ({e}): {answer}"),
+            )
+        })?;
+        tracing::debug!(
+            warmed = warmed.warmed,
+            refused = warmed.refused.len(),
+            "fork server warmed up"
+        );
         server.warmed = true;
+        if report["vetted"] != serde_json::Value::Bool(true) {
+            if let Ok(mut learned) = self.learned.lock() {
+                if let Learned::Report(report) = &mut *learned {
+                    vet(report, &warmed.refused);
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Take `refused` out of a module report's modules and mark it vetted.
+fn vet(report: &mut serde_json::Value, refused: &[String]) {
+    if let Some(modules) = report["modules"].as_array_mut() {
+        modules.retain(|m| m.as_str().is_some_and(|m| !refused.iter().any(|r| r == m)));
+    }
+    report["refused"] = serde_json::json!(refused);
+    report["vetted"] = serde_json::Value::Bool(true);
 }
 
 fn server_key(spec: &CommandSpec) -> ServerKey {
@@ -356,6 +527,12 @@ fn request(
         .service
         .receive(REPLY_GRACE)?
         .ok_or_else(|| Error::command("fork server", "did not start the run"))?;
+    if let Some(reason) = serde_json::from_str::<serde_json::Value>(&started)
+        .ok()
+        .and_then(|v| v["unusable"].as_str().map(String::from))
+    {
+        return Ok((Answer::Unusable(reason), None));
+    }
     if !started.contains("\"started\"") {
         return Err(Error::command(
             "fork server",

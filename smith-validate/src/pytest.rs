@@ -73,11 +73,14 @@ const VALUE_OPTIONS: &[&str] = &[
 /// paths and the plugin makes items of those tests only.
 ///
 /// With [`forking`](PytestExecutor::forking) on (and a base command of the
-/// form `-m pytest ...`), each workspace gets a fork server that imports
-/// pytest, the suite's installed dependencies and its compiled test files
-/// once; every run is then a forked child instead of a fresh interpreter.
-/// Workspaces that cannot start a long-lived process, and runs whose server
-/// fails, use a fresh interpreter as before. Clones share their servers.
+/// form `-m pytest ...`), [`prepare`](Executor::prepare) gives each clean
+/// workspace a fork server that imports pytest, the suite's installed
+/// dependencies (never a module of the workspace) and its compiled test
+/// files once; every run is then a forked child instead of a fresh
+/// interpreter. Workspaces not prepared or that cannot start a long-lived
+/// process, and runs whose server fails, use a fresh interpreter as before
+/// (a lost server is replaced at the next `prepare`). Clones share their
+/// servers.
 #[derive(Debug, Clone)]
 pub struct PytestExecutor {
     python: String,
@@ -162,6 +165,16 @@ impl PytestExecutor {
     /// whole-suite run (empty before it, or without forking).
     pub fn warm_files(&self) -> Vec<String> {
         self.pool.warm_files()
+    }
+
+    /// How many fork servers this executor and its clones started (plain
+    /// and collected), and the modules they refused to import ahead of
+    /// time because importing them loads files of the workspace.
+    pub fn server_starts(&self) -> (usize, Vec<String>) {
+        (
+            self.pool.started.load(std::sync::atomic::Ordering::Relaxed),
+            self.pool.refused_modules(),
+        )
     }
 
     /// The same executor with every run in a fresh interpreter.
@@ -255,12 +268,17 @@ impl PytestExecutor {
                 Some(id_list(ids))
             }
         };
+        // Each interpreter draws its own hash seed, as a grader's does,
+        // whatever seed the environment fixes: a fixed seed would hide
+        // tests whose ids or outcomes depend on hash order. The baseline
+        // fixes distinct seeds per run instead ([`Executor::with_hash_seed`]).
         let mut spec = CommandSpec::new(self.python.clone(), args)
             .env("PYTHONPATH", CONTROL_DIR)
             .env("SMITH_EVENTS", EVENTS_PATH)
             .env("PY_COLORS", "0")
             .env("NO_COLOR", "1")
-            .env("PYTHONDONTWRITEBYTECODE", "1");
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONHASHSEED", "random");
         if select.is_some() {
             spec = spec.env("SMITH_SELECT", SELECT_PATH);
         }
@@ -312,16 +330,30 @@ impl Executor for PytestExecutor {
         Ok(build_report(&String::from_utf8_lossy(&events), &output))
     }
 
-    /// With forking and [`collected`](PytestExecutor::collected) on, start
-    /// the workspace's collected server from the clean tree.
+    /// With forking on, start the workspace's fork servers from the clean
+    /// tree unless they are up: the plain one and, with
+    /// [`collected`](PytestExecutor::collected) on, the collected one.
     fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
-        if self.is_forking() && self.collect {
+        if self.is_forking() {
             workspace.write(PLUGIN_PATH, PLUGIN_SOURCE.as_bytes())?;
             workspace.write(EVENTS_PATH, b"")?;
             let (spec, _) = self.command(&TestSelection::All, &[]);
-            self.pool.prepare(workspace, &spec);
+            self.pool.prepare(workspace, &spec, self.collect);
         }
         Ok(())
+    }
+
+    /// With forking on, [`plain`](PytestExecutor::plain).
+    fn fresh(&self) -> Option<Box<dyn Executor>> {
+        self.is_forking()
+            .then(|| Box::new(self.plain()) as Box<dyn Executor>)
+    }
+
+    /// This executor (sharing its fork servers) with `PYTHONHASHSEED` set.
+    fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+        Some(Box::new(
+            self.clone().env("PYTHONHASHSEED", seed.to_string()),
+        ))
     }
 }
 

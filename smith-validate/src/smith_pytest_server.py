@@ -8,19 +8,24 @@ fresh `python -m pytest ARGS` would be at the moment pytest starts, except
 that those imports and compilations are already done:
 
 * nothing from the workspace is ever imported here, so the child imports
-  the (possibly mutated) code under test itself;
+  the (possibly mutated) code under test itself: warm-up refuses any import
+  that would load a file of the workspace (an installed helper that imports
+  the project under test, say), and a server that holds a module of its
+  workspace all the same forks no child (it answers `unusable`);
 * compiled code is reused only for a file whose bytes are identical to the
   bytes it was compiled from, so a mutated file is always compiled afresh.
 
 Requests and answers are JSON lines on stdin and stdout:
 
     {"warm": {"modules": [...], "files": [{"path": ..., "rewrite": bool}],
-              "pass_hook": bool}}          -> {"warmed": N}
+              "pass_hook": bool, "vetted": bool}}
+                                           -> {"warmed": N, "refused": [...]}
     {"argv": [...], "env": {...}, "timeout": secs|null, "max_output": bytes,
      "test_timeout": secs|null, "events": path|null,
      "learn": bool}                        -> {"started": pid}, then
     {"exit_code": int|null, "timed_out": bool, "seconds": float,
      "stdout": str, "stderr": str, "learned": {...}|null}
+                                           or {"unusable": reason}
 
 The child runs in its own process group; at its time limit, and again when
 it exits, the whole group is killed. With `test_timeout`, the run's event
@@ -182,18 +187,146 @@ def _prepare_traceback_source(path):
     _starts[id(tree)] = (tree, _statement_starts(tree))
 
 
+# ------------------------------------------------- the workspace stays out
+#
+# A child must import the workspace's code itself, as it is at the time of
+# the run: a module of the workspace in this process's `sys.modules` would
+# be inherited by every child, with the code of whatever tree the server saw
+# (a candidate's, or the clean one hiding a candidate's change).
+
+_ROOT = os.path.realpath(os.getcwd()) + os.sep
+_CONTROL = _ROOT + ".smith" + os.sep
+# name -> module object already found to come from outside the workspace
+_outside = {}
+# A collected server holds the workspace's modules by design (it compares
+# them with the files before every run).
+_collected_mode = []
+
+
+def _in_workspace(path):
+    if not isinstance(path, str) or not path:
+        return False
+    real = os.path.realpath(path)
+    return real.startswith(_ROOT) and not real.startswith(_CONTROL)
+
+
+def _module_in_workspace(module):
+    if _in_workspace(getattr(module, "__file__", None)):
+        return True
+    try:
+        return any(_in_workspace(p) for p in getattr(module, "__path__", None) or ())
+    except Exception:
+        return False
+
+
+def _workspace_modules():
+    """Names in `sys.modules` of modules loaded from the workspace."""
+    found = []
+    for name, module in list(sys.modules.items()):
+        if _outside.get(name) is module:
+            continue
+        if _module_in_workspace(module):
+            found.append(name)
+        else:
+            _outside[name] = module
+    return found
+
+
+class _RefuseWorkspace:
+    """A finder, first on `sys.meta_path` during warm-up only, that fails
+    every import the other finders would load from the workspace."""
+
+    def __init__(self):
+        self.refused = []
+
+    def find_spec(self, name, path=None, target=None):
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        origin = spec.origin if spec.has_location else None
+        if _in_workspace(origin) or any(
+            _in_workspace(p) for p in spec.submodule_search_locations or ()
+        ):
+            self.refused.append(name)
+            raise ImportError("smith's fork server does not import %s" % name, name=name)
+        return spec
+
+
+def _import_guarded(name):
+    """Import `name` unless that loads a file of the workspace (then roll
+    back every module the attempt added); whether it was refused."""
+    before = set(sys.modules)
+    guard = _RefuseWorkspace()
+    sys.meta_path.insert(0, guard)
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        pass
+    finally:
+        sys.meta_path.remove(guard)
+    added = [n for n in sys.modules if n not in before]
+    if guard.refused or any(_module_in_workspace(sys.modules[n]) for n in added):
+        for n in added:
+            sys.modules.pop(n, None)
+        return True
+    return False
+
+
+def _vet(modules):
+    """The modules of `modules` whose import loads files of the workspace,
+    directly or through others, found by importing them all in a throwaway
+    child; None if the child could not tell."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.dup2(_devnull, 2)
+            refused = [n for n in modules if n not in sys.modules and _import_guarded(n)]
+            data = json.dumps(refused).encode("utf-8")
+            while data:
+                data = data[os.write(write, data):]
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    try:
+        return set(json.loads(b"".join(chunks)))
+    except ValueError:
+        return None
+
+
 def _warm(spec):
     """Import the third-party and standard modules the suite uses and
-    compile its files, as learned from a full run."""
+    compile its files, as learned from a full run. Modules whose import
+    would load files of the workspace are refused (found first in a
+    throwaway child unless the report was vetted already, so that not even
+    part of their import runs here). Returns the count and the refused."""
     count = 0
-    for name in spec.get("modules", []):
-        if name in sys.modules:
+    modules = [m for m in spec.get("modules", []) if isinstance(m, str)]
+    refused = set()
+    if not spec.get("vetted"):
+        refused = _vet(modules) or set()
+    for name in modules:
+        if name in sys.modules or name in refused:
             continue
-        try:
-            importlib.import_module(name)
+        if _import_guarded(name):
+            refused.add(name)
+        else:
             count += 1
-        except BaseException:
-            pass
     root = os.getcwd()
     for entry in spec.get("files", []):
         path = os.path.join(root, entry["path"])
@@ -214,7 +347,8 @@ def _warm(spec):
             count += 1
         except BaseException:
             pass
-    return count
+    _workspace_modules()
+    return count, sorted(refused)
 
 
 class _Capture:
@@ -388,6 +522,11 @@ class _BecomeChild(BaseException):
 
 
 def _run(request):
+    if not _collected_mode:
+        held = _workspace_modules()
+        if held:
+            _reply({"unusable": "holds modules of the workspace: %s" % ", ".join(held[:5])})
+            return
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     if request.get("learn"):
@@ -742,6 +881,7 @@ def _collect_and_serve(spec):
     if not os.path.isdir("/proc/self/fd"):
         _reply({"collected": None, "reason": "no /proc/self/fd"})
         return
+    _collected_mode.append(True)
     os.environ.update(spec.get("env", {}))
     sys.argv = ["-m"] + spec["argv"]
     plugin = _Collected()
@@ -795,7 +935,8 @@ def _serve(requests):
     try:
         for request in requests:
             if "warm" in request:
-                _reply({"warmed": _warm(request["warm"])})
+                count, refused = _warm(request["warm"])
+                _reply({"warmed": count, "refused": refused})
             elif "collect" in request:
                 _collect_and_serve(request["collect"])
                 return None

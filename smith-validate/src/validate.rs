@@ -44,6 +44,12 @@ pub struct ValidateOptions {
     /// agree ([`Validation::confirmed`]); where they do not, the full
     /// suite's verdict is the one recorded.
     pub confirm: bool,
+    /// Run a kept candidate's tests again in a fresh interpreter (the
+    /// executor's [`fresh`](Executor::fresh) twin, when its runs may go
+    /// through fork servers), as a grader runs them, and record the fresh
+    /// run's verdict where the two differ ([`Validation::fresh_confirmed`]).
+    /// On by default: labels must never depend on the speed-up.
+    pub fresh_check: bool,
     /// Re-run once the tests missing from a run's report before judging.
     pub rerun_missing: bool,
     /// Re-run a selected run that timed out once with the full suite's time
@@ -77,6 +83,7 @@ impl Default for ValidateOptions {
             timeout_factor: 5.0,
             selection: SelectionMode::Coverage,
             confirm: false,
+            fresh_check: true,
             rerun_missing: true,
             recheck_timeouts: false,
             test_timeout_floor: Some(Duration::from_secs(1)),
@@ -162,6 +169,7 @@ pub fn validate_one(
         selected: None,
         seconds: 0.0,
         confirmed: None,
+        fresh_confirmed: None,
         log: String::new(),
     };
     let selection = match &chosen {
@@ -240,18 +248,29 @@ fn run_options(
     }
 }
 
-/// Run the tests of an applied candidate and fill in its verdict, log and
-/// confirmation.
-fn run_and_judge(
+/// One judged run of an applied candidate.
+struct Judged {
+    /// What ran: the selection asked for, or the whole suite when the
+    /// selected run had collection errors.
+    selection: TestSelection,
+    run: RunOptions,
+    report: TestReport,
+    verdict: Verdict,
+}
+
+/// Run `selection` on the applied candidate and classify the report. A
+/// module that no longer imports fails to collect in every test file that
+/// imports it, selected or not, and only the full suite has them all: a
+/// selected run with collection errors is redone on the whole suite.
+fn judge(
     workspace: &mut dyn Workspace,
     executor: &dyn Executor,
     baseline: &Baseline,
     candidate: &Candidate,
     mut selection: TestSelection,
     options: &ValidateOptions,
-    validation: &mut Validation,
-) -> Result<()> {
-    let (run, mut report) = loop {
+) -> Result<Judged> {
+    loop {
         let run = run_options(baseline, &selection, options);
         let report = run_once_more_if_missing(
             workspace,
@@ -261,20 +280,44 @@ fn run_and_judge(
             &run,
             options.rerun_missing,
         )?;
-        // A module that no longer imports fails to collect in every test
-        // file that imports it, selected or not: only the full suite has
-        // them all.
         if selection.is_whole_suite() || report.timed_out || report.collection_errors.is_empty() {
-            break (run, report);
+            let verdict = classify(baseline, &selection, &report);
+            return Ok(Judged {
+                selection,
+                run,
+                report,
+                verdict,
+            });
         }
         tracing::debug!(
             candidate = %candidate.id,
             "collection errors in a selected run: running the full suite"
         );
         selection = whole_suite(baseline, options.selection);
+    }
+}
+
+/// Run the tests of an applied candidate and fill in its verdict, log and
+/// confirmations.
+fn run_and_judge(
+    workspace: &mut dyn Workspace,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    candidate: &Candidate,
+    selection: TestSelection,
+    options: &ValidateOptions,
+    validation: &mut Validation,
+) -> Result<()> {
+    let Judged {
+        mut selection,
+        run,
+        mut report,
+        verdict,
+    } = judge(workspace, executor, baseline, candidate, selection, options)?;
+    if selection.is_whole_suite() {
         validation.selected = None;
-    };
-    validation.verdict = classify(baseline, &selection, &report);
+    }
+    validation.verdict = verdict;
     // A selected run's time limit is tighter than a full run's; a mutant that
     // only slows its tests down would time out here but not in a full run.
     // Give it the full run's limit once, so the two modes agree.
@@ -302,7 +345,30 @@ fn run_and_judge(
                 // record that the selection missed them.
                 validation.confirmed = Some(false);
                 validation.verdict = verdict;
+                selection = TestSelection::All;
                 report = full;
+            }
+        }
+    }
+    // Labels obtained through a fork server are checked the way a grader
+    // would obtain them: the same tests (every FAIL_TO_PASS test among
+    // them) in a fresh interpreter. Where the verdicts differ, the fresh
+    // one is the truth.
+    if validation.verdict.is_kept() && options.fresh_check {
+        if let Some(fresh) = executor.fresh() {
+            let again = judge(workspace, &*fresh, baseline, candidate, selection, options)?;
+            let agreed = again.verdict == validation.verdict;
+            validation.fresh_confirmed = Some(agreed);
+            if !agreed {
+                tracing::debug!(
+                    candidate = %candidate.id,
+                    "a fresh interpreter disagrees with the forked run; keeping its verdict"
+                );
+                if again.selection.is_whole_suite() {
+                    validation.selected = None;
+                }
+                validation.verdict = again.verdict;
+                report = again.report;
             }
         }
     }
@@ -355,14 +421,16 @@ pub fn validate(
                 if let Err(e) = workspace.reset() {
                     return fail(e);
                 }
-                if let Err(e) = executor.prepare(&mut *workspace) {
-                    return fail(e);
-                }
                 while !stop.load(Ordering::SeqCst) {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(candidate) = candidates.get(i) else {
                         break;
                     };
+                    // The workspace is clean between candidates: the one
+                    // time an executor may (re)start its helpers.
+                    if let Err(e) = executor.prepare(&mut *workspace) {
+                        return fail(e);
+                    }
                     match validate_one(
                         &mut *workspace,
                         executor,

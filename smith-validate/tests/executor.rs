@@ -285,9 +285,13 @@ fn timeouts_kill_loops_and_forked_children(exec: PytestExecutor) {
 fn a_fork_server_is_reused_and_ends_with_its_executor() {
     let sandbox = CopySandbox::new(fixture("weird"));
     let mut ws = sandbox.copy_workspace().unwrap();
-    let exec = pytest().forking(true);
+    let exec = pytest().forking(true).collected(false);
+    exec.prepare(&mut ws).unwrap();
     let ok = TestSelection::Only(vec![TestId::from("tests/test_ids.py::TestGroup::test_ok")]);
     for _ in 0..2 {
+        // Prepared again (as a validator does before every candidate):
+        // the server that is up stays.
+        exec.prepare(&mut ws).unwrap();
         let report = exec
             .run_tests(&mut ws, &ok, &RunOptions::default())
             .unwrap();
@@ -308,6 +312,54 @@ fn a_fork_server_is_reused_and_ends_with_its_executor() {
     assert!(!alive(server), "fork server {server} outlived its executor");
 }
 
+/// Servers start only where the caller says the tree is clean
+/// (`prepare`): a workspace never prepared runs fresh interpreters, and a
+/// server lost in the middle of a candidate is replaced at the next
+/// `prepare`, not by the next run (which would start it on the
+/// candidate's tree).
+#[test]
+fn fork_servers_start_only_on_a_prepared_workspace() {
+    let sandbox = CopySandbox::new(fixture("calc"));
+    let mut ws = sandbox.copy_workspace().unwrap();
+    let exec = pytest().forking(true).collected(false);
+    let add = TestSelection::Only(vec![TestId::from("tests/test_ops.py::test_add[1-2-3]")]);
+    let passed = |report: smith_core::TestReport| {
+        report.outcomes.values().collect::<Vec<_>>() == [&Outcome::Passed]
+    };
+    assert!(passed(
+        exec.run_tests(&mut ws, &add, &RunOptions::default())
+            .unwrap()
+    ));
+    assert_eq!((ws.spawned.len(), exec.served_runs()), (0, 0));
+    exec.prepare(&mut ws).unwrap();
+    assert!(passed(
+        exec.run_tests(&mut ws, &add, &RunOptions::default())
+            .unwrap()
+    ));
+    assert_eq!((ws.spawned.len(), exec.served_runs()), (1, 1));
+    // The server dies in the middle of a candidate.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &ws.spawned[0].to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(ws.spawned[0]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..2 {
+        assert!(passed(
+            exec.run_tests(&mut ws, &add, &RunOptions::default())
+                .unwrap()
+        ));
+    }
+    assert_eq!((ws.spawned.len(), exec.served_runs()), (1, 1));
+    exec.prepare(&mut ws).unwrap();
+    assert!(passed(
+        exec.run_tests(&mut ws, &add, &RunOptions::default())
+            .unwrap()
+    ));
+    assert_eq!((ws.spawned.len(), exec.served_runs()), (2, 2));
+}
+
 /// Code compiled ahead of time must never stand in for changed source:
 /// same-size edits to a library module and to a test file, made after the
 /// server compiled both, show up in the next run, and resetting brings the
@@ -322,7 +374,9 @@ fn a_warm_fork_server_runs_edited_files_not_their_compiled_originals() {
             .map(String::from)
             .to_vec(),
     )
-    .forking(true);
+    .forking(true)
+    .collected(false);
+    exec.prepare(&mut ws).unwrap();
     let all = exec
         .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
         .unwrap();
@@ -335,6 +389,9 @@ fn a_warm_fork_server_runs_edited_files_not_their_compiled_originals() {
     for file in ["calc/ops.py", "tests/test_ops.py", "tests/conftest.py"] {
         assert!(warm.iter().any(|f| f == file), "{file} not in {warm:?}");
     }
+    // The clean tree: the server, started before anything was learned,
+    // warms up now.
+    exec.prepare(&mut ws).unwrap();
     let add = TestSelection::Only(vec![TestId::from("tests/test_ops.py::test_add[1-2-3]")]);
     let run = |ws: &mut support::CopyWorkspace| {
         exec.run_tests(ws, &add, &RunOptions::default())
@@ -377,11 +434,13 @@ fn failure_output_through_a_warm_fork_server_is_what_a_fresh_interpreter_prints(
             .map(String::from)
             .to_vec(),
     );
-    let forking = plain.clone().forking(true);
+    let forking = plain.clone().forking(true).collected(false);
+    forking.prepare(&mut ws).unwrap();
     forking
         .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
         .unwrap();
     assert!(!forking.warm_files().is_empty());
+    forking.prepare(&mut ws).unwrap();
     let clean = std::fs::read_to_string(ws.root().join("calc/ops.py")).unwrap();
     let broken = clean.replacen("a + b", "a - b", 1);
     ws.apply(&smith_core::Patch::from_changes(&[
@@ -446,7 +505,8 @@ fn without_timings(log: &str) -> String {
 fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
     let sandbox = CopySandbox::new(fixture("hang"));
     let mut ws = sandbox.workspace().unwrap();
-    let exec = pytest().forking(true);
+    let exec = pytest().forking(true).collected(false);
+    exec.prepare(&mut ws).unwrap();
     let per_test = RunOptions {
         timeout: None,
         test_timeout: Some(Duration::from_millis(500)),

@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use smith_core::{Candidate, FileChange, Patch, RunOptions, Sandbox, TestId, Validation, Verdict};
+use smith_core::{
+    Baseline, Candidate, FileChange, Patch, RunOptions, Sandbox, TestId, Validation, Verdict,
+};
 use smith_validate::{
-    run_baseline, validate, CandidateSelection, CoverageMap, PytestExecutor, SelectionMode,
-    ValidateOptions,
+    run_baseline, run_baseline_with, validate, CandidateSelection, CoverageMap, PytestExecutor,
+    SelectionMode, ValidateOptions,
 };
 use support::{fixture, CopySandbox};
 
@@ -24,7 +26,11 @@ fn pytest() -> PytestExecutor {
 }
 
 fn mutate(name: &str, file: &str, from: &str, to: &str) -> Candidate {
-    let before = std::fs::read_to_string(fixture("calc").join(file)).unwrap();
+    mutate_in("calc", name, file, from, to)
+}
+
+fn mutate_in(fixture_name: &str, name: &str, file: &str, from: &str, to: &str) -> Candidate {
+    let before = std::fs::read_to_string(fixture(fixture_name).join(file)).unwrap();
     assert!(before.contains(from), "{from} not in {file}");
     let after = before.replacen(from, to, 1);
     Candidate::new(
@@ -98,17 +104,36 @@ fn ids(names: &[&str]) -> BTreeSet<TestId> {
 
 fn run(
     sandbox: &CopySandbox,
-    baseline: &smith_core::Baseline,
+    baseline: &Baseline,
     coverage: Option<&CoverageMap>,
     options: &ValidateOptions,
 ) -> BTreeMap<String, Validation> {
-    let results = Mutex::new(BTreeMap::new());
-    validate(
+    run_with(
         sandbox,
         &pytest(),
         baseline,
         coverage,
         &candidates(),
+        options,
+    )
+}
+
+/// Validate `candidates`; their validations by strategy.
+fn run_with(
+    sandbox: &CopySandbox,
+    executor: &PytestExecutor,
+    baseline: &Baseline,
+    coverage: Option<&CoverageMap>,
+    candidates: &[Candidate],
+    options: &ValidateOptions,
+) -> BTreeMap<String, Validation> {
+    let results = Mutex::new(BTreeMap::new());
+    validate(
+        sandbox,
+        executor,
+        baseline,
+        coverage,
+        candidates,
         options,
         &|c, v| {
             results
@@ -294,4 +319,158 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
         }
     }
     assert_eq!(kept, 6);
+}
+
+/// A fork server must hold nothing of a candidate once the next one runs.
+/// The `leak` fixture's tests reach the project through a helper
+/// distribution installed in the environment that imports the project
+/// itself: a server that imported that helper with a candidate applied
+/// (or, on the clean tree, the clean project) would hand the module to
+/// every later run. Two candidates on one worker, the first one breaking
+/// the project's parser, get the labels fresh interpreters give them.
+#[test]
+fn a_candidate_never_leaks_into_the_next_through_a_fork_server() {
+    let sandbox = CopySandbox::new(fixture("leak"));
+    let plain = pytest();
+    let forking = pytest().forking(true);
+    let mut ws = sandbox.workspace().unwrap();
+    let baseline = run_baseline_with(
+        &mut ws,
+        &[&forking.clone().collected(false), &plain],
+        3,
+        "acme/dateish",
+        "0000",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(baseline.passing.len(), 6, "{baseline:?}");
+    drop(ws);
+    let candidates = [
+        mutate_in(
+            "leak",
+            "no_base",
+            "dateish/__init__.py",
+            "class _Result(_Tokens):",
+            "class _Result:",
+        ),
+        mutate_in(
+            "leak",
+            "month",
+            "dateish/__init__.py",
+            "return names[month - 1]",
+            "return names[month % 12]",
+        ),
+    ];
+    // The labels of forked runs alone: no fresh interpreter confirms them.
+    let options = ValidateOptions {
+        workers: 1,
+        timeout_floor: Duration::from_secs(20),
+        fresh_check: false,
+        ..ValidateOptions::default()
+    };
+    let fresh = run_with(&sandbox, &plain, &baseline, None, &candidates, &options);
+    let served = forking.served_runs();
+    let forked = run_with(&sandbox, &forking, &baseline, None, &candidates, &options);
+    assert!(
+        forking.served_runs() >= served + 2,
+        "the candidates did not run through a fork server"
+    );
+    let Verdict::Kept { fail_to_pass, .. } = &fresh["month"].verdict else {
+        panic!("month: {:?}", fresh["month"]);
+    };
+    assert_eq!(
+        *fail_to_pass,
+        ids(&[
+            "tests/test_names.py::test_first_month",
+            "tests/test_names.py::test_last_month"
+        ])
+    );
+    assert!(fresh["no_base"].verdict.is_kept(), "{:?}", fresh["no_base"]);
+    for name in ["no_base", "month"] {
+        assert_eq!(forked[name].verdict, fresh[name].verdict, "{name}");
+        assert_eq!(forked[name].fresh_confirmed, None);
+    }
+    // The helper that imports the project is the one module servers leave
+    // to the children.
+    assert_eq!(forking.server_starts().1, ["dateish_testing"]);
+}
+
+/// Tests whose ids differ between processes never become labels. The
+/// `hashids` fixture parametrizes a test over a `set` of strings: its case
+/// ids carry an index into hash order. The environment fixes one hash seed
+/// (as smith's environments set `PYTHONHASHSEED=0`); the baseline's runs
+/// use seeds of their own, and validation runs draw theirs as a grader's
+/// interpreter does.
+#[test]
+fn ids_that_change_with_the_hash_seed_are_flaky_and_never_labels() {
+    let mut sandbox = CopySandbox::new(fixture("hashids"));
+    sandbox
+        .env
+        .insert("PYTHONHASHSEED".to_string(), "0".to_string());
+    let plain = pytest();
+    let forking = pytest().forking(true);
+    let mut ws = sandbox.workspace().unwrap();
+    let baseline = run_baseline_with(
+        &mut ws,
+        &[&forking.clone().collected(false), &plain],
+        3,
+        "acme/words",
+        "0000",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    drop(ws);
+    assert_eq!(baseline.hash_seeds, [1, 2, 3]);
+    let in_set_order = |t: &TestId| t.as_str().contains("test_length_in_set_order");
+    assert_eq!(
+        baseline.passing,
+        ids(&[
+            "tests/test_words.py::test_length",
+            "tests/test_words.py::test_shout"
+        ])
+    );
+    assert!(baseline.flaky.len() >= 8, "{baseline:?}");
+    assert!(baseline.flaky.iter().all(in_set_order), "{baseline:?}");
+    let candidates = [
+        mutate_in(
+            "hashids",
+            "length",
+            "words/__init__.py",
+            "return len(word)",
+            "return len(word) + 1",
+        ),
+        mutate_in(
+            "hashids",
+            "shout",
+            "words/__init__.py",
+            "return word.upper()",
+            "return word.lower()",
+        ),
+    ];
+    let options = ValidateOptions {
+        workers: 1,
+        timeout_floor: Duration::from_secs(20),
+        ..ValidateOptions::default()
+    };
+    for exec in [&plain, &forking] {
+        let results = run_with(&sandbox, exec, &baseline, None, &candidates, &options);
+        let Verdict::Kept {
+            fail_to_pass,
+            pass_to_pass,
+        } = &results["length"].verdict
+        else {
+            panic!("length: {:?}", results["length"]);
+        };
+        assert_eq!(*fail_to_pass, ids(&["tests/test_words.py::test_length"]));
+        assert_eq!(*pass_to_pass, ids(&["tests/test_words.py::test_shout"]));
+        for v in results.values() {
+            if let Verdict::Kept {
+                fail_to_pass,
+                pass_to_pass,
+            } = &v.verdict
+            {
+                assert!(!fail_to_pass.iter().chain(pass_to_pass).any(in_set_order));
+            }
+        }
+    }
 }

@@ -389,3 +389,131 @@ fn confirm_keeps_the_whole_suites_labels_where_the_selection_missed_a_test() {
     );
     assert_eq!(confirmed.confirmed, Some(false));
 }
+
+/// Records the selections it runs.
+#[derive(Debug, Clone)]
+struct Recording {
+    inner: ScriptedExecutor,
+    runs: std::sync::Arc<Mutex<Vec<TestSelection>>>,
+}
+
+impl Executor for Recording {
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport> {
+        self.runs.lock().unwrap().push(selection.clone());
+        self.inner.run_tests(workspace, selection, options)
+    }
+}
+
+/// Runs "through a fork server"; a `stale` one still holds the clean
+/// module behind `t.py::neg_twice` (the test passes whatever the tree). Its
+/// fresh twin, a fresh interpreter per run, sees the tree as it is.
+#[derive(Debug)]
+struct Forked {
+    stale: bool,
+    fresh: Recording,
+}
+
+impl Executor for Forked {
+    fn run_tests(
+        &self,
+        workspace: &mut dyn Workspace,
+        selection: &TestSelection,
+        options: &RunOptions,
+    ) -> Result<TestReport> {
+        let mut report = neg_tests().run_tests(workspace, selection, options)?;
+        if let (true, Some(o)) = (
+            self.stale,
+            report.outcomes.get_mut(&TestId::from("t.py::neg_twice")),
+        ) {
+            *o = smith_core::Outcome::Passed;
+        }
+        Ok(report)
+    }
+
+    fn fresh(&self) -> Option<Box<dyn Executor>> {
+        Some(Box::new(self.fresh.clone()))
+    }
+}
+
+fn neg_tests() -> ScriptedExecutor {
+    tests().test("t.py::neg_twice", "m.py", "return -a")
+}
+
+#[test]
+fn a_fresh_interpreter_that_disagrees_with_a_forked_run_has_the_last_word() {
+    let b = baseline(&neg_tests());
+    // `neg`'s body (line 6) is run by both neg tests.
+    let map = map_of_src(
+        &["t:t.py::add", "t:t.py::neg", "t:t.py::neg_twice"],
+        &[(2, vec![0]), (6, vec![1, 2])],
+    );
+    let c = cand("return -a", "return a");
+    let ids =
+        |names: &[&str]| -> BTreeSet<TestId> { names.iter().map(|n| TestId::from(*n)).collect() };
+    let truth = Verdict::Kept {
+        fail_to_pass: ids(&["t.py::neg", "t.py::neg_twice"]),
+        pass_to_pass: ids(&["t.py::add"]),
+    };
+    let fresh = || Recording {
+        inner: neg_tests(),
+        runs: Default::default(),
+    };
+    let judge = |exec: &dyn Executor, fresh_check: bool| {
+        let options = ValidateOptions {
+            fresh_check,
+            ..ValidateOptions::default()
+        };
+        validate_alone(exec, &b, Some(&map), &c, &options)
+    };
+
+    let stale = Forked {
+        stale: true,
+        fresh: fresh(),
+    };
+    let checked = judge(&stale, true);
+    assert_eq!(checked.verdict, truth);
+    assert_eq!(checked.fresh_confirmed, Some(false));
+    assert_eq!(checked.selected, Some(2));
+    // The fresh run is the forked run's selection, every F2P test in it.
+    assert_eq!(
+        *stale.fresh.runs.lock().unwrap(),
+        [TestSelection::Only(
+            ids(&["t.py::neg", "t.py::neg_twice"]).into_iter().collect()
+        )]
+    );
+
+    // Turned off, the forked labels stand unchecked.
+    stale.fresh.runs.lock().unwrap().clear();
+    let unchecked = judge(&stale, false);
+    assert_eq!(
+        unchecked.verdict,
+        Verdict::Kept {
+            fail_to_pass: ids(&["t.py::neg"]),
+            pass_to_pass: ids(&["t.py::add", "t.py::neg_twice"]),
+        }
+    );
+    assert_eq!(unchecked.fresh_confirmed, None);
+    assert!(stale.fresh.runs.lock().unwrap().is_empty());
+
+    // A fresh run that agrees confirms the forked labels.
+    let sound = Forked {
+        stale: false,
+        fresh: fresh(),
+    };
+    let confirmed = judge(&sound, true);
+    assert_eq!(confirmed.verdict, truth);
+    assert_eq!(confirmed.fresh_confirmed, Some(true));
+    assert_eq!(sound.fresh.runs.lock().unwrap().len(), 1);
+
+    // Runs that are fresh already (no twin) are not run twice.
+    let plain = fresh();
+    let v = judge(&plain, true);
+    assert_eq!(v.verdict, truth);
+    assert_eq!(v.fresh_confirmed, None);
+    assert_eq!(plain.runs.lock().unwrap().len(), 1);
+}

@@ -118,6 +118,11 @@ struct ValidationFlags {
     /// server per workspace.
     #[arg(long)]
     no_fork: bool,
+    /// Keep the labels of fork-server runs without re-running each kept
+    /// candidate's tests in a fresh interpreter (faster; the labels may
+    /// then differ from a grader's).
+    #[arg(long)]
+    no_fresh_check: bool,
     /// Smallest time limit of one test run, in seconds.
     #[arg(long, default_value_t = 5.0)]
     timeout_floor: f64,
@@ -157,6 +162,7 @@ impl ValidationFlags {
         };
         config.confirm = self.confirm;
         config.fork = !self.no_fork;
+        config.fresh_check = !self.no_fresh_check;
         config.timeout_floor = seconds("--timeout-floor", self.timeout_floor)?;
         if !(self.timeout_factor.is_finite() && self.timeout_factor >= 0.0) {
             return Err(Error::invalid("--timeout-factor", "must be a number ≥ 0").into());

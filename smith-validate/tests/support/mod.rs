@@ -4,7 +4,7 @@
 //! depend on them (only on smith-env's `ChildService`, for fork servers).
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,14 +15,16 @@ use smith_core::{
     join_rel, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
 };
 
-/// The `bin` directory of a virtualenv with pytest 9 and coverage 7, made
-/// once per machine under the target directory and reused.
+/// The `bin` directory of a virtualenv with pytest 9, coverage 7 and the
+/// `leak_helper` fixture (a helper distribution that imports the `leak`
+/// fixture's project), made once per machine under the target directory
+/// and reused.
 pub fn venv_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smith-validate-venv");
         let bin = dir.join("bin");
-        let ready = dir.join(".ready");
+        let ready = dir.join(".ready-2");
         std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let lock_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smith-validate-venv.lock");
         let lock = std::fs::File::create(&lock_path).unwrap();
@@ -38,10 +40,11 @@ pub fn venv_bin() -> &'static Path {
             assert!(ok, "python3 -m venv failed");
             let ok = Command::new(bin.join("pip"))
                 .args(["install", "-q", "pytest>=9,<10", "coverage>=7.10,<8"])
+                .arg(fixture("leak_helper"))
                 .status()
                 .unwrap()
                 .success();
-            assert!(ok, "pip install pytest coverage failed");
+            assert!(ok, "pip install pytest coverage leak_helper failed");
             std::fs::write(&ready, b"").unwrap();
         }
         lock.unlock().unwrap();
@@ -63,6 +66,9 @@ pub struct CopySandbox {
     pub bin: PathBuf,
     /// Whether workspaces can start services (fork servers).
     pub services: bool,
+    /// Environment every command starts with (a command's own variables
+    /// win), as a real sandbox's environment does.
+    pub env: BTreeMap<String, String>,
 }
 
 impl CopySandbox {
@@ -71,6 +77,7 @@ impl CopySandbox {
             source: source.into(),
             bin: venv_bin().to_path_buf(),
             services: true,
+            env: BTreeMap::new(),
         }
     }
 }
@@ -122,6 +129,7 @@ impl CopySandbox {
             last_pgid: None,
             services: self.services,
             spawned: Vec::new(),
+            env: self.env.clone(),
         })
     }
 }
@@ -142,6 +150,7 @@ impl CopyWorkspace {
             .current_dir(cwd)
             .env("PATH", path)
             .env("VIRTUAL_ENV", self.bin.parent().unwrap())
+            .envs(&self.env)
             .envs(&command.env);
         cmd
     }
@@ -160,6 +169,7 @@ pub struct CopyWorkspace {
     pub services: bool,
     /// Process ids of services started, for leak checks.
     pub spawned: Vec<u32>,
+    env: BTreeMap<String, String>,
 }
 
 impl Workspace for CopyWorkspace {
