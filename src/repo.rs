@@ -15,8 +15,20 @@ pub struct RepoInfo {
     pub name: String,
     /// Commit of the clean tree.
     pub base_commit: String,
-    /// Whether `root` is a snapshot smith made (the input was not a clean git repository).
+    /// Whether `root` is a copy smith made in the output directory (the
+    /// input was not a clean git repository, or the output directory is
+    /// inside it).
     pub snapshot: bool,
+}
+
+/// The file that marks a directory as smith's output (written by the
+/// pipeline, see [`crate::pipeline`]): such a directory is never part of a
+/// repository's tree, whichever run made it.
+pub const RUN_RECORD: &str = "smith-run.json";
+
+/// Whether `dir` is an output directory of some smith run.
+fn is_output_dir(dir: &Path) -> bool {
+    dir.join(RUN_RECORD).is_file()
 }
 
 const SKIP_DIRS: &[&str] = &[
@@ -54,6 +66,9 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
         .env("GIT_COMMITTER_EMAIL", "smith@localhost")
         .env("GIT_AUTHOR_DATE", "2000-01-01T00:00:00+0000")
         .env("GIT_COMMITTER_DATE", "2000-01-01T00:00:00+0000")
+        // `git status` would otherwise refresh the index of the user's
+        // repository: reading it must not write to it.
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .output()
         .map_err(|e| Error::command(format!("git {}", args.join(" ")), e.to_string()))?;
     if !out.status.success() {
@@ -91,7 +106,11 @@ fn is_python_project(dir: &Path) -> bool {
     false
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// Copy the tree at `from` to `to`, leaving out virtualenvs, caches, build
+/// output, smith's output directories and the directory `exclude` (this
+/// run's output directory, when it is inside the repository: copying it
+/// into itself never ends).
+fn copy_tree(from: &Path, to: &Path, exclude: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let entry = entry.map_err(|e| Error::io(from, e))?;
@@ -101,10 +120,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let dst = to.join(&name);
         let ty = entry.file_type().map_err(|e| Error::io(&src, e))?;
         if ty.is_dir() {
-            if SKIP_DIRS.contains(&name_str.as_ref()) || name_str.ends_with(".egg-info") {
+            if SKIP_DIRS.contains(&name_str.as_ref())
+                || name_str.ends_with(".egg-info")
+                || src == exclude
+                || is_output_dir(&src)
+            {
                 continue;
             }
-            copy_tree(&src, &dst)?;
+            copy_tree(&src, &dst, exclude)?;
         } else if ty.is_file() {
             if name_str.ends_with(".pyc") {
                 continue;
@@ -126,14 +149,19 @@ fn name_from_remote(url: &str) -> Option<String> {
     (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}"))
 }
 
-/// Open the repository at `path`.
+/// Open the repository at `path`, with smith's output in `work_dir`.
 ///
 /// A clean git repository (the path is its top level and nothing tracked is
-/// modified) is used in place at `HEAD`. Anything else — a plain directory, a
-/// sub-directory of another repository, a dirty tree — is copied to
-/// `work_dir/repo` (without virtualenvs, caches and build output) and
-/// committed there with a fixed author and date, so the same tree always gets
-/// the same commit id.
+/// modified) is used in place at `HEAD`, unless an output directory of smith
+/// is inside it (`work_dir`, or a directory at its top level holding
+/// [`RUN_RECORD`]): then `HEAD` is cloned to `work_dir/repo` (same commit,
+/// and no output ever becomes part of the tree smith tests and mutates).
+/// Anything else — a plain directory, a sub-directory of another repository,
+/// a dirty tree — is copied to `work_dir/repo` (without virtualenvs, caches,
+/// build output and smith's output directories) and committed there with a
+/// fixed author and date, so the same tree always gets the same commit id.
+///
+/// Nothing is written into the repository at `path`.
 pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<RepoInfo> {
     let repo_err = |reason: &str| Error::Repo {
         path: path.to_path_buf(),
@@ -176,7 +204,30 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
             format!("`{name}` is not owner/name"),
         ));
     }
-    if clean {
+    std::fs::create_dir_all(work_dir).map_err(|e| Error::io(work_dir, e))?;
+    let out = work_dir
+        .canonicalize()
+        .map_err(|e| Error::io(work_dir, e))?;
+    let snap = out.join("repo");
+    if out == root || root.starts_with(&snap) {
+        return Err(Error::invalid(
+            "output directory",
+            format!(
+                "{} holds the repository {} itself; choose another output directory",
+                out.display(),
+                root.display()
+            ),
+        ));
+    }
+    // An output directory inside the repository (this run's, or one an
+    // earlier run left at its top level) must not reach the tree smith
+    // tests and mutates.
+    let outputs_inside = out.starts_with(&root)
+        || std::fs::read_dir(&root)
+            .map_err(|e| Error::io(&root, e))?
+            .flatten()
+            .any(|e| is_output_dir(&e.path()));
+    if clean && !outputs_inside {
         let base_commit = git(&root, &["rev-parse", "HEAD"])?;
         return Ok(RepoInfo {
             root,
@@ -185,11 +236,23 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
             snapshot: false,
         });
     }
-    let snap = work_dir.join("repo");
     if snap.exists() {
         std::fs::remove_dir_all(&snap).map_err(|e| Error::io(&snap, e))?;
     }
-    copy_tree(&root, &snap)?;
+    if clean {
+        let base_commit = git(&root, &["rev-parse", "HEAD"])?;
+        let (from, to) = (root.display().to_string(), snap.display().to_string());
+        git(&out, &["clone", "-q", "--no-checkout", &from, &to])?;
+        git(&snap, &["checkout", "-q", "--detach", &base_commit])?;
+        let root = snap.canonicalize().map_err(|e| Error::io(&snap, e))?;
+        return Ok(RepoInfo {
+            root,
+            name,
+            base_commit,
+            snapshot: true,
+        });
+    }
+    copy_tree(&root, &snap, &out)?;
     git(&snap, &["init", "-q", "-b", "main"])?;
     git(&snap, &["add", "-A"])?;
     git(&snap, &["commit", "-q", "-m", "smith: clean tree"])?;
@@ -247,5 +310,96 @@ mod tests {
         assert_eq!(a.base_commit, b.base_commit);
         assert_eq!(a.name, "local/proj");
         assert!(!a.root.join(".venv").exists());
+    }
+
+    /// Every file under `dir` (relative path and bytes), `.git` included.
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(p);
+                } else {
+                    let bytes = std::fs::read(&p).unwrap();
+                    out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_output_directory_inside_a_plain_directory_is_left_out_of_the_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        let out = src.join("smith-out");
+        let first = open_repo(&src, None, &out).unwrap();
+        assert_eq!(first.root, out.canonicalize().unwrap().join("repo"));
+        assert!(!first.root.join("smith-out").exists());
+        // Again, with the first snapshot in place: same tree, same commit.
+        let again = open_repo(&src, None, &out).unwrap();
+        assert_eq!(again.base_commit, first.base_commit);
+        assert!(!again.root.join("smith-out").exists());
+        // And the same commit as with the output directory elsewhere, once
+        // the pipeline has marked the first one as smith's output.
+        std::fs::write(out.join(RUN_RECORD), "{}").unwrap();
+        let elsewhere = open_repo(&src, None, &tmp.path().join("w")).unwrap();
+        assert_eq!(elsewhere.base_commit, first.base_commit);
+        assert!(!elsewhere.root.join("smith-out").exists());
+    }
+
+    #[test]
+    fn an_output_directory_inside_a_clean_repository_gets_a_clone_of_head() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        git(&src, &["init", "-q", "-b", "main"]).unwrap();
+        git(&src, &["add", "-A"]).unwrap();
+        git(&src, &["commit", "-q", "-m", "one"]).unwrap();
+        let head = git(&src, &["rev-parse", "HEAD"]).unwrap();
+        let before = files(&src);
+        let out = src.join("smith-out");
+        for _ in 0..2 {
+            let repo = open_repo(&src, None, &out).unwrap();
+            assert_eq!(repo.base_commit, head);
+            assert!(repo.snapshot);
+            assert_eq!(repo.root, out.canonicalize().unwrap().join("repo"));
+            assert!(repo.root.join("m.py").is_file());
+            assert!(!repo.root.join("smith-out").exists());
+        }
+        // Another run's output directory at the top level is left out too.
+        std::fs::write(out.join(RUN_RECORD), "{}").unwrap();
+        let other = open_repo(&src, None, &tmp.path().join("w2")).unwrap();
+        assert_eq!(other.base_commit, head);
+        assert!(!other.root.join("smith-out").exists());
+        std::fs::remove_dir_all(&out).unwrap();
+        assert_eq!(files(&src), before, "the repository was written to");
+        // Otherwise the clean repository is used in place.
+        let in_place = open_repo(&src, None, &tmp.path().join("w")).unwrap();
+        assert_eq!(in_place.root, src.canonicalize().unwrap());
+        assert!(!in_place.snapshot);
+    }
+
+    #[test]
+    fn the_repository_cannot_be_its_own_output_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        let err = open_repo(&src, None, &src).unwrap_err().to_string();
+        assert!(err.contains("output directory"), "{err}");
+        // Nor the snapshot of an earlier run in that directory.
+        let snap = open_repo(&src, None, &tmp.path().join("w")).unwrap().root;
+        let err = open_repo(&snap, None, &tmp.path().join("w"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("output directory"), "{err}");
+        assert!(snap.join("m.py").is_file());
     }
 }
