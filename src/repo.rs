@@ -163,6 +163,18 @@ fn name_from_remote(url: &str) -> Option<String> {
 ///
 /// Nothing is written into the repository at `path`.
 pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<RepoInfo> {
+    open_repo_checked(path, name, work_dir, |_| Ok(()))
+}
+
+/// [`open_repo`], with `accept` shown the repository before it replaces the
+/// copy an earlier run left in `work_dir/repo`: when `accept` fails, its
+/// error is returned and `work_dir` is left as it was.
+pub fn open_repo_checked(
+    path: &Path,
+    name: Option<&str>,
+    work_dir: &Path,
+    accept: impl FnOnce(&RepoInfo) -> Result<()>,
+) -> Result<RepoInfo> {
     let repo_err = |reason: &str| Error::Repo {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -208,8 +220,7 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
     let out = work_dir
         .canonicalize()
         .map_err(|e| Error::io(work_dir, e))?;
-    let snap = out.join("repo");
-    if out == root || root.starts_with(&snap) {
+    if root.starts_with(&out) {
         return Err(Error::invalid(
             "output directory",
             format!(
@@ -229,41 +240,51 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
             .any(|e| is_output_dir(&e.path()));
     if clean && !outputs_inside {
         let base_commit = git(&root, &["rev-parse", "HEAD"])?;
-        return Ok(RepoInfo {
+        let info = RepoInfo {
             root,
             name,
             base_commit,
             snapshot: false,
-        });
+        };
+        accept(&info)?;
+        return Ok(info);
     }
-    if snap.exists() {
-        std::fs::remove_dir_all(&snap).map_err(|e| Error::io(&snap, e))?;
+    // The copy is made beside the current one and replaces it only once
+    // accepted, so a refused repository leaves an earlier run's tree intact.
+    let staged = out.join(".repo-next");
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
     }
-    if clean {
+    let base_commit = if clean {
         let base_commit = git(&root, &["rev-parse", "HEAD"])?;
-        let (from, to) = (root.display().to_string(), snap.display().to_string());
+        let (from, to) = (root.display().to_string(), staged.display().to_string());
         git(&out, &["clone", "-q", "--no-checkout", &from, &to])?;
-        git(&snap, &["checkout", "-q", "--detach", &base_commit])?;
-        let root = snap.canonicalize().map_err(|e| Error::io(&snap, e))?;
-        return Ok(RepoInfo {
-            root,
-            name,
-            base_commit,
-            snapshot: true,
-        });
-    }
-    copy_tree(&root, &snap, &out)?;
-    git(&snap, &["init", "-q", "-b", "main"])?;
-    git(&snap, &["add", "-A"])?;
-    git(&snap, &["commit", "-q", "-m", "smith: clean tree"])?;
-    let base_commit = git(&snap, &["rev-parse", "HEAD"])?;
-    let root = snap.canonicalize().map_err(|e| Error::io(&snap, e))?;
-    Ok(RepoInfo {
-        root,
+        git(&staged, &["checkout", "-q", "--detach", &base_commit])?;
+        base_commit
+    } else {
+        copy_tree(&root, &staged, &out)?;
+        git(&staged, &["init", "-q", "-b", "main"])?;
+        git(&staged, &["add", "-A"])?;
+        git(&staged, &["commit", "-q", "-m", "smith: clean tree"])?;
+        git(&staged, &["rev-parse", "HEAD"])?
+    };
+    let mut info = RepoInfo {
+        root: staged.clone(),
         name,
         base_commit,
         snapshot: true,
-    })
+    };
+    if let Err(e) = accept(&info) {
+        std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
+        return Err(e);
+    }
+    let snap = out.join("repo");
+    if snap.exists() {
+        std::fs::remove_dir_all(&snap).map_err(|e| Error::io(&snap, e))?;
+    }
+    std::fs::rename(&staged, &snap).map_err(|e| Error::io(&snap, e))?;
+    info.root = snap;
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -401,5 +422,31 @@ mod tests {
             .to_string();
         assert!(err.contains("output directory"), "{err}");
         assert!(snap.join("m.py").is_file());
+    }
+
+    #[test]
+    fn a_refused_repository_leaves_the_earlier_copy_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        let out = tmp.path().join("out");
+        let first = open_repo(&src, None, &out).unwrap();
+        std::fs::write(src.join("m.py"), "x = 2\n").unwrap();
+        let err = open_repo_checked(&src, None, &out, |r| {
+            assert_ne!(r.base_commit, first.base_commit);
+            Err(Error::invalid("repository", "changed"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(first.root.join("m.py")).unwrap(),
+            "x = 1\n"
+        );
+        assert_eq!(
+            git(&first.root, &["rev-parse", "HEAD"]).unwrap(),
+            first.base_commit
+        );
+        assert!(!out.join(".repo-next").exists());
     }
 }
