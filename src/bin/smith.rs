@@ -749,14 +749,14 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
     let work = args
         .out
         .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    // The repository copy goes to the output file's directory, which a run
-    // may be using.
-    let _lock = smith::store::OutDirLock::acquire(&work)?;
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
     if let Some(n) = args.common.max_per_entity {
         at_least_one("--max-per-entity", n as u64)?;
     }
+    // The repository copy goes to the output file's directory, which a run
+    // may be using.
+    let _lock = smith::store::OutDirLock::acquire(&work)?;
     let repo = open_beside_run(&args.repo, args.common.repo_name.as_deref(), &work)?;
     let files = smith::mutate::python_files(&repo.root, &Default::default())?;
     let options = smith::mutate::GenerateOptions {
@@ -822,6 +822,7 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
+    let workers = workers(args.workers)?;
     let (run_dir, instances_path) = run_and_instances(
         args.run_dir.as_deref(),
         args.instances.as_deref(),
@@ -839,7 +840,7 @@ fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
         log_dir: args.log_dir.clone(),
         ..Default::default()
     };
-    if let Some(w) = workers(args.workers)? {
+    if let Some(w) = workers {
         options.workers = w;
     }
     let report = smith::grade::Grader::from_run_dir(&run_dir)
