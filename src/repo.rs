@@ -15,15 +15,15 @@ pub struct RepoInfo {
     pub name: String,
     /// Commit of the clean tree.
     pub base_commit: String,
-    /// Whether `root` is a copy smith made in the output directory (the
-    /// input was not a clean git repository, or the output directory is
-    /// inside it).
+    /// Whether `root` is a snapshot smith committed itself (the input was
+    /// not a clean git repository); otherwise it is a clone of the input
+    /// at its `HEAD`.
     pub snapshot: bool,
 }
 
 /// The file that marks a directory as smith's output (written by the
-/// pipeline, see [`crate::pipeline`]): such a directory is never part of a
-/// repository's tree, whichever run made it.
+/// pipeline, see [`crate::pipeline`]): such a directory is never copied
+/// into a snapshot, whichever run made it.
 pub const RUN_RECORD: &str = "smith-run.json";
 
 /// Whether `dir` is an output directory of some smith run.
@@ -151,15 +151,16 @@ fn name_from_remote(url: &str) -> Option<String> {
 
 /// Open the repository at `path`, with smith's output in `work_dir`.
 ///
-/// A clean git repository (the path is its top level and nothing tracked is
-/// modified) is used in place at `HEAD`, unless an output directory of smith
-/// is inside it (`work_dir`, or a directory at its top level holding
-/// [`RUN_RECORD`]): then `HEAD` is cloned to `work_dir/repo` (same commit,
-/// and no output ever becomes part of the tree smith tests and mutates).
-/// Anything else — a plain directory, a sub-directory of another repository,
-/// a dirty tree — is copied to `work_dir/repo` (without virtualenvs, caches,
-/// build output and smith's output directories) and committed there with a
-/// fixed author and date, so the same tree always gets the same commit id.
+/// smith never works in the repository it is given: everything it does
+/// there (installing the project, running its tests) writes files. A clean
+/// git repository (the path is its top level and nothing tracked is
+/// modified) is cloned at `HEAD` to `work_dir/repo`, so tasks refer to the
+/// repository's own commit. Anything else — a plain directory, a
+/// sub-directory of another repository, a dirty tree — is copied to
+/// `work_dir/repo` (without virtualenvs, caches, build output and smith's
+/// output directories, `work_dir` among them when it is inside) and
+/// committed there with a fixed author and date, so the same tree always
+/// gets the same commit id.
 ///
 /// Nothing is written into the repository at `path`.
 pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<RepoInfo> {
@@ -230,25 +231,6 @@ pub fn open_repo_checked(
             ),
         ));
     }
-    // An output directory inside the repository (this run's, or one an
-    // earlier run left at its top level) must not reach the tree smith
-    // tests and mutates.
-    let outputs_inside = out.starts_with(&root)
-        || std::fs::read_dir(&root)
-            .map_err(|e| Error::io(&root, e))?
-            .flatten()
-            .any(|e| is_output_dir(&e.path()));
-    if clean && !outputs_inside {
-        let base_commit = git(&root, &["rev-parse", "HEAD"])?;
-        let info = RepoInfo {
-            root,
-            name,
-            base_commit,
-            snapshot: false,
-        };
-        accept(&info)?;
-        return Ok(info);
-    }
     // The copy is made beside the current one and replaces it only once
     // accepted, so a refused repository leaves an earlier run's tree intact.
     let staged = out.join(".repo-next");
@@ -272,7 +254,7 @@ pub fn open_repo_checked(
         root: staged.clone(),
         name,
         base_commit,
-        snapshot: true,
+        snapshot: !clean,
     };
     if let Err(e) = accept(&info) {
         std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
@@ -375,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn an_output_directory_inside_a_clean_repository_gets_a_clone_of_head() {
+    fn a_clean_repository_is_cloned_at_head_and_never_written() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("proj");
         std::fs::create_dir_all(&src).unwrap();
@@ -384,27 +366,22 @@ mod tests {
         git(&src, &["add", "-A"]).unwrap();
         git(&src, &["commit", "-q", "-m", "one"]).unwrap();
         let head = git(&src, &["rev-parse", "HEAD"]).unwrap();
+        // Untracked files are not part of the commit, so not of the tree.
+        std::fs::write(src.join("scratch.py"), "y = 2\n").unwrap();
         let before = files(&src);
-        let out = src.join("smith-out");
-        for _ in 0..2 {
-            let repo = open_repo(&src, None, &out).unwrap();
+        let inside = src.join("smith-out");
+        let outside = tmp.path().join("w");
+        for out in [&inside, &inside, &outside] {
+            let repo = open_repo(&src, None, out).unwrap();
             assert_eq!(repo.base_commit, head);
-            assert!(repo.snapshot);
+            assert!(!repo.snapshot);
             assert_eq!(repo.root, out.canonicalize().unwrap().join("repo"));
             assert!(repo.root.join("m.py").is_file());
+            assert!(!repo.root.join("scratch.py").exists());
             assert!(!repo.root.join("smith-out").exists());
         }
-        // Another run's output directory at the top level is left out too.
-        std::fs::write(out.join(RUN_RECORD), "{}").unwrap();
-        let other = open_repo(&src, None, &tmp.path().join("w2")).unwrap();
-        assert_eq!(other.base_commit, head);
-        assert!(!other.root.join("smith-out").exists());
-        std::fs::remove_dir_all(&out).unwrap();
+        std::fs::remove_dir_all(&inside).unwrap();
         assert_eq!(files(&src), before, "the repository was written to");
-        // Otherwise the clean repository is used in place.
-        let in_place = open_repo(&src, None, &tmp.path().join("w")).unwrap();
-        assert_eq!(in_place.root, src.canonicalize().unwrap());
-        assert!(!in_place.snapshot);
     }
 
     #[test]
