@@ -342,15 +342,15 @@ fn run_and_instances(
     needs: &[&str],
 ) -> Result<(PathBuf, PathBuf), Error> {
     let (run_dir, from) = match (run_dir, instances) {
-        (Some(dir), _) => (dir.to_path_buf(), "--run-dir"),
+        (Some(dir), _) => (dir.to_path_buf(), "the --run-dir given"),
         (None, Some(file)) => (
             file.parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
                 .to_path_buf(),
-            "the directory of --instances",
+            "the one --instances is in",
         ),
-        (None, None) => (PathBuf::from("smith-out"), "the default --run-dir"),
+        (None, None) => (PathBuf::from("smith-out"), "the default, smith-out"),
     };
     let instances = instances.map_or_else(|| run_dir.join("instances.jsonl"), Path::to_path_buf);
     if !instances.is_file() {
@@ -364,7 +364,7 @@ fn run_and_instances(
             return Err(Error::invalid(
                 run_dir.display().to_string(),
                 format!(
-                    "({from}) holds no {name}, so it is not the output directory of `smith run`; pass --run-dir"
+                    "is not the output directory of `smith run` (it holds no {name}; the directory is {from}); pass --run-dir DIR"
                 ),
             ));
         }
