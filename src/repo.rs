@@ -31,6 +31,10 @@ fn is_output_dir(dir: &Path) -> bool {
     dir.join(RUN_RECORD).is_file()
 }
 
+/// Where a new copy of the repository is made in the output directory,
+/// before it replaces `repo`.
+const STAGED: &str = ".repo-next";
+
 const SKIP_DIRS: &[&str] = &[
     ".git",
     ".venv",
@@ -221,7 +225,9 @@ pub fn open_repo_checked(
     let out = work_dir
         .canonicalize()
         .map_err(|e| Error::io(work_dir, e))?;
-    if root.starts_with(&out) {
+    // The copy replaces `repo` in the output directory: the repository
+    // cannot be that copy, or the output directory itself.
+    if root == out || root.starts_with(out.join("repo")) || root.starts_with(out.join(STAGED)) {
         return Err(Error::invalid(
             "output directory",
             format!(
@@ -233,7 +239,7 @@ pub fn open_repo_checked(
     }
     // The copy is made beside the current one and replaces it only once
     // accepted, so a refused repository leaves an earlier run's tree intact.
-    let staged = out.join(".repo-next");
+    let staged = out.join(STAGED);
     if staged.exists() {
         std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
     }
@@ -392,7 +398,12 @@ mod tests {
         std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
         let err = open_repo(&src, None, &src).unwrap_err().to_string();
         assert!(err.contains("output directory"), "{err}");
-        // Nor the snapshot of an earlier run in that directory.
+        // Nor the copy an earlier run made in that directory; any other
+        // directory inside it is fine.
+        let inner = tmp.path().join("w/inner");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(inner.join("m.py"), "x = 1\n").unwrap();
+        open_repo(&inner, None, &tmp.path().join("w")).unwrap();
         let snap = open_repo(&src, None, &tmp.path().join("w")).unwrap().root;
         let err = open_repo(&snap, None, &tmp.path().join("w"))
             .unwrap_err()
