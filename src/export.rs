@@ -33,14 +33,28 @@ pub struct ExportSummary {
     pub skipped: Vec<(String, String)>,
 }
 
+/// The git config key in which a mirror records the commit smith last set
+/// its `main` to: a `main` anywhere else is someone's work.
+const MAIN_KEY: &str = "smith.main";
+
 /// Make (or update) the mirror at `dest` from the clean repository `repo`
 /// and write one branch per instance. A branch that exists is rewritten.
+///
+/// `dest` may be relative (to the current directory). An existing
+/// directory must be empty or a mirror this function wrote: a git
+/// repository with uncommitted changes or untracked files, or whose `main`
+/// is not where smith last put it (someone committed on it), is refused
+/// and left untouched.
 pub fn export_git(
     repo: &RepoInfo,
     instances: &[TaskInstance],
     dest: &Path,
 ) -> Result<ExportSummary> {
-    if !dest.join(".git").exists() {
+    let dest = std::path::absolute(dest).map_err(|e| Error::io(dest, e))?;
+    let dest = dest.as_path();
+    if dest.join(".git").exists() {
+        check_mirror(dest)?;
+    } else {
         if dest.exists()
             && std::fs::read_dir(dest)
                 .map_err(|e| Error::io(dest, e))?
@@ -52,17 +66,28 @@ pub fn export_git(
                 "exists and is not an empty directory or a git repository",
             ));
         }
-        let parent = dest.parent().unwrap_or(Path::new("."));
+        let parent = dest.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let existed = dest.exists();
         let src = repo.root.display().to_string();
         let to = dest.display().to_string();
-        git(parent, &["clone", "-q", "--no-hardlinks", &src, &to])?;
-        git(dest, &["remote", "remove", "origin"])?;
+        let cloned = git(parent, &["clone", "-q", "--no-hardlinks", &src, &to])
+            .and_then(|_| git(dest, &["remote", "remove", "origin"]));
+        if let Err(e) = cloned {
+            // No half-made mirror is left behind.
+            let _ = if existed {
+                clear_dir(dest)
+            } else {
+                std::fs::remove_dir_all(dest)
+            };
+            return Err(e);
+        }
     }
     git(
         dest,
         &["checkout", "-q", "-f", "-B", "main", &repo.base_commit],
     )?;
+    git(dest, &["config", MAIN_KEY, &repo.base_commit])?;
     let mut summary = ExportSummary {
         dir: dest.to_path_buf(),
         ..Default::default()
@@ -91,6 +116,41 @@ pub fn export_git(
         git(dest, &["checkout", "-q", "-f", "main"])?;
     }
     Ok(summary)
+}
+
+/// An existing mirror may be updated only when nothing in it would be lost.
+fn check_mirror(dest: &Path) -> Result<()> {
+    let refuse = |reason: String| Err(Error::invalid(dest.display().to_string(), reason));
+    let status = git(dest, &["status", "--porcelain"])?;
+    if !status.is_empty() {
+        return refuse(format!(
+            "has uncommitted changes or untracked files; commit or remove them, or export into another directory:\n{status}"
+        ));
+    }
+    let Ok(ours) = git(dest, &["config", "--get", MAIN_KEY]) else {
+        return refuse(
+            "is a git repository smith did not write; export into an empty or new directory".into(),
+        );
+    };
+    match git(dest, &["rev-parse", "--verify", "-q", "refs/heads/main"]) {
+        Ok(main) if main != ours => refuse(format!(
+            "its main is at {main}, not where smith left it ({ours}): someone committed on it; move that work to another branch, or export into another directory"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Remove everything inside `dir`, keeping `dir`.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_branch(dest: &Path, inst: &TaskInstance, patch_file: &Path) -> Result<()> {

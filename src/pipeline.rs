@@ -4,6 +4,8 @@
 //!
 //! | file | written by | resumes by |
 //! |---|---|---|
+//! | `smith.lock` | [`Pipeline::prepare`] | held while a process writes the directory |
+//! | `smith-run.json` | [`Pipeline::prepare`] | compared: another repository, commit or settings refuses to mix |
 //! | `repo.json`, `env.json` | [`Pipeline::prepare`] | rebuilt (the environment is cached) |
 //! | `baseline.json` | [`Pipeline::baseline`] | reused when its commit matches |
 //! | `coverage.json` | [`Pipeline::coverage`] | reused when its commit matches |
@@ -11,6 +13,9 @@
 //! | `validations.jsonl` | [`Pipeline::validate`] | appended; done candidates are skipped |
 //! | `instances.jsonl` | [`Pipeline::write_instances`] | appended; done instances are skipped |
 //! | `summary.json` | [`Pipeline::run`] | rewritten |
+//!
+//! Records are read back deduplicated by id, so a line written twice never
+//! counts twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,8 +32,8 @@ use smith_env::{Environment, LocalSandbox};
 use smith_mutate::{GenerateOptions, Generated};
 use smith_validate::{CoverageMap, PytestExecutor, SelectionMode, ValidateOptions};
 
-use crate::repo::{open_repo, RepoInfo};
-use crate::store::{self, JsonlWriter};
+use crate::repo::{open_repo_checked, RepoInfo, RUN_RECORD};
+use crate::store::{self, JsonlWriter, OutDirLock};
 
 /// `coverage.json`: a coverage map and the commit it was made on.
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,6 +104,14 @@ pub struct Config {
     pub combine: bool,
     /// At most this many combinations per file (or package) and scope.
     pub combine_per_group: usize,
+    /// When the output directory holds another run's records (another
+    /// repository, commit or settings), remove them and start afresh
+    /// instead of refusing.
+    pub force: bool,
+    /// The environment gate: the least share of the suite's tests that must
+    /// pass on the clean tree (SWE-smith keeps repositories where 80% do);
+    /// below it the run stops with an environment error. 0 turns it off.
+    pub min_pass_rate: f64,
 }
 
 impl Config {
@@ -126,6 +139,8 @@ impl Config {
             sandbox: SandboxKind::Local,
             combine: true,
             combine_per_group: 3,
+            force: false,
+            min_pass_rate: 0.8,
         }
     }
 }
@@ -167,6 +182,8 @@ pub struct Prepared {
     pub sandbox: Arc<dyn Sandbox>,
     /// The test runner.
     pub executor: PytestExecutor,
+    /// This process's hold on the output directory.
+    _lock: OutDirLock,
 }
 
 /// Counts for one strategy.
@@ -215,6 +232,12 @@ pub struct Summary {
     pub baseline_passing: usize,
     /// Baseline: flaky tests.
     pub baseline_flaky: usize,
+    /// Baseline: every test of the suite (passing, flaky or not passing).
+    pub baseline_tests: usize,
+    /// Baseline: share of the suite's tests passing on the clean tree.
+    pub baseline_pass_rate: f64,
+    /// Every warning of the run, in order (skipped files among them).
+    pub warnings: Vec<String>,
     /// Wall seconds of the whole run.
     pub seconds: f64,
     /// Wall seconds spent validating, per candidate validated this run.
@@ -250,6 +273,12 @@ pub struct ValidateSummary {
     pub baseline_passing: usize,
     /// Baseline: flaky tests.
     pub baseline_flaky: usize,
+    /// Baseline: every test of the suite (passing, flaky or not passing).
+    pub baseline_tests: usize,
+    /// Baseline: share of the suite's tests passing on the clean tree.
+    pub baseline_pass_rate: f64,
+    /// Every warning of the invocation, in order.
+    pub warnings: Vec<String>,
     /// Wall seconds of the whole invocation (environment, baseline and
     /// coverage map included, unless reused).
     pub seconds: f64,
@@ -269,6 +298,8 @@ pub struct Pipeline {
     config: Config,
     on_event: Box<dyn Fn(&Event) + Send + Sync>,
     issue_writer: Arc<dyn IssueWriter>,
+    /// Every warning emitted, for the summary.
+    warnings: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -306,6 +337,7 @@ impl Pipeline {
             config,
             on_event: Box::new(|_| {}),
             issue_writer: Arc::new(smith_issue::TemplateWriter::new()),
+            warnings: Mutex::new(Vec::new()),
         }
     }
 
@@ -327,22 +359,47 @@ impl Pipeline {
     }
 
     fn emit(&self, event: Event) {
+        if let Event::Warning(w) = &event {
+            self.warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(w.clone());
+        }
         (self.on_event)(&event);
+    }
+
+    /// The warnings emitted so far.
+    fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.config.out.join(name)
     }
 
-    /// Open the repository, build (or reuse) its environment, make a sandbox.
+    /// Take the output directory, open the repository, build (or reuse) its
+    /// environment, make a sandbox.
+    ///
+    /// The output directory is locked for as long as the returned value
+    /// lives, and must hold no records of another run (see
+    /// [`Config::force`]).
     pub fn prepare(&self) -> Result<Prepared> {
+        self.prepare_with(None)
+    }
+
+    /// [`Pipeline::prepare`], recording that candidates come from
+    /// `candidates_file` (`None`: generated).
+    fn prepare_with(&self, candidates_file: Option<&Path>) -> Result<Prepared> {
         let out = &self.config.out;
-        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let lock = OutDirLock::acquire(out)?;
         self.emit(Event::Stage {
             name: "repo",
             detail: self.config.repo.display().to_string(),
         });
-        let repo = open_repo(&self.config.repo, self.config.repo_name.as_deref(), out)?;
+        let repo = self.claim_out_dir(candidates_file)?;
         store::write_json(&self.path("repo.json"), &repo)?;
         self.emit(Event::Stage {
             name: "env",
@@ -380,6 +437,165 @@ impl Pipeline {
             env,
             sandbox,
             executor,
+            _lock: lock,
+        })
+    }
+
+    /// The settings that shape a run's records, by option name: records
+    /// made with other values must not be mixed with this run's. Workers,
+    /// the sample size and caches are left out (they change how much is
+    /// done, or how fast, not what a record says).
+    fn settings(&self, candidates_file: Option<&Path>) -> BTreeMap<String, serde_json::Value> {
+        let c = &self.config;
+        let secs = |d: Duration| serde_json::json!(d.as_secs_f64());
+        let lower = |d: &dyn std::fmt::Debug| format!("{d:?}").to_lowercase();
+        let candidates = candidates_file.map_or_else(
+            || "generated".to_string(),
+            |f| {
+                f.canonicalize()
+                    .unwrap_or_else(|_| f.to_path_buf())
+                    .display()
+                    .to_string()
+            },
+        );
+        [
+            ("repo_name", serde_json::json!(c.repo_name)),
+            ("seed", serde_json::json!(c.seed)),
+            ("strategies", serde_json::json!(c.strategies)),
+            ("max_per_entity", serde_json::json!(c.max_per_entity)),
+            ("candidates", serde_json::json!(candidates)),
+            ("shard", serde_json::json!(c.shard.to_string())),
+            ("baseline_runs", serde_json::json!(c.baseline_runs)),
+            ("selection", serde_json::json!(lower(&c.selection))),
+            ("confirm", serde_json::json!(c.confirm)),
+            ("fork", serde_json::json!(c.fork)),
+            ("timeout_floor", secs(c.timeout_floor)),
+            ("timeout_factor", serde_json::json!(c.timeout_factor)),
+            (
+                "test_timeout_floor",
+                serde_json::json!(c.test_timeout_floor.map(|d| d.as_secs_f64())),
+            ),
+            ("sandbox", serde_json::json!(lower(&c.sandbox))),
+            ("combine", serde_json::json!(c.combine)),
+            ("combine_per_group", serde_json::json!(c.combine_per_group)),
+            ("issue_writer", serde_json::json!(self.issue_writer.name())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Open the repository into the output directory, which must hold no
+    /// records of another run: its `smith-run.json` (or, for a directory
+    /// written before there was one, its `repo.json`) must name the same
+    /// repository, commit and settings. With [`Config::force`] another
+    /// run's records are removed instead. Writes this run's
+    /// `smith-run.json`.
+    fn claim_out_dir(&self, candidates_file: Option<&Path>) -> Result<RepoInfo> {
+        let out = &self.config.out;
+        let record_path = self.path(RUN_RECORD);
+        let settings = self.settings(candidates_file);
+        let previous = store::read_json::<RunRecord>(&record_path)?;
+        let earlier_repo = match &previous {
+            Some(r) => Some((r.repo.clone(), r.base_commit.clone())),
+            None => store::read_json::<RepoInfo>(&self.path("repo.json"))?
+                .map(|r| (r.name, r.base_commit)),
+        };
+        let mut differences: Vec<String> = Vec::new();
+        if let Some(previous) = &previous {
+            for (key, value) in &settings {
+                let before = previous
+                    .settings
+                    .get(key)
+                    .unwrap_or(&serde_json::Value::Null);
+                if before != value {
+                    differences.push(format!("{key} {before} → {value}"));
+                }
+            }
+        }
+        // Settings are compared before the repository is copied: a refusal
+        // costs nothing.
+        if !differences.is_empty() && !self.config.force {
+            return Err(mixing_refused(out, &differences));
+        }
+        let mut changed_repo = Vec::new();
+        let repo = open_repo_checked(
+            &self.config.repo,
+            self.config.repo_name.as_deref(),
+            out,
+            |repo| {
+                if let Some((name, commit)) = &earlier_repo {
+                    if *name != repo.name {
+                        changed_repo.push(format!("repository {name} → {}", repo.name));
+                    }
+                    if *commit != repo.base_commit {
+                        changed_repo.push(format!(
+                            "base commit {} → {}",
+                            short(commit),
+                            short(&repo.base_commit)
+                        ));
+                    }
+                }
+                if changed_repo.is_empty() || self.config.force {
+                    Ok(())
+                } else {
+                    let mut all = changed_repo.clone();
+                    all.extend(differences.iter().cloned());
+                    Err(mixing_refused(out, &all))
+                }
+            },
+        )?;
+        differences.extend(changed_repo);
+        if !differences.is_empty() {
+            // Forced: the other run's records go; the repository copy was
+            // already replaced, caches stay.
+            for name in RECORD_FILES {
+                let path = self.path(name);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+            }
+            self.emit(Event::Warning(format!(
+                "started {} afresh (--force): {}",
+                out.display(),
+                differences.join(", ")
+            )));
+        }
+        let record = RunRecord {
+            repo_path: self
+                .config
+                .repo
+                .canonicalize()
+                .unwrap_or_else(|_| self.config.repo.clone()),
+            repo: repo.name.clone(),
+            base_commit: repo.base_commit.clone(),
+            smith: env!("CARGO_PKG_VERSION").to_string(),
+            settings,
+        };
+        store::write_json(&record_path, &record)?;
+        Ok(repo)
+    }
+
+    /// The environment gate: refuse to go on when too few of the suite's
+    /// tests pass on the clean tree ([`Config::min_pass_rate`]); what does
+    /// pass would make a few, skewed tasks of a broken environment.
+    fn check_environment(&self, p: &Prepared, baseline: &Baseline) -> Result<()> {
+        let (passing, total, rate) = pass_rate(baseline);
+        if rate >= self.config.min_pass_rate {
+            return Ok(());
+        }
+        Err(Error::Environment {
+            path: p.repo.root.clone(),
+            reason: format!(
+                "only {passing} of {total} tests ({:.0}%) pass on the clean tree, below the minimum of {:.0}%: \
+                 the environment probably lacks dependencies, services or data the tests need \
+                 (baseline.json lists the tests that do not pass); lower the minimum \
+                 (--min-pass-rate 0 turns the check off) to make tasks from this environment anyway",
+                100.0 * rate,
+                100.0 * self.config.min_pass_rate
+            ),
         })
     }
 
@@ -575,7 +791,8 @@ impl Pipeline {
         });
         let writer = Mutex::new(JsonlWriter::<Validation>::append(&path)?);
         let total = candidates.len();
-        let previous: Vec<Validation> = store::read_jsonl(&path)?;
+        let previous: Vec<Validation> =
+            store::read_jsonl_unique(&path, |v: &Validation| &v.candidate_id)?;
         let counts = Mutex::new((
             done.len().min(total),
             previous.iter().filter(|v| v.verdict.is_kept()).count(),
@@ -601,16 +818,12 @@ impl Pipeline {
             &options,
             &|c: &Candidate, v: &Validation| {
                 let v = &judge(c, v.clone());
-                let write = writer
-                    .lock()
-                    .map_err(|_| ())
-                    .and_then(|mut w| w.write(v).map_err(|_| ()));
+                // The writer's own error (a full disk names the file) is
+                // the run's error; the first one is kept.
+                let write = writer.lock().unwrap_or_else(|e| e.into_inner()).write(v);
                 let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-                if write.is_err() && counts.2.is_none() {
-                    counts.2 = Some(Error::invalid(
-                        "validations.jsonl",
-                        "could not append a record",
-                    ));
+                if let Err(e) = write {
+                    counts.2.get_or_insert(e);
                 }
                 counts.0 += 1;
                 counts.1 += usize::from(v.verdict.is_kept());
@@ -627,10 +840,11 @@ impl Pipeline {
             return Err(e);
         }
         let wanted: BTreeSet<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
-        let all: Vec<Validation> = store::read_jsonl::<Validation>(&path)?
-            .into_iter()
-            .filter(|v| wanted.contains(v.candidate_id.as_str()))
-            .collect();
+        let all: Vec<Validation> =
+            store::read_jsonl_unique(&path, |v: &Validation| &v.candidate_id)?
+                .into_iter()
+                .filter(|v| wanted.contains(v.candidate_id.as_str()))
+                .collect();
         Ok((all, secs, todo.len()))
     }
 
@@ -805,7 +1019,10 @@ impl Pipeline {
                 kept: i + 1,
             });
         }
-        Ok((store::read_jsonl(&path)?, leaked))
+        Ok((
+            store::read_jsonl_unique(&path, |i: &TaskInstance| &i.candidate_id)?,
+            leaked,
+        ))
     }
 
     /// Validation on its own (`smith validate`): environment, baseline,
@@ -827,8 +1044,9 @@ impl Pipeline {
             Some(path) => Some(store::read_jsonl::<Candidate>(path)?),
             None => None,
         };
-        let p = self.prepare()?;
+        let p = self.prepare_with(candidates_file)?;
         let baseline = self.baseline(&p)?;
+        self.check_environment(&p, &baseline)?;
         let coverage = self.coverage(&p)?;
         let all = match from_file {
             Some(candidates) => candidates,
@@ -854,6 +1072,9 @@ impl Pipeline {
             median_f2p: median(tally.f2p),
             baseline_passing: baseline.passing.len(),
             baseline_flaky: baseline.flaky.len(),
+            baseline_tests: pass_rate(&baseline).1,
+            baseline_pass_rate: pass_rate(&baseline).2,
+            warnings: self.warnings(),
             seconds: started.elapsed().as_secs_f64(),
             seconds_per_candidate: secs / validated_now.max(1) as f64,
             forked_runs: p.executor.served_runs(),
@@ -869,6 +1090,7 @@ impl Pipeline {
         let started = Instant::now();
         let p = self.prepare()?;
         let baseline = self.baseline(&p)?;
+        self.check_environment(&p, &baseline)?;
         let coverage = self.coverage(&p)?;
         let generated = self.mutate(&p)?;
         let selected: Vec<Candidate> = self
@@ -903,9 +1125,66 @@ impl Pipeline {
             secs / validated_now.max(1) as f64,
             self.path("instances.jsonl"),
         );
+        let summary = Summary {
+            warnings: self.warnings(),
+            ..summary
+        };
         store::write_json(&self.path("summary.json"), &summary)?;
         Ok(summary)
     }
+}
+
+/// `smith-run.json`: what made the records of an output directory. A run
+/// with another repository, commit or settings refuses to add to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The repository as it was given (canonical path).
+    pub repo_path: PathBuf,
+    /// `owner/name`.
+    pub repo: String,
+    /// Commit of the clean tree.
+    pub base_commit: String,
+    /// The smith version that wrote the record.
+    pub smith: String,
+    /// The settings that shape the records, by option name.
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+/// The records of a run in its output directory: what `force` removes.
+/// Caches (`.env-cache`, `lm-cache`) stay.
+const RECORD_FILES: &[&str] = &[
+    RUN_RECORD,
+    "repo.json",
+    "env.json",
+    "baseline.json",
+    "coverage.json",
+    "candidates.jsonl",
+    "combined.jsonl",
+    "validations.jsonl",
+    "instances.jsonl",
+    "summary.json",
+    "validate-summary.json",
+];
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn mixing_refused(out: &Path, differences: &[String]) -> Error {
+    Error::invalid(
+        out.display().to_string(),
+        format!(
+            "holds the records of another run ({}); run again with --force to remove them and start afresh, or choose another output directory",
+            differences.join(", ")
+        ),
+    )
+}
+
+/// (passing tests, all tests, share passing) of a baseline.
+fn pass_rate(baseline: &Baseline) -> (usize, usize, f64) {
+    let passing = baseline.passing.len();
+    let total = passing + baseline.flaky.len() + baseline.other.len();
+    (passing, total, passing as f64 / total.max(1) as f64)
 }
 
 /// The clean source of each entity a candidate touches, for leak checks.
@@ -1014,6 +1293,9 @@ fn summarize(
             .collect(),
         baseline_passing: baseline.passing.len(),
         baseline_flaky: baseline.flaky.len(),
+        baseline_tests: pass_rate(baseline).1,
+        baseline_pass_rate: pass_rate(baseline).2,
+        warnings: Vec::new(),
         seconds: elapsed.as_secs_f64(),
         seconds_per_candidate,
         confirm_agreement: tally.confirm_agreement,

@@ -15,9 +15,25 @@ pub struct RepoInfo {
     pub name: String,
     /// Commit of the clean tree.
     pub base_commit: String,
-    /// Whether `root` is a snapshot smith made (the input was not a clean git repository).
+    /// Whether `root` is a snapshot smith committed itself (the input was
+    /// not a clean git repository); otherwise it is a clone of the input
+    /// at its `HEAD`.
     pub snapshot: bool,
 }
+
+/// The file that marks a directory as smith's output (written by the
+/// pipeline, see [`crate::pipeline`]): such a directory is never copied
+/// into a snapshot, whichever run made it.
+pub const RUN_RECORD: &str = "smith-run.json";
+
+/// Whether `dir` is an output directory of some smith run.
+fn is_output_dir(dir: &Path) -> bool {
+    dir.join(RUN_RECORD).is_file()
+}
+
+/// Where a new copy of the repository is made in the output directory,
+/// before it replaces `repo`.
+const STAGED: &str = ".repo-next";
 
 const SKIP_DIRS: &[&str] = &[
     ".git",
@@ -54,6 +70,9 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
         .env("GIT_COMMITTER_EMAIL", "smith@localhost")
         .env("GIT_AUTHOR_DATE", "2000-01-01T00:00:00+0000")
         .env("GIT_COMMITTER_DATE", "2000-01-01T00:00:00+0000")
+        // `git status` would otherwise refresh the index of the user's
+        // repository: reading it must not write to it.
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .output()
         .map_err(|e| Error::command(format!("git {}", args.join(" ")), e.to_string()))?;
     if !out.status.success() {
@@ -91,7 +110,11 @@ fn is_python_project(dir: &Path) -> bool {
     false
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// Copy the tree at `from` to `to`, leaving out virtualenvs, caches, build
+/// output, smith's output directories and the directory `exclude` (this
+/// run's output directory, when it is inside the repository: copying it
+/// into itself never ends).
+fn copy_tree(from: &Path, to: &Path, exclude: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let entry = entry.map_err(|e| Error::io(from, e))?;
@@ -101,10 +124,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let dst = to.join(&name);
         let ty = entry.file_type().map_err(|e| Error::io(&src, e))?;
         if ty.is_dir() {
-            if SKIP_DIRS.contains(&name_str.as_ref()) || name_str.ends_with(".egg-info") {
+            if SKIP_DIRS.contains(&name_str.as_ref())
+                || name_str.ends_with(".egg-info")
+                || src == exclude
+                || is_output_dir(&src)
+            {
                 continue;
             }
-            copy_tree(&src, &dst)?;
+            copy_tree(&src, &dst, exclude)?;
         } else if ty.is_file() {
             if name_str.ends_with(".pyc") {
                 continue;
@@ -126,15 +153,33 @@ fn name_from_remote(url: &str) -> Option<String> {
     (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}"))
 }
 
-/// Open the repository at `path`.
+/// Open the repository at `path`, with smith's output in `work_dir`.
 ///
-/// A clean git repository (the path is its top level and nothing tracked is
-/// modified) is used in place at `HEAD`. Anything else — a plain directory, a
+/// smith never works in the repository it is given: everything it does
+/// there (installing the project, running its tests) writes files. A clean
+/// git repository (the path is its top level and nothing tracked is
+/// modified) is cloned at `HEAD` to `work_dir/repo`, so tasks refer to the
+/// repository's own commit. Anything else — a plain directory, a
 /// sub-directory of another repository, a dirty tree — is copied to
-/// `work_dir/repo` (without virtualenvs, caches and build output) and
-/// committed there with a fixed author and date, so the same tree always gets
-/// the same commit id.
+/// `work_dir/repo` (without virtualenvs, caches, build output and smith's
+/// output directories, `work_dir` among them when it is inside) and
+/// committed there with a fixed author and date, so the same tree always
+/// gets the same commit id.
+///
+/// Nothing is written into the repository at `path`.
 pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<RepoInfo> {
+    open_repo_checked(path, name, work_dir, |_| Ok(()))
+}
+
+/// [`open_repo`], with `accept` shown the repository before it replaces the
+/// copy an earlier run left in `work_dir/repo`: when `accept` fails, its
+/// error is returned and `work_dir` is left as it was.
+pub fn open_repo_checked(
+    path: &Path,
+    name: Option<&str>,
+    work_dir: &Path,
+    accept: impl FnOnce(&RepoInfo) -> Result<()>,
+) -> Result<RepoInfo> {
     let repo_err = |reason: &str| Error::Repo {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -176,31 +221,58 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
             format!("`{name}` is not owner/name"),
         ));
     }
-    if clean {
-        let base_commit = git(&root, &["rev-parse", "HEAD"])?;
-        return Ok(RepoInfo {
-            root,
-            name,
-            base_commit,
-            snapshot: false,
-        });
+    std::fs::create_dir_all(work_dir).map_err(|e| Error::io(work_dir, e))?;
+    let out = work_dir
+        .canonicalize()
+        .map_err(|e| Error::io(work_dir, e))?;
+    // The copy replaces `repo` in the output directory: the repository
+    // cannot be that copy, or the output directory itself.
+    if root == out || root.starts_with(out.join("repo")) || root.starts_with(out.join(STAGED)) {
+        return Err(Error::invalid(
+            "output directory",
+            format!(
+                "{} holds the repository {} itself; choose another output directory",
+                out.display(),
+                root.display()
+            ),
+        ));
     }
-    let snap = work_dir.join("repo");
+    // The copy is made beside the current one and replaces it only once
+    // accepted, so a refused repository leaves an earlier run's tree intact.
+    let staged = out.join(STAGED);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
+    }
+    let base_commit = if clean {
+        let base_commit = git(&root, &["rev-parse", "HEAD"])?;
+        let (from, to) = (root.display().to_string(), staged.display().to_string());
+        git(&out, &["clone", "-q", "--no-checkout", &from, &to])?;
+        git(&staged, &["checkout", "-q", "--detach", &base_commit])?;
+        base_commit
+    } else {
+        copy_tree(&root, &staged, &out)?;
+        git(&staged, &["init", "-q", "-b", "main"])?;
+        git(&staged, &["add", "-A"])?;
+        git(&staged, &["commit", "-q", "-m", "smith: clean tree"])?;
+        git(&staged, &["rev-parse", "HEAD"])?
+    };
+    let mut info = RepoInfo {
+        root: staged.clone(),
+        name,
+        base_commit,
+        snapshot: !clean,
+    };
+    if let Err(e) = accept(&info) {
+        std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
+        return Err(e);
+    }
+    let snap = out.join("repo");
     if snap.exists() {
         std::fs::remove_dir_all(&snap).map_err(|e| Error::io(&snap, e))?;
     }
-    copy_tree(&root, &snap)?;
-    git(&snap, &["init", "-q", "-b", "main"])?;
-    git(&snap, &["add", "-A"])?;
-    git(&snap, &["commit", "-q", "-m", "smith: clean tree"])?;
-    let base_commit = git(&snap, &["rev-parse", "HEAD"])?;
-    let root = snap.canonicalize().map_err(|e| Error::io(&snap, e))?;
-    Ok(RepoInfo {
-        root,
-        name,
-        base_commit,
-        snapshot: true,
-    })
+    std::fs::rename(&staged, &snap).map_err(|e| Error::io(&snap, e))?;
+    info.root = snap;
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -247,5 +319,122 @@ mod tests {
         assert_eq!(a.base_commit, b.base_commit);
         assert_eq!(a.name, "local/proj");
         assert!(!a.root.join(".venv").exists());
+    }
+
+    /// Every file under `dir` (relative path and bytes), `.git` included.
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(p);
+                } else {
+                    let bytes = std::fs::read(&p).unwrap();
+                    out.push((p.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_output_directory_inside_a_plain_directory_is_left_out_of_the_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        let out = src.join("smith-out");
+        let first = open_repo(&src, None, &out).unwrap();
+        assert_eq!(first.root, out.canonicalize().unwrap().join("repo"));
+        assert!(!first.root.join("smith-out").exists());
+        // Again, with the first snapshot in place: same tree, same commit.
+        let again = open_repo(&src, None, &out).unwrap();
+        assert_eq!(again.base_commit, first.base_commit);
+        assert!(!again.root.join("smith-out").exists());
+        // And the same commit as with the output directory elsewhere, once
+        // the pipeline has marked the first one as smith's output.
+        std::fs::write(out.join(RUN_RECORD), "{}").unwrap();
+        let elsewhere = open_repo(&src, None, &tmp.path().join("w")).unwrap();
+        assert_eq!(elsewhere.base_commit, first.base_commit);
+        assert!(!elsewhere.root.join("smith-out").exists());
+    }
+
+    #[test]
+    fn a_clean_repository_is_cloned_at_head_and_never_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        git(&src, &["init", "-q", "-b", "main"]).unwrap();
+        git(&src, &["add", "-A"]).unwrap();
+        git(&src, &["commit", "-q", "-m", "one"]).unwrap();
+        let head = git(&src, &["rev-parse", "HEAD"]).unwrap();
+        // Untracked files are not part of the commit, so not of the tree.
+        std::fs::write(src.join("scratch.py"), "y = 2\n").unwrap();
+        let before = files(&src);
+        let inside = src.join("smith-out");
+        let outside = tmp.path().join("w");
+        for out in [&inside, &inside, &outside] {
+            let repo = open_repo(&src, None, out).unwrap();
+            assert_eq!(repo.base_commit, head);
+            assert!(!repo.snapshot);
+            assert_eq!(repo.root, out.canonicalize().unwrap().join("repo"));
+            assert!(repo.root.join("m.py").is_file());
+            assert!(!repo.root.join("scratch.py").exists());
+            assert!(!repo.root.join("smith-out").exists());
+        }
+        std::fs::remove_dir_all(&inside).unwrap();
+        assert_eq!(files(&src), before, "the repository was written to");
+    }
+
+    #[test]
+    fn the_repository_cannot_be_its_own_output_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        let err = open_repo(&src, None, &src).unwrap_err().to_string();
+        assert!(err.contains("output directory"), "{err}");
+        // Nor the copy an earlier run made in that directory; any other
+        // directory inside it is fine.
+        let inner = tmp.path().join("w/inner");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(inner.join("m.py"), "x = 1\n").unwrap();
+        open_repo(&inner, None, &tmp.path().join("w")).unwrap();
+        let snap = open_repo(&src, None, &tmp.path().join("w")).unwrap().root;
+        let err = open_repo(&snap, None, &tmp.path().join("w"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("output directory"), "{err}");
+        assert!(snap.join("m.py").is_file());
+    }
+
+    #[test]
+    fn a_refused_repository_leaves_the_earlier_copy_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("proj");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("m.py"), "x = 1\n").unwrap();
+        let out = tmp.path().join("out");
+        let first = open_repo(&src, None, &out).unwrap();
+        std::fs::write(src.join("m.py"), "x = 2\n").unwrap();
+        let err = open_repo_checked(&src, None, &out, |r| {
+            assert_ne!(r.base_commit, first.base_commit);
+            Err(Error::invalid("repository", "changed"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(first.root.join("m.py")).unwrap(),
+            "x = 1\n"
+        );
+        assert_eq!(
+            git(&first.root, &["rev-parse", "HEAD"]).unwrap(),
+            first.base_commit
+        );
+        assert!(!out.join(".repo-next").exists());
     }
 }

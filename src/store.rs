@@ -1,8 +1,9 @@
 //! JSONL stores: every stage reads and writes one record per line, appended
-//! and flushed as produced, so a killed stage resumes where it stopped.
+//! and flushed as produced, so a killed stage resumes where it stopped; and
+//! the lock that keeps one process at a time writing an output directory.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,79 @@ fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, u64)> {
         }
     }
     Ok((records, good_len))
+}
+
+/// Every record of a JSONL file (as [`read_jsonl`]), each id once: a record
+/// whose `id` an earlier line already had is dropped, so a duplicated line
+/// never counts twice.
+pub fn read_jsonl_unique<T: DeserializeOwned>(
+    path: &Path,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>> {
+    let mut seen = BTreeSet::new();
+    Ok(read_jsonl::<T>(path)?
+        .into_iter()
+        .filter(|r| seen.insert(id(r).to_string()))
+        .collect())
+}
+
+/// Whether an I/O error means the disk (or the user's quota) is full: the
+/// machine's problem, not the input's.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || e.raw_os_error() == Some(ENOSPC)
+}
+
+/// `ENOSPC`, the same on every Unix smith runs on.
+const ENOSPC: i32 = 28;
+
+/// The lock of an output directory: held (an advisory `flock` on
+/// `smith.lock`) while a process writes the directory, released when it is
+/// dropped or the process dies, so a second run into the same directory
+/// stops at once instead of interleaving its records with the first's.
+#[derive(Debug)]
+pub struct OutDirLock {
+    _file: File,
+}
+
+impl OutDirLock {
+    /// The lock file's name in the output directory.
+    pub const FILE: &'static str = "smith.lock";
+
+    /// Take the lock of `dir` (created if missing), or fail naming the
+    /// process that holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join(Self::FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                return Err(Error::invalid(
+                    path.display().to_string(),
+                    format!(
+                        "another smith process{} is writing to {}; wait for it to finish or choose another output directory",
+                        if holder.is_empty() { String::new() } else { format!(" ({holder})") },
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        file.set_len(0)
+            .and_then(|_| file.write_all(format!("pid {}\n", std::process::id()).as_bytes()))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(OutDirLock { _file: file })
+    }
 }
 
 /// Appends records to a JSONL file, one flushed line each.
@@ -218,6 +292,44 @@ mod tests {
             done_ids(&path, "id").unwrap(),
             BTreeSet::from(["a".to_string(), "c".to_string()])
         );
+    }
+
+    #[test]
+    fn duplicate_records_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"a\"}\n").unwrap();
+        let all = read_jsonl_unique::<Rec>(&path, |r| &r.id).unwrap();
+        assert_eq!(all, vec![Rec { id: "a".into() }, Rec { id: "b".into() }]);
+    }
+
+    #[test]
+    fn a_full_disk_is_named_and_recognised() {
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        let mut w = JsonlWriter::<Rec>::create(Path::new("/dev/full")).unwrap();
+        let err = w.write(&Rec { id: "a".into() }).unwrap_err();
+        assert!(err.to_string().contains("/dev/full"), "{err}");
+        let Error::Io { source, .. } = &err else {
+            panic!("not an I/O error: {err:?}");
+        };
+        assert!(is_disk_full(source), "{source:?}");
+        assert!(!is_disk_full(&std::io::Error::from(
+            std::io::ErrorKind::NotFound
+        )));
+    }
+
+    #[test]
+    fn an_output_directory_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = OutDirLock::acquire(dir.path()).unwrap();
+        let err = OutDirLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("another smith process"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        OutDirLock::acquire(dir.path()).unwrap();
     }
 
     #[test]

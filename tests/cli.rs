@@ -122,6 +122,36 @@ fn a_file_with_a_syntax_error_is_skipped_and_the_run_goes_on() {
     );
     assert!(summary["kept"].as_u64().unwrap() >= 1, "{summary}");
     assert!(out_dir.join("instances.jsonl").is_file());
+    // Every warning is listed, not only counted.
+    let warnings: Vec<&str> = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("tiny/broken.py")),
+        "{summary}"
+    );
+    // And printed in the text summary (the run resumes: nothing is redone).
+    let out = smith(&[
+        "run",
+        repo.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir(),
+        "--baseline-runs",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let skipped = text
+        .lines()
+        .skip_while(|l| !l.starts_with("skipped"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(skipped.contains("tiny/broken.py"), "{text}");
 }
 
 const CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef clamp(x, lo, hi):\n    if x < lo:\n        return lo\n    if x > hi:\n        return hi\n    return x\n";
@@ -268,4 +298,126 @@ fn a_negative_time_limit_is_an_input_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("--test-timeout-floor"), "{err}");
+}
+
+#[test]
+fn numeric_options_out_of_range_are_input_errors() {
+    for (args, flag) in [
+        (&["run", "--workers", "0"][..], "--workers"),
+        (&["run", "--workers", "100000"], "--workers"),
+        (&["validate", "--baseline-runs", "0"], "--baseline-runs"),
+        (&["run", "--max-candidates", "0"], "--max-candidates"),
+        (&["run", "--min-pass-rate", "1.5"], "--min-pass-rate"),
+        (&["mutate", "--max-per-entity", "0"], "--max-per-entity"),
+        (
+            &["grade", "--predictions", "p.jsonl", "--workers", "0"],
+            "--workers",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_smith"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        // Nothing was started: no output directory.
+        assert!(!dir.path().join("smith-out").exists(), "{args:?}");
+    }
+}
+
+/// A project whose test files are full of box-drawing characters and
+/// arrows (in strings, docstrings, comments and names) runs to the end:
+/// reading the failing tests' source for the problem statements used to
+/// panic inside `╔`.
+#[test]
+fn a_project_with_non_ascii_test_source_runs_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/boxes");
+    let out_dir = dir.path().join("out");
+    let out = smith(&[
+        "--json",
+        "run",
+        repo.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir(),
+        "--baseline-runs",
+        "1",
+        "--max-candidates",
+        "12",
+        "--no-combine",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
+    assert!(summary["instances"].as_u64().unwrap() >= 1, "{summary}");
+    let instances = std::fs::read_to_string(out_dir.join("instances.jsonl")).unwrap();
+    for line in instances.lines() {
+        let i: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(!i["problem_statement"].as_str().unwrap().is_empty(), "{i}");
+    }
+}
+
+const GATE_TESTS: &str = "from tiny.calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_needs_a_service():\n    import socket\n    socket.create_connection((\"127.0.0.1\", 9), timeout=0.2)\n\n\ndef test_needs_data():\n    open(\"/nonexistent/smith-data.csv\")\n";
+
+/// The environment gate: a suite that mostly fails on the clean tree makes
+/// a poor environment; the run says how poor and stops, unless told to go on.
+#[test]
+fn a_run_stops_when_too_few_tests_pass_on_the_clean_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("gate");
+    write(
+        &repo,
+        &[
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", ""),
+            ("tiny/calc.py", CALC),
+            ("tests/test_calc.py", GATE_TESTS),
+        ],
+    );
+    let out_dir = dir.path().join("out");
+    let cache = cache_dir();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            repo.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--cache-dir",
+            &cache,
+            "--baseline-runs",
+            "1",
+            "--max-candidates",
+            "3",
+            "--no-combine",
+        ];
+        args.extend(extra);
+        smith(&args)
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("only 1 of 3 tests (33%) pass on the clean tree"),
+        "{err}"
+    );
+    assert!(err.contains("--min-pass-rate"), "{err}");
+    assert!(!out_dir.join("validations.jsonl").exists());
+
+    let out = run(&["--min-pass-rate", "0.3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("baseline     1 of 3 tests pass on the clean tree (33%)"),
+        "{text}"
+    );
 }

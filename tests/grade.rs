@@ -301,3 +301,67 @@ fn the_grade_command_writes_a_swebench_report() {
     let stdout: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(stdout["resolved_instances"], 1);
 }
+
+/// `smith grade` right after `smith run` finds the run's environment from
+/// the instances file it is given, or from `smith-out` with no path at all;
+/// a file outside any run is named, with what to pass.
+#[test]
+fn grade_finds_the_run_from_its_instances_file() {
+    let instances = common::demo_instances();
+    let run = common::demo_run();
+    let dir = tempfile::tempdir().unwrap();
+    let preds = dir.path().join("preds.jsonl");
+    smith::store::write_jsonl(&preds, &[Prediction::gold(&instances[0])]).unwrap();
+    let grade = |cwd: &std::path::Path, args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_smith"))
+            .args(["--json", "grade", "--workers", "2", "--predictions"])
+            .arg(&preds)
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let resolved = |out: &std::process::Output| -> u64 {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["resolved_instances"].as_u64().unwrap()
+    };
+    // Only the instances file, from elsewhere.
+    let by_file = grade(
+        dir.path(),
+        &[
+            "--instances".as_ref(),
+            run.join("instances.jsonl").as_os_str(),
+        ],
+    );
+    assert_eq!(resolved(&by_file), 1);
+    // Nothing at all, beside the run's `smith-out`.
+    let beside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(run, beside.path().join("smith-out")).unwrap();
+    assert_eq!(resolved(&grade(beside.path(), &[])), 1);
+    // Instances copied out of their run: the message says what to pass.
+    let picked = dir.path().join("picked.jsonl");
+    smith::store::write_jsonl(&picked, &instances[..1]).unwrap();
+    let out = grade(dir.path(), &["--instances".as_ref(), picked.as_os_str()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("pass --run-dir") && said.contains("not the output directory"),
+        "{said}"
+    );
+    let with_run_dir = grade(
+        dir.path(),
+        &[
+            "--instances".as_ref(),
+            picked.as_os_str(),
+            "--run-dir".as_ref(),
+            run.as_os_str(),
+        ],
+    );
+    assert_eq!(resolved(&with_run_dir), 1);
+}

@@ -137,9 +137,16 @@ print(json.dumps({"ids": [d["instance_id"] for d in ds], "f2p": [d["FAIL_TO_PASS
     assert_eq!(got["subset"], json!([ids[ids.len() - 1]]));
     let f2p: Vec<&Vec<TestId>> = ours.iter().map(|i| &i.fail_to_pass).collect();
     assert_eq!(got["f2p"], json!(f2p));
-    // smith has no separate environment-setup commit; everything else of
-    // SWE-bench's instance type is there.
-    assert_eq!(got["missing"], json!(["environment_setup_commit"]));
+    // Every field of SWE-bench's instance type is there; the environment is
+    // set up at the base commit.
+    assert_eq!(got["missing"], json!([]));
+    for i in &ours {
+        assert_eq!(
+            i.environment_setup_commit, i.base_commit,
+            "{}",
+            i.instance_id
+        );
+    }
 }
 
 /// Grade a set of predictions with our grader, keeping the test logs.

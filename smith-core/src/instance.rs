@@ -32,6 +32,12 @@ pub struct TaskInstance {
     pub created_at: String,
     /// SWE-bench's `version` field; smith uses the short base commit.
     pub version: String,
+    /// SWE-bench's `environment_setup_commit`: the commit the task's
+    /// environment is built from. smith builds one environment per
+    /// repository at the base commit, so this is the base commit (as
+    /// SWE-smith writes it).
+    #[serde(default)]
+    pub environment_setup_commit: String,
     /// SWE-bench's test-file patch; empty: the tests are already in the tree.
     pub test_patch: String,
     /// SWE-bench's hints field; always empty.
@@ -91,6 +97,7 @@ impl TaskInstance {
             image_name,
             created_at,
             version: candidate.base_commit.chars().take(8).collect(),
+            environment_setup_commit: candidate.base_commit.clone(),
             test_patch: String::new(),
             hints_text: String::new(),
             strategy: candidate.strategy.clone(),
@@ -136,11 +143,13 @@ mod tests {
             "image_name",
             "created_at",
             "version",
+            "environment_setup_commit",
             "test_patch",
             "hints_text",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
+        assert_eq!(v["environment_setup_commit"], "0123456789");
         assert!(i.instance_id.starts_with("o__r.01234567.func_pm_op_swap__"));
         assert_eq!(
             i.instance_id.len(),

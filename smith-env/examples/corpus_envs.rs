@@ -3,11 +3,15 @@
 //! local workspace, and print a table.
 //!
 //! ```text
-//! bash ../shared/corpus/fetch-corpus.sh -s dev target/corpus
-//! cargo run --release -p smith-env --example corpus_envs -- target/corpus [cache-dir]
+//! cargo run --release -p smith-env --example corpus_envs -- [CORPUS_DIR [CACHE_DIR]]
 //! ```
+//!
+//! Without `CORPUS_DIR`, the dev corpus is fetched (or found up to date) with
+//! smith's own script, `scripts/corpus/fetch-corpus.sh -s dev`, into
+//! `target/smith-mutate-corpus`, the cache the tests and benches use.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use smith_core::{RunOptions, Sandbox};
@@ -21,12 +25,11 @@ fn main() {
 }
 
 fn try_main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let corpus = PathBuf::from(args.next().ok_or_else(|| {
-        anyhow::anyhow!(
-            "usage: corpus_envs CORPUS_DIR [CACHE_DIR] [--no-pip] [--no-suite] [--bwrap] [--reuse]"
-        )
-    })?);
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let corpus = match args.next() {
+        Some(dir) => PathBuf::from(dir),
+        None => fetch_dev_corpus()?,
+    };
     let cache = args
         .next()
         .map(PathBuf::from)
@@ -95,6 +98,27 @@ fn try_main() -> anyhow::Result<()> {
         eprintln!("{name}: test_cmd: python {}", env.spec.test_cmd.join(" "));
     }
     Ok(())
+}
+
+/// The dev corpus in the workspace's `target/`, fetched by smith's script.
+fn fetch_dev_corpus() -> anyhow::Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("smith-env has no parent directory"))?;
+    let script = workspace.join("scripts/corpus/fetch-corpus.sh");
+    let cache = workspace.join("target/smith-mutate-corpus");
+    let status = Command::new("bash")
+        .arg(&script)
+        .args(["-s", "dev"])
+        .arg(&cache)
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "{} -s dev {} failed ({status})",
+        script.display(),
+        cache.display()
+    );
+    Ok(cache)
 }
 
 fn build(repo: &Path, cache: &Path, uv: bool, reuse: bool) -> anyhow::Result<Environment> {

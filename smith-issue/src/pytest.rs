@@ -151,12 +151,17 @@ fn block_end(lines: &[&str], start: usize) -> usize {
 }
 
 /// Track bracket depth and triple-quoted strings across one line.
+///
+/// Works on bytes: every delimiter it looks for is ASCII, and no byte of a
+/// multi-byte UTF-8 character is ASCII, so non-ASCII text (box-drawing
+/// characters, arrows, non-ASCII identifiers) is skipped over without ever
+/// slicing the line inside a character.
 fn scan_line(line: &str, depth: &mut i32, in_string: &mut Option<&str>) {
     let bytes = line.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         if let Some(delim) = *in_string {
-            if line[i..].starts_with(delim) {
+            if bytes[i..].starts_with(delim.as_bytes()) {
                 *in_string = None;
                 i += 3;
             } else {
@@ -164,13 +169,9 @@ fn scan_line(line: &str, depth: &mut i32, in_string: &mut Option<&str>) {
             }
             continue;
         }
-        let rest = &line[i..];
-        if rest.starts_with("\"\"\"") || rest.starts_with("'''") {
-            *in_string = Some(if rest.starts_with('"') {
-                "\"\"\""
-            } else {
-                "'''"
-            });
+        let rest = &bytes[i..];
+        if rest.starts_with(b"\"\"\"") || rest.starts_with(b"'''") {
+            *in_string = Some(if rest[0] == b'"' { "\"\"\"" } else { "'''" });
             i += 3;
             continue;
         }
@@ -190,8 +191,14 @@ fn scan_line(line: &str, depth: &mut i32, in_string: &mut Option<&str>) {
     }
 }
 
+/// Bytes of Python indentation (spaces, tabs, form feeds) at the start of
+/// `line`. Only ASCII counts, as for Python itself; a prefix of this length
+/// always ends on a character boundary, so slicing any line at the smaller
+/// of two indentations is safe.
 pub(crate) fn indentation(line: &str) -> usize {
-    line.len() - line.trim_start().len()
+    line.bytes()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\x0c'))
+        .count()
 }
 
 /// Top-level import statements of `module` that bind a name `code` uses,

@@ -15,8 +15,10 @@ const PASTED_ERROR_LINES: usize = 8;
 const MAX_SNIPPET_LINES: usize = 25;
 
 /// Writes problem statements without a language model: the symptom (wrong
-/// value or exception, expected vs actual), a reproduction derived from one
-/// failing test's source, the names of a few failing tests. Phrasing is
+/// value or exception, expected vs actual) and a reproduction derived from
+/// one failing test's source. Like SWE-bench's statements, they name no
+/// test ids (the tests that judge a task are hidden from the solver); with
+/// [`TemplateWriter::listing_failing_tests`] they end with a few. Phrasing is
 /// chosen by [`IssueContext::seed`] (mixed with the candidate id, so tasks
 /// sharing a seed still read differently); the same context always gives the
 /// same statement. It never quotes the patch: every draft goes through the
@@ -35,17 +37,28 @@ const MAX_SNIPPET_LINES: usize = 25;
 /// let context = IssueContext { candidate, failing, original_code: vec![], seed: 7 };
 /// let statement = TemplateWriter::new().write(&context).unwrap();
 /// assert!(statement.contains("add(1, 2)"));
-/// assert!(statement.contains("tests/test_calc.py::test_add"));
+/// assert!(!statement.contains("tests/test_calc.py::test_add"));
+///
+/// let listed = TemplateWriter::new().listing_failing_tests(true).write(&context).unwrap();
+/// assert!(listed.contains("- `tests/test_calc.py::test_add`"));
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct TemplateWriter {
-    _private: (),
+    list_failing_tests: bool,
 }
 
 impl TemplateWriter {
-    /// A template writer.
+    /// A template writer whose statements name no test ids.
     pub fn new() -> Self {
         TemplateWriter::default()
+    }
+
+    /// Whether statements end with a list of (at most four) failing test
+    /// ids. Off by default: SWE-bench's statements name none, and exported
+    /// task branches remove the failing tests' files.
+    pub fn listing_failing_tests(mut self, list: bool) -> Self {
+        self.list_failing_tests = list;
+        self
     }
 }
 
@@ -58,7 +71,11 @@ impl IssueWriter for TemplateWriter {
         let checker = LeakChecker::new(context);
         let mut rng =
             Rng::new(context.seed ^ stable_hash(&[context.candidate.id.as_bytes()]) as u64);
-        let tests: Vec<&TestId> = context.failing.iter().map(|t| &t.id).collect();
+        let tests: Vec<&TestId> = if self.list_failing_tests {
+            context.failing.iter().map(|t| &t.id).collect()
+        } else {
+            Vec::new()
+        };
 
         // Tests that show something are better subjects; the seed picks
         // among them so retries can describe the bug through another test.

@@ -69,6 +69,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn template_statements_from_live_pytest_runs_do_not_leak() {
     let python = python();
     let writer = TemplateWriter::new();
+    let listing = TemplateWriter::new().listing_failing_tests(true);
     for m in mutations() {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
@@ -108,9 +109,17 @@ fn template_statements_from_live_pytest_runs_do_not_leak() {
             assert_eq!(check_leak(&text, &context), None, "{}:\n{text}", m.name);
             assert!(!text.contains(m.to.trim()), "{}:\n{text}", m.name);
             assert!(!text.contains(m.from.trim()), "{}:\n{text}", m.name);
+            // No test ids unless asked for.
             assert!(
-                failing.iter().any(|t| text.contains(t.as_str())),
+                !failing.iter().any(|t| text.contains(t.as_str())),
                 "{}:\n{text}",
+                m.name
+            );
+            let listed = listing.write(&context).unwrap();
+            assert_eq!(check_leak(&listed, &context), None, "{}:\n{listed}", m.name);
+            assert!(
+                failing.iter().any(|t| listed.contains(t.as_str())),
+                "{}:\n{listed}",
                 m.name
             );
             assert!(

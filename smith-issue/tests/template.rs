@@ -148,3 +148,36 @@ tests/test_shop.py:7: AssertionError
         "{text}"
     );
 }
+
+#[test]
+fn statements_name_no_test_ids_unless_asked() {
+    for m in mutations() {
+        for seed in 0..8 {
+            let context = m.context(&calc_repo(), &m.log(), seed);
+            let plain = TemplateWriter::new().write(&context).unwrap();
+            let listed = TemplateWriter::new()
+                .listing_failing_tests(true)
+                .write(&context)
+                .unwrap();
+            for t in &context.failing {
+                assert!(
+                    !plain.contains(t.id.as_str()),
+                    "{}: names {}\n{plain}",
+                    m.name,
+                    t.id
+                );
+            }
+            let first = &context.failing[0].id;
+            assert!(
+                listed.contains(&format!("- `{first}`")),
+                "{}: does not list {first}\n{listed}",
+                m.name
+            );
+            // The list is all the option adds.
+            assert!(
+                listed.starts_with(plain.trim_end()),
+                "{plain}\n---\n{listed}"
+            );
+        }
+    }
+}

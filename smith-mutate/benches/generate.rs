@@ -1,11 +1,12 @@
 //! Candidate generation over the dev corpus (six real PyPI projects):
 //! files/s, entities/s and candidates/s on one thread and on all cores.
 //!
-//! Needs the corpus: `bash ../shared/corpus/fetch-corpus.sh -s dev
-//! target/smith-mutate-corpus` (the real-world test fetches it too).
-//! `cargo bench -p smith-mutate --bench generate`.
+//! Fetches the corpus first (or finds it up to date) with smith's own
+//! script, `scripts/corpus/fetch-corpus.sh -s dev target/smith-mutate-corpus`,
+//! as the real-world test does. `cargo bench -p smith-mutate --bench generate`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -19,8 +20,20 @@ struct Project {
 fn corpus() -> Vec<Project> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let cache = workspace.join("target/smith-mutate-corpus");
-    let manifest = std::fs::read_to_string(workspace.join("../shared/corpus/manifest.tsv"))
-        .expect("the corpus manifest at ../shared/corpus/manifest.tsv");
+    let scripts = workspace.join("scripts/corpus");
+    let fetched = Command::new("bash")
+        .arg(scripts.join("fetch-corpus.sh"))
+        .args(["-s", "dev"])
+        .arg(&cache)
+        .status()
+        .expect("bash runs");
+    assert!(
+        fetched.success(),
+        "fetching the dev corpus into {} failed",
+        cache.display()
+    );
+    let manifest = std::fs::read_to_string(scripts.join("manifest.tsv"))
+        .expect("the corpus manifest at scripts/corpus/manifest.tsv");
     let mut lines = manifest.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -32,7 +45,7 @@ fn corpus() -> Vec<Project> {
             let root = cache.join(row[name]);
             assert!(
                 root.is_dir(),
-                "{} is missing: fetch the corpus first (see the bench's doc comment)",
+                "{} is missing after fetching the corpus",
                 root.display()
             );
             let prefix = format!("{}/", row[src_dir]);

@@ -147,16 +147,11 @@ proptest! {
     }
 }
 
-/// The dev corpus, fetched (or found up to date) by the project's script
-/// into a cache under `target/`.
+/// The dev corpus, fetched (or found up to date) by smith's own copy of
+/// the corpus script (`scripts/corpus/`) into a cache under `target/`.
 fn corpus() -> (PathBuf, Vec<(String, String)>) {
-    let shared = common::workspace().join("../shared/corpus");
-    let script = shared.join("fetch-corpus.sh");
-    assert!(
-        script.is_file(),
-        "the corpus script is missing at {}; the corpus test cannot run without it",
-        script.display()
-    );
+    let corpus = common::workspace().join("scripts/corpus");
+    let script = corpus.join("fetch-corpus.sh");
     let cache = common::workspace().join("target/smith-mutate-corpus");
     let out = Command::new("bash")
         .arg(&script)
@@ -172,7 +167,7 @@ fn corpus() -> (PathBuf, Vec<(String, String)>) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let manifest = std::fs::read_to_string(shared.join("manifest.tsv")).unwrap();
+    let manifest = std::fs::read_to_string(corpus.join("manifest.tsv")).unwrap();
     let mut lines = manifest.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();

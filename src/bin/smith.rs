@@ -1,7 +1,7 @@
 //! The `smith` command line.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +16,11 @@ use smith::{Candidate, Error, Shard};
 
 /// Exit codes that mean something to scripts.
 mod exit {
-    /// Bad input: missing path, not a Python project, bad record or option.
+    /// Bad input: missing path, not a Python project, bad record or option,
+    /// an output directory in use or holding another run's records.
     pub const INPUT: u8 = 3;
-    /// The Python environment could not be built or its tests not collected.
+    /// The Python environment could not be built, its tests not collected,
+    /// too few of them pass on the clean tree, or the disk is full.
     pub const ENVIRONMENT: u8 = 4;
     /// Anything else.
     pub const FAILURE: u8 = 1;
@@ -92,6 +94,10 @@ struct RunArgs {
     /// Who writes problem statements.
     #[arg(long, value_enum, default_value_t = IssueArg::Template)]
     issue: IssueArg,
+    /// End template problem statements with a few failing test ids
+    /// (SWE-bench's statements name none).
+    #[arg(long)]
+    list_failing_tests: bool,
     #[command(flatten)]
     lm: LmArgs,
 }
@@ -141,6 +147,42 @@ struct ValidationFlags {
     /// Where to cache virtualenvs (default: <out>/.env-cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Stop (exit 4) when fewer than this share of the suite's tests pass
+    /// on the clean tree; 0 turns the check off.
+    #[arg(long, default_value_t = 0.8)]
+    min_pass_rate: f64,
+    /// When the output directory holds another run's records (another
+    /// repository, commit or settings), remove them and start afresh.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The most workers that make sense on this machine: more than a few per
+/// core only adds workspaces and servers competing for the same cores.
+fn max_workers() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--workers`, if given, between 1 and [`max_workers`].
+fn workers(flag: Option<usize>) -> Result<Option<usize>, Error> {
+    match flag {
+        Some(w) if w == 0 || w > max_workers() => Err(Error::invalid(
+            "--workers",
+            format!(
+                "{w}: must be between 1 and {} (4 per core on this machine)",
+                max_workers()
+            ),
+        )),
+        w => Ok(w),
+    }
+}
+
+/// A count option that must be at least 1.
+fn at_least_one<T: Copy + Into<u64>>(flag: &str, value: T) -> Result<T, Error> {
+    if value.into() == 0 {
+        return Err(Error::invalid(flag, "must be at least 1"));
+    }
+    Ok(value)
 }
 
 /// A flag's value in seconds as a duration; negative or non-finite values
@@ -151,11 +193,19 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration, Error> {
 
 impl ValidationFlags {
     fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
-        config.max_candidates = self.max_candidates;
-        if let Some(w) = self.workers {
-            config.workers = w.max(1);
+        if let Some(n) = self.max_candidates {
+            at_least_one("--max-candidates", n as u64)?;
         }
-        config.baseline_runs = self.baseline_runs.max(1);
+        config.max_candidates = self.max_candidates;
+        if let Some(w) = workers(self.workers)? {
+            config.workers = w;
+        }
+        config.baseline_runs = at_least_one("--baseline-runs", self.baseline_runs)?;
+        if !(0.0..=1.0).contains(&self.min_pass_rate) {
+            return Err(Error::invalid("--min-pass-rate", "must be between 0 and 1").into());
+        }
+        config.min_pass_rate = self.min_pass_rate;
+        config.force = self.force;
         config.selection = match self.selection {
             Selection::Coverage => SelectionMode::Coverage,
             Selection::Full => SelectionMode::Full,
@@ -251,15 +301,16 @@ struct MutateArgs {
 
 #[derive(Args, Debug)]
 struct GradeArgs {
-    /// Task instances (JSONL).
+    /// Task instances (JSONL; default: <run-dir>/instances.jsonl).
     #[arg(long)]
-    instances: PathBuf,
+    instances: Option<PathBuf>,
     /// Predictions: JSONL, a JSON list, or a JSON object keyed by instance id.
     #[arg(long)]
     predictions: PathBuf,
-    /// The `smith run` output directory whose environment runs the tests.
-    #[arg(long, default_value = "smith-out")]
-    run_dir: PathBuf,
+    /// The `smith run` output directory whose environment runs the tests
+    /// (default: the directory of --instances, else smith-out).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
     /// Where to write the report (default: print it only).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -279,9 +330,52 @@ struct ExportArgs {
     /// Task instances (default: <run-dir>/instances.jsonl).
     #[arg(long)]
     instances: Option<PathBuf>,
-    /// The `smith run` output directory (its clean tree is the mirror's main).
-    #[arg(long, default_value = "smith-out")]
-    run_dir: PathBuf,
+    /// The `smith run` output directory, whose clean tree is the mirror's
+    /// main (default: the directory of --instances, else smith-out).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+/// The output directory of the run whose tasks `grade` and `export` read,
+/// and the instances file: each defaults from the other. The run directory
+/// is the one the instances file is in (`smith run` writes it there), the
+/// instances are the run's `instances.jsonl`, and with neither given the
+/// run directory is `smith-out`, `smith run`'s default. The run directory
+/// must hold `needs` (the records the command reads).
+fn run_and_instances(
+    run_dir: Option<&Path>,
+    instances: Option<&Path>,
+    needs: &[&str],
+) -> Result<(PathBuf, PathBuf), Error> {
+    let (run_dir, from) = match (run_dir, instances) {
+        (Some(dir), _) => (dir.to_path_buf(), "the --run-dir given"),
+        (None, Some(file)) => (
+            file.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            "the one --instances is in",
+        ),
+        (None, None) => (PathBuf::from("smith-out"), "the default, smith-out"),
+    };
+    let instances = instances.map_or_else(|| run_dir.join("instances.jsonl"), Path::to_path_buf);
+    if !instances.is_file() {
+        return Err(Error::invalid(
+            instances.display().to_string(),
+            "no such file: pass --instances, or --run-dir with the output directory of `smith run`",
+        ));
+    }
+    for name in needs {
+        if !run_dir.join(name).is_file() {
+            return Err(Error::invalid(
+                run_dir.display().to_string(),
+                format!(
+                    "is not the output directory of `smith run` (it holds no {name}; the directory is {from}); pass --run-dir DIR"
+                ),
+            ));
+        }
+    }
+    Ok((run_dir, instances))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -324,6 +418,14 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
+    // A full disk is the machine's problem wherever it shows up.
+    let disk_full = err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(smith::store::is_disk_full)
+    });
+    if disk_full {
+        return exit::ENVIRONMENT;
+    }
     match err.downcast_ref::<Error>() {
         Some(Error::Repo { .. } | Error::Record { .. } | Error::Invalid { .. }) => exit::INPUT,
         Some(Error::Environment { .. }) => exit::ENVIRONMENT,
@@ -342,14 +444,17 @@ fn try_main(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-fn config_from(repo: &PathBuf, out: &PathBuf, common: &Common) -> Config {
+fn config_from(repo: &PathBuf, out: &PathBuf, common: &Common) -> anyhow::Result<Config> {
     let mut config = Config::new(repo, out);
     config.repo_name = common.repo_name.clone();
     config.seed = common.seed;
     config.strategies = common.strategies.clone();
+    if let Some(n) = common.max_per_entity {
+        at_least_one("--max-per-entity", n as u64)?;
+    }
     config.max_per_entity = common.max_per_entity;
     config.shard = common.shard.unwrap_or(Shard::ALL);
-    config
+    Ok(config)
 }
 
 /// Turns pipeline events into a spinner per stage and a bar for validation.
@@ -402,8 +507,10 @@ fn progress_sink(quiet: bool) -> impl Fn(&Event) + Send + Sync + 'static {
                 };
                 b.set_message(format!("kept {kept} ({rate:.0}%)"));
             }
+            // `println` on a bar prints nothing when stderr is not a
+            // terminal; a warning must reach the log either way.
             Event::Warning(w) => match slot.as_ref() {
-                Some(b) => b.println(format!("warning: {w}")),
+                Some(b) => b.suspend(|| eprintln!("warning: {w}")),
                 None => eprintln!("warning: {w}"),
             },
         }
@@ -411,12 +518,18 @@ fn progress_sink(quiet: bool) -> impl Fn(&Event) + Send + Sync + 'static {
 }
 
 fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
-    let mut config = config_from(&args.repo, &args.out, &args.common);
+    let mut config = config_from(&args.repo, &args.out, &args.common)?;
     args.validation.apply(&mut config)?;
     config.combine = !args.no_combine;
     let mut pipeline = Pipeline::new(config).on_event(progress_sink(json));
-    if let IssueArg::Lm = args.issue {
-        pipeline = pipeline.issue_writer(lm_writer(&args.lm, &args.out)?);
+    match args.issue {
+        IssueArg::Lm => pipeline = pipeline.issue_writer(lm_writer(&args.lm, &args.out)?),
+        IssueArg::Template if args.list_failing_tests => {
+            pipeline = pipeline.issue_writer(Arc::new(
+                smith::issue::TemplateWriter::new().listing_failing_tests(true),
+            ))
+        }
+        IssueArg::Template => {}
     }
     let summary = pipeline
         .run()
@@ -430,7 +543,7 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
-    let mut config = config_from(&args.repo, &args.out, &args.common);
+    let mut config = config_from(&args.repo, &args.out, &args.common)?;
     args.validation.apply(&mut config)?;
     let summary = Pipeline::new(config)
         .on_event(progress_sink(json))
@@ -444,6 +557,7 @@ fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
         &summary.repo,
         &summary.base_commit,
         summary.baseline_passing,
+        summary.baseline_tests,
         summary.baseline_flaky,
     );
     println!(
@@ -460,6 +574,7 @@ fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
         summary.median_f2p
     );
     print_verdicts(&summary.verdicts, summary.confirm_agreement);
+    print_warnings(&summary.warnings);
     println!("validations  {}", summary.validations_path.display());
     println!("took         {:.1} s", summary.seconds);
     Ok(())
@@ -491,12 +606,26 @@ fn lm_writer(_: &LmArgs, _: &std::path::Path) -> anyhow::Result<Arc<dyn smith::I
 }
 
 /// The lines `run` and `validate` both start with.
-fn print_repository(repo: &str, base_commit: &str, passing: usize, flaky: usize) {
+fn print_repository(repo: &str, base_commit: &str, passing: usize, tests: usize, flaky: usize) {
     println!(
         "repository   {repo} @ {}",
         &base_commit[..base_commit.len().min(12)]
     );
-    println!("baseline     {passing} passing tests, {flaky} flaky");
+    println!(
+        "baseline     {passing} of {tests} tests pass on the clean tree ({:.0}%), {flaky} flaky",
+        100.0 * passing as f64 / tests.max(1) as f64
+    );
+}
+
+/// Every warning of the run, so none is only counted.
+fn print_warnings(warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    println!("warnings     {}", warnings.len());
+    for w in warnings {
+        println!("  {w}");
+    }
 }
 
 /// Verdict counts and, with `--confirm`, label agreement.
@@ -516,6 +645,7 @@ fn print_summary(s: &Summary) {
         &s.repo,
         &s.base_commit,
         s.baseline_passing,
+        s.baseline_tests,
         s.baseline_flaky,
     );
     println!(
@@ -540,11 +670,23 @@ fn print_summary(s: &Summary) {
     }
     print_verdicts(&s.verdicts, s.confirm_agreement);
     if !s.skipped_files.is_empty() {
-        println!(
-            "skipped      {} files (see warnings)",
-            s.skipped_files.len()
-        );
+        println!("skipped      {} files:", s.skipped_files.len());
+        for f in &s.skipped_files {
+            println!("  {f}");
+        }
     }
+    // Warnings other than the skipped files just listed.
+    let others: Vec<String> = s
+        .warnings
+        .iter()
+        .filter(|w| {
+            !s.skipped_files
+                .iter()
+                .any(|f| **w == format!("skipped {f}"))
+        })
+        .cloned()
+        .collect();
+    print_warnings(&others);
     println!(
         "time         {:.1} s ({:.2} s per candidate validated)",
         s.seconds, s.seconds_per_candidate
@@ -556,10 +698,36 @@ fn print_summary(s: &Summary) {
     );
 }
 
+/// Open `repo` for `env` and `mutate`, whose repository copy goes to
+/// `work`: when `work` is a run's output directory, the copy must be of the
+/// run's repository and commit, never replace it with another.
+fn open_beside_run(
+    repo: &Path,
+    name: Option<&str>,
+    work: &Path,
+) -> anyhow::Result<smith::repo::RepoInfo> {
+    let record: Option<smith::pipeline::RunRecord> =
+        smith::store::read_json(&work.join(smith::repo::RUN_RECORD))?;
+    Ok(smith::repo::open_repo_checked(repo, name, work, |r| {
+        match record {
+            Some(run) if run.repo != r.name || run.base_commit != r.base_commit => {
+                Err(Error::invalid(
+                    work.display().to_string(),
+                    format!(
+                        "holds the records of a run of {} @ {}, not {} @ {}; choose another output directory",
+                        run.repo, run.base_commit, r.name, r.base_commit
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    })?)
+}
+
 fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
     let work = &args.out;
-    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    let repo = smith::repo::open_repo(&args.repo, None, work)?;
+    let _lock = smith::store::OutDirLock::acquire(work)?;
+    let repo = open_beside_run(&args.repo, None, work)?;
     let options = smith::env::EnvOptions::new(
         args.cache_dir
             .clone()
@@ -595,10 +763,15 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
     let work = args
         .out
         .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let repo = smith::repo::open_repo(&args.repo, args.common.repo_name.as_deref(), &work)?;
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    if let Some(n) = args.common.max_per_entity {
+        at_least_one("--max-per-entity", n as u64)?;
+    }
+    // The repository copy goes to the output file's directory, which a run
+    // may be using.
+    let _lock = smith::store::OutDirLock::acquire(&work)?;
+    let repo = open_beside_run(&args.repo, args.common.repo_name.as_deref(), &work)?;
     let files = smith::mutate::python_files(&repo.root, &Default::default())?;
     let options = smith::mutate::GenerateOptions {
         seed: args.common.seed,
@@ -663,10 +836,17 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
-    let instances: Vec<smith::TaskInstance> = smith::store::read_jsonl(&args.instances)?;
+    let workers = workers(args.workers)?;
+    let (run_dir, instances_path) = run_and_instances(
+        args.run_dir.as_deref(),
+        args.instances.as_deref(),
+        &["repo.json", "env.json"],
+    )?;
+    let instances: Vec<smith::TaskInstance> =
+        smith::store::read_jsonl_unique(&instances_path, |i: &smith::TaskInstance| &i.instance_id)?;
     if instances.is_empty() {
         return Err(
-            Error::invalid(args.instances.display().to_string(), "no task instances").into(),
+            Error::invalid(instances_path.display().to_string(), "no task instances").into(),
         );
     }
     let predictions = smith::grade::load_predictions(&args.predictions)?;
@@ -674,11 +854,11 @@ fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
         log_dir: args.log_dir.clone(),
         ..Default::default()
     };
-    if let Some(w) = args.workers {
-        options.workers = w.max(1);
+    if let Some(w) = workers {
+        options.workers = w;
     }
-    let report = smith::grade::Grader::from_run_dir(&args.run_dir)
-        .with_context(|| format!("environment of {}", args.run_dir.display()))?
+    let report = smith::grade::Grader::from_run_dir(&run_dir)
+        .with_context(|| format!("environment of {}", run_dir.display()))?
         .with_options(options)
         .grade(&instances, &predictions)?;
     if let Some(out) = &args.out {
@@ -709,18 +889,20 @@ fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn export(args: &ExportArgs, json: bool) -> anyhow::Result<()> {
-    let repo_path = args.run_dir.join("repo.json");
+    let (run_dir, instances_path) = run_and_instances(
+        args.run_dir.as_deref(),
+        args.instances.as_deref(),
+        &["repo.json"],
+    )?;
+    let repo_path = run_dir.join("repo.json");
     let repo: smith::repo::RepoInfo = smith::store::read_json(&repo_path)?.ok_or_else(|| {
         Error::invalid(
             repo_path.display().to_string(),
             "missing; run `smith run` first",
         )
     })?;
-    let instances_path = args
-        .instances
-        .clone()
-        .unwrap_or_else(|| args.run_dir.join("instances.jsonl"));
-    let instances: Vec<smith::TaskInstance> = smith::store::read_jsonl(&instances_path)?;
+    let instances: Vec<smith::TaskInstance> =
+        smith::store::read_jsonl_unique(&instances_path, |i: &smith::TaskInstance| &i.instance_id)?;
     let summary = smith::export::export_git(&repo, &instances, &args.git)
         .with_context(|| format!("smith export --git {}", args.git.display()))?;
     if json {
