@@ -468,6 +468,7 @@ impl Pipeline {
             ("baseline_runs", serde_json::json!(c.baseline_runs)),
             ("selection", serde_json::json!(lower(&c.selection))),
             ("confirm", serde_json::json!(c.confirm)),
+            ("fresh_check", serde_json::json!(c.fresh_check)),
             ("fork", serde_json::json!(c.fork)),
             ("timeout_floor", secs(c.timeout_floor)),
             ("timeout_factor", serde_json::json!(c.timeout_factor)),
@@ -1003,7 +1004,7 @@ impl Pipeline {
                 Err(e) => return Err(e),
             };
             leaked += checked.leaked as usize;
-            let instance = TaskInstance::new(
+            let mut instance = TaskInstance::new(
                 candidate,
                 fail_to_pass.iter().cloned().collect::<Vec<TestId>>(),
                 pass_to_pass.iter().cloned().collect::<Vec<TestId>>(),
@@ -1011,6 +1012,9 @@ impl Pipeline {
                 image.clone(),
                 now_rfc3339(),
             );
+            if let Some(version) = &p.env.pytest_version {
+                instance.test_runner = format!("pytest {version}");
+            }
             writer.write(&instance)?;
             self.emit(Event::Progress {
                 stage: "issue",

@@ -129,6 +129,18 @@ fn demo_repo_tasks_hold_up_to_an_independent_check() {
     let env: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("env.json")).unwrap())
             .unwrap();
+    // Every instance names the runner its labels were observed with: the
+    // environment's pytest.
+    let runner = format!(
+        "pytest {}",
+        env["pytest_version"]
+            .as_str()
+            .expect("env.json records pytest's version")
+    );
+    assert!(
+        instances.iter().all(|i| i.test_runner == runner),
+        "{runner}"
+    );
     let venv = PathBuf::from(env["venv"].as_str().expect("env.json names the venv"));
     let python = venv.join("bin/python");
     let pythonpath = copy.join("src").display().to_string();

@@ -50,6 +50,10 @@ pub struct TaskInstance {
     pub entities: Vec<String>,
     /// Which program made the instance, e.g. `smith 0.1.0`.
     pub generator: String,
+    /// The test runner the labels were observed with, e.g. `pytest 8.3.5`
+    /// (the one the project declares); empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub test_runner: String,
 }
 
 /// The SWE-smith instance id for a candidate.
@@ -104,6 +108,7 @@ impl TaskInstance {
             candidate_id: candidate.id.clone(),
             entities: candidate.entities.clone(),
             generator: concat!("smith ", env!("CARGO_PKG_VERSION")).to_string(),
+            test_runner: String::new(),
         }
     }
 }
