@@ -207,8 +207,10 @@ fn validate_all(
     results.into_inner().unwrap()
 }
 
-/// A bug only the command line reaches is selected for, and labelled by,
-/// the tests that run the command line in a child process.
+/// Bugs the command line reaches are selected for, and labelled by, the
+/// tests that run the command line in a child process: one only the
+/// command line reaches, and one in-process tests reach too (where a map
+/// blind to children would infer PASS_TO_PASS for the command-line tests).
 fn console_script_tests_are_selected_and_fail(bin: &Path) {
     let sandbox = CopySandbox::new(fixture("clitool")).with_venv(bin);
     // Child processes find the workspace's copy of the package first.
@@ -217,32 +219,34 @@ fn console_script_tests_are_selected_and_fail(bin: &Path) {
     assert_eq!(baseline.passing.len(), 6, "{baseline:?}");
     assert!(map.subprocesses, "child processes are measured");
     let cli = ids(&CLI_TESTS);
-    // `footer` runs only in the children.
+    // `footer` runs only in the children (its module is imported by the
+    // tests' own process too).
     assert_eq!(map.tests_for("tabular/summary.py", [5]), Some(cli.clone()));
     let footer = mutate("clitool", "tabular/summary.py", "count == 1", "count != 1");
-    let pad = mutate("clitool", "tabular/table.py", "ljust(size)", "rjust(size)");
+    let separator = mutate("clitool", "tabular/table.py", "\" | \".join", "\" |\".join");
     assert_eq!(
         map.selection_for(&footer),
         CandidateSelection::Tests(cli.clone())
     );
-    let candidates = [footer.clone(), pad.clone()];
+    let candidates = [footer.clone(), separator.clone()];
     let selected = validate_all(&sandbox, &exec, &baseline, Some(&map), &candidates);
     let full = validate_all(&sandbox, &exec, &baseline, None, &candidates);
-    let Verdict::Kept {
-        fail_to_pass,
-        pass_to_pass,
-    } = &selected[&footer.id].verdict
-    else {
-        panic!("{:?}", selected[&footer.id]);
+    let labels = |v: &Validation| match &v.verdict {
+        Verdict::Kept {
+            fail_to_pass,
+            pass_to_pass,
+        } => (fail_to_pass.clone(), pass_to_pass.clone()),
+        other => panic!("{other:?}"),
     };
-    assert_eq!(fail_to_pass, &cli);
+    let pads = "tests/test_table.py::test_format_table_pads_columns";
+    let nothing = "tests/test_table.py::test_format_table_of_nothing";
     assert_eq!(
-        pass_to_pass,
-        &ids(&[
-            "tests/test_table.py::test_format_table_of_nothing",
-            "tests/test_table.py::test_format_table_pads_columns",
-        ])
+        labels(&selected[&footer.id]),
+        (cli.clone(), ids(&[nothing, pads]))
     );
+    let mut broken = cli.clone();
+    broken.insert(TestId::from(pads));
+    assert_eq!(labels(&selected[&separator.id]), (broken, ids(&[nothing])));
     for c in &candidates {
         assert_eq!(selected[&c.id].verdict, full[&c.id].verdict, "{}", c.id);
     }
