@@ -760,6 +760,8 @@ mod tests {
             contexts,
             files,
             fixture_users: [("db".to_string(), [TestId::from("t.py::c")].into())].into(),
+            subprocesses: false,
+            spawners: BTreeSet::new(),
         }
     }
 
@@ -933,6 +935,67 @@ mod tests {
         assert_eq!(
             m.selection_with_sources(&no_put, &|_| None),
             CandidateSelection::Full
+        );
+    }
+
+    #[test]
+    fn tests_whose_children_are_not_measured_run_for_every_candidate() {
+        let mut m = map();
+        let before: String = (1..=12).map(|i| format!("line{i}\n")).collect();
+        let cand = |line: usize| {
+            candidate(
+                &before,
+                &before.replace(&format!("line{line}\n"), &format!("LINE{line}\n")),
+            )
+        };
+        m.spawners = ["t:t.py::s", "f:db"].map(String::from).into();
+        let with_spawners = ids(&["t.py::a", "t.py::c", "t.py::s"]);
+        assert_eq!(
+            m.selection_for(&cand(2)),
+            CandidateSelection::Tests(with_spawners.clone())
+        );
+        // No test executes line 12, but a spawner's child might.
+        assert_eq!(
+            m.selection_for(&cand(12)),
+            CandidateSelection::Tests(ids(&["t.py::c", "t.py::s"]))
+        );
+        // Measured children need nothing added.
+        m.subprocesses = true;
+        assert_eq!(
+            m.selection_for(&cand(2)),
+            CandidateSelection::Tests(ids(&["t.py::a"]))
+        );
+        assert_eq!(m.selection_for(&cand(12)), CandidateSelection::Uncovered);
+        // A process started outside any test may reach anything.
+        m.subprocesses = false;
+        m.spawners.insert(String::new());
+        assert_eq!(m.selection_for(&cand(2)), CandidateSelection::Full);
+    }
+
+    #[test]
+    fn only_the_repositorys_files_are_mapped_and_child_events_are_read() {
+        let json = r#"{"files": {
+            "m.py": {"executed_lines": [1], "missing_lines": [], "contexts": {"1": ["t:t.py::a"]}},
+            "/usr/lib/python3/x.py": {"executed_lines": [1], "contexts": {"1": ["t:t.py::b"]}},
+            "../elsewhere/y.py": {"executed_lines": [1], "contexts": {"1": ["t:t.py::b"]}}
+            }}"#;
+        let events = concat!(
+            r#"{"event": "children", "followed": true}"#,
+            "\n",
+            r#"{"event": "spawn", "context": "t:t.py::a"}"#,
+            "\n",
+            r#"{"event": "start", "nodeid": "t.py::a"}"#,
+            "\n",
+        );
+        let m = CoverageMap::from_coverage_json(json.as_bytes(), events, |_| None).unwrap();
+        assert_eq!(m.files.keys().collect::<Vec<_>>(), ["m.py"]);
+        assert_eq!(m.contexts, ["t:t.py::a"]);
+        assert!(m.subprocesses);
+        assert_eq!(m.spawners, ["t:t.py::a".to_string()].into());
+        let blind = CoverageMap::from_coverage_json(json.as_bytes(), "", |_| None).unwrap();
+        assert!(
+            !blind.subprocesses,
+            "children unmeasured unless a probe says so"
         );
     }
 
