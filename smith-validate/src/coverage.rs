@@ -29,6 +29,19 @@
 //! module- or class-level lines still fall back to the full suite:
 //! `isinstance` and `except` observe a class's bases without running any of
 //! its lines. Lines under `# pragma: no cover` are measured like any other.
+//!
+//! The run ([`CoverageMap::collect`]) measures the repository's own files
+//! only, with smith's configuration, never the project's: sources
+//! coverage.py cannot find (code compiled under a synthetic file name,
+//! `exec`, Cython, zip imports) are left out, and the project's pytest-cov
+//! is turned off whichever configuration file turns it on. Python
+//! processes the tests start (console scripts, `python -m`,
+//! `multiprocessing` workers) measure themselves under the context of the
+//! test that started them, so a test that reaches a change only through a
+//! child process is selected for it; a test that is not selected provably
+//! does not reach the change. Where children cannot be measured, the tests
+//! that start processes run for every candidate instead. A run that gives
+//! no usable map is an error, and callers run the whole suite.
 
 use std::collections::{BTreeMap, BTreeSet};
 
