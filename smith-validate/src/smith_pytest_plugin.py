@@ -59,6 +59,7 @@ def pytest_configure(config):
         _MODULES = os.path.abspath(_MODULES)
     _out = None
     if _COVERAGE:
+        _drop_disabled_cov(config)
         _follow_children()
 
 
@@ -173,6 +174,19 @@ def _switch(context):
         if _cov is None:
             return
     _cov.switch_context(context)
+
+
+def _drop_disabled_cov(config):
+    """Unregister pytest-cov's plugin object when smith's `--no-cov` turned
+    it off. Turned off, it still wraps every test call, and for a test
+    marked `no_cover` (or using that fixture) it pauses a measurement that
+    does not exist: the test fails with an AttributeError before its body
+    runs, so its lines would be missing from the map."""
+    if not getattr(config.option, "no_cov", False):
+        return
+    plugin = config.pluginmanager.get_plugin("_cov")
+    if plugin is not None:
+        config.pluginmanager.unregister(plugin)
 
 
 # Variables a measured child process needs (see `_follow_children`).

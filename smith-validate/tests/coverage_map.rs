@@ -127,9 +127,9 @@ fn pytest_cov_turned_on_in_a_hidden_pytest_ini_is_off_for_the_map() {
     let sandbox = CopySandbox::new(&root).with_venv(cli_venv_bin());
     let exec = pytest();
     let (baseline, map) = baseline_and_map(&sandbox, &exec);
-    assert_eq!(baseline.passing.len(), 3, "{baseline:?}");
+    assert_eq!(baseline.passing.len(), 5, "{baseline:?}");
     // One context per test, not a single empty one.
-    assert_eq!(map.test_count(), 3, "{:?}", map.contexts);
+    assert_eq!(map.test_count(), 5, "{:?}", map.contexts);
     let convert = mutate(
         "covplug",
         "covpkg/units.py",
@@ -141,6 +141,21 @@ fn pytest_cov_turned_on_in_a_hidden_pytest_ini_is_off_for_the_map() {
         CandidateSelection::Tests(ids(&[
             "tests/test_units.py::test_convert_cm_to_m",
             "tests/test_units.py::test_convert_km_to_m",
+        ]))
+    );
+    // Tests pytest-cov is told not to measure run their bodies all the same.
+    let parse = mutate(
+        "covplug",
+        "covpkg/units.py",
+        "text.split()",
+        "text.split(\" \", 0)",
+    );
+    assert_eq!(
+        map.selection_for(&parse),
+        CandidateSelection::Tests(ids(&[
+            "tests/test_units.py::test_parse",
+            "tests/test_units.py::test_parse_unmeasured_by_pytest_cov",
+            "tests/test_units.py::test_parse_with_the_no_cover_fixture",
         ]))
     );
 }
