@@ -88,6 +88,20 @@ exclude_lines =
 ignore_errors = True
 ";
 
+/// Run after the coverage run (`python -c REPORT_SCRIPT <rcfile> <json>`):
+/// combine every process's data file and write the JSON report with
+/// contexts, in one interpreter.
+const REPORT_SCRIPT: &str = "\
+import sys
+import coverage
+try:
+    cov = coverage.Coverage(config_file=sys.argv[1])
+    cov.combine(strict=True)
+    cov.json_report(outfile=sys.argv[2], show_contexts=True)
+except Exception as e:
+    sys.exit(f'{type(e).__name__}: {e}')
+";
+
 /// Run before the coverage run (`python -c PREPARE_SCRIPT <rcfile>`): erase
 /// data an earlier run left, and say whether pytest-cov is installed.
 const PREPARE_SCRIPT: &str = "\
@@ -127,10 +141,11 @@ pub struct CoverageMap {
     pub files: BTreeMap<String, FileCoverage>,
     /// Fixture name → tests that request it.
     pub fixture_users: BTreeMap<String, BTreeSet<TestId>>,
-    /// Whether Python processes started by the tests were measured (a
-    /// child started with the run's environment was seen measuring
-    /// itself). Then a test that is not selected provably executes no
-    /// changed line, in its own process or any it starts.
+    /// Whether Python processes started by the tests were measured: a
+    /// probe child, started with the run's environment when a test first
+    /// starts a process, measured itself. Then a test that is not selected
+    /// provably executes no changed line, in its own process or any it
+    /// starts. (`false` when no test starts a process: nothing to follow.)
     #[serde(default)]
     pub subprocesses: bool,
     /// Contexts (as in [`CoverageMap::contexts`]) that started a process.
@@ -515,42 +530,17 @@ impl CoverageMap {
         let said = |what: &RunOutput| {
             crate::pytest::tail(&format!("{}\n{}", what.stdout, what.stderr), 2000)
         };
-        for step in [
-            CommandSpec::new(
-                python.clone(),
-                [
-                    "-m",
-                    "coverage",
-                    "combine",
-                    &format!("--rcfile={RCFILE}"),
-                    "-q",
-                ],
-            ),
-            CommandSpec::new(
-                python.clone(),
-                [
-                    "-m",
-                    "coverage",
-                    "json",
-                    &format!("--rcfile={RCFILE}"),
-                    "--show-contexts",
-                    "-q",
-                    "-o",
-                    JSON_PATH,
-                ],
-            ),
-        ] {
-            let step_out = workspace.run(&step, options)?;
-            if !step_out.success() {
-                return Err(Error::command(
-                    step.display(),
-                    format!(
-                        "{}\n(coverage run said: {})",
-                        said(&step_out),
-                        crate::pytest::tail(&out.stderr, 1000)
-                    ),
-                ));
-            }
+        let report = CommandSpec::new(python, ["-c", REPORT_SCRIPT, RCFILE, JSON_PATH]);
+        let reported = workspace.run(&report, options)?;
+        if !reported.success() {
+            return Err(Error::command(
+                report.display(),
+                format!(
+                    "{}\n(coverage run said: {})",
+                    said(&reported),
+                    crate::pytest::tail(&out.stderr, 1000)
+                ),
+            ));
         }
         let json = workspace.read(JSON_PATH)?;
         let events = workspace.read(".smith/events.jsonl").unwrap_or_default();

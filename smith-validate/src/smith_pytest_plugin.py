@@ -192,6 +192,9 @@ def _drop_disabled_cov(config):
 # Variables a measured child process needs (see `_follow_children`).
 _CHILD_VARS = ("COVERAGE_PROCESS_START", "SMITH_COVERAGE_ROOT", "SMITH_COVERAGE_CONTEXT")
 _spawned = set()
+# Whether a probe child measured itself (None: not probed yet).
+_followed = None
+_PROBING = object()
 
 
 def _follow_children():
@@ -204,9 +207,13 @@ def _follow_children():
     its lines under the context of the test or fixture that started it.
     Paths become absolute, since a child may run anywhere. `subprocess.Popen`
     is wrapped to put those variables into an environment a test passes
-    explicitly and to log which contexts start processes; a probe child
-    logs whether children are measured at all, so that smith knows whether
-    a test that is not selected provably cannot reach a change."""
+    explicitly; it, `os.system` and `multiprocessing` log which contexts
+    start processes, and the first start also logs whether a probe child
+    measures itself, so that smith knows whether a test that is not
+    selected provably cannot reach a change."""
+    global _followed
+    _spawned.clear()
+    _followed = None
     rc = os.environ.get("SMITH_COVERAGE_RC")
     if not rc:
         return
@@ -217,7 +224,6 @@ def _follow_children():
     os.environ["SMITH_COVERAGE_CONTEXT"] = _context
     entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
     os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(e) for e in entries)
-    _emit({"event": "children", "followed": _probe_child()})
     _wrap_process_starts(here)
 
 
@@ -233,6 +239,15 @@ def _probe_child():
 
 
 def _spawn_event():
+    global _followed
+    if _followed is _PROBING:
+        return
+    if _followed is None:
+        # Probed once, and only if a test starts a process at all; the
+        # probe's own start is not logged.
+        _followed = _PROBING
+        _followed = _probe_child()
+        _emit({"event": "children", "followed": _followed})
     if _context not in _spawned:
         _spawned.add(_context)
         _emit({"event": "spawn", "context": _context})
