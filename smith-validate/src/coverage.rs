@@ -496,17 +496,7 @@ impl CoverageMap {
         workspace.write(SITECUSTOMIZE_PATH, SITECUSTOMIZE_SOURCE.as_bytes())?;
         workspace.write(".smith/events.jsonl", b"")?;
         let python = executor.python().to_string();
-        // Data left by an earlier run in this workspace would be combined
-        // into this one's.
         let prepare = CommandSpec::new(python.clone(), ["-c", PREPARE_SCRIPT, RCFILE]);
-        let prepared = workspace.run(&prepare, options)?;
-        if !prepared.success() {
-            return Err(Error::command(
-                prepare.display(),
-                crate::pytest::tail(&format!("{}\n{}", prepared.stdout, prepared.stderr), 2000),
-            ));
-        }
-        let pytest_cov = prepared.stdout.lines().any(|l| l.trim() == "pytest-cov");
         let (spec, select) = executor.command(
             &TestSelection::All,
             &[("SMITH_COVERAGE", "1"), ("SMITH_COVERAGE_RC", RCFILE)],
@@ -519,14 +509,36 @@ impl CoverageMap {
             format!("--rcfile={RCFILE}"),
         ];
         args.extend(spec.args.iter().cloned());
-        if pytest_cov {
-            args.push("--no-cov".into());
-        }
-        let run = CommandSpec { args, ..spec };
-        let out = workspace.run(&run, options)?;
-        if out.timed_out {
-            return Err(Error::command(run.display(), "coverage run timed out"));
-        }
+        let mut run = CommandSpec { args, ..spec };
+        let mut no_cov = true;
+        let out = loop {
+            // Data left by an earlier run in this workspace would be
+            // combined into this one's.
+            let prepared = workspace.run(&prepare, options)?;
+            if !prepared.success() {
+                return Err(Error::command(
+                    prepare.display(),
+                    crate::pytest::tail(&format!("{}\n{}", prepared.stdout, prepared.stderr), 2000),
+                ));
+            }
+            let pytest_cov = prepared.stdout.lines().any(|l| l.trim() == "pytest-cov");
+            let mut attempt = run.clone();
+            if pytest_cov && no_cov {
+                attempt.args.push("--no-cov".into());
+            }
+            let out = workspace.run(&attempt, options)?;
+            if out.timed_out {
+                return Err(Error::command(attempt.display(), "coverage run timed out"));
+            }
+            // A configuration that blocks pytest-cov (`-p no:cov`) leaves
+            // pytest without the option: usage error, nothing ran.
+            if pytest_cov && no_cov && out.exit_code == Some(4) && out.stderr.contains("--no-cov") {
+                no_cov = false;
+                continue;
+            }
+            run = attempt;
+            break out;
+        };
         let said = |what: &RunOutput| {
             crate::pytest::tail(&format!("{}\n{}", what.stdout, what.stderr), 2000)
         };

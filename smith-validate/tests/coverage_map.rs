@@ -161,6 +161,22 @@ fn pytest_cov_turned_on_in_a_hidden_pytest_ini_is_off_for_the_map() {
 }
 
 #[test]
+fn a_configuration_that_blocks_pytest_cov_still_gets_a_map() {
+    let tree = tempfile::tempdir().unwrap();
+    support::copy_tree(&fixture("covplug"), tree.path()).unwrap();
+    std::fs::write(
+        tree.path().join(".pytest.ini"),
+        "[pytest]\naddopts = -p no:cov\n",
+    )
+    .unwrap();
+    let sandbox = CopySandbox::new(tree.path()).with_venv(cli_venv_bin());
+    let (baseline, map) = baseline_and_map(&sandbox, &pytest());
+    // Without pytest-cov there is no `no_cover` fixture: one test errors.
+    assert_eq!(baseline.passing.len(), 4, "{baseline:?}");
+    assert_eq!(map.test_count(), 4, "{:?}", map.contexts);
+}
+
+#[test]
 fn a_run_that_runs_no_test_is_no_map() {
     let sandbox = CopySandbox::new(fixture("calc"));
     let exec = PytestExecutor::new(
