@@ -441,6 +441,13 @@ impl Pipeline {
                 return Ok(None);
             }
         };
+        if !map.subprocesses && !map.spawners.is_empty() {
+            self.emit(Event::Warning(format!(
+                "processes the tests start are not measured (no coverage.py at their start?): \
+                 the tests of {} context(s) that start them run for every candidate",
+                map.spawners.len()
+            )));
+        }
         let record = CoverageRecord {
             base_commit: p.repo.base_commit.clone(),
             map,
