@@ -1,8 +1,9 @@
 //! The coverage stage never stops a run: on a package whose methods are
 //! generated at import under synthetic file names it makes a map, and where
 //! no map can be made, validation runs the whole suite after one warning.
-//! Either way `smith run` ends with instances that an independent pytest
-//! run reproduces.
+//! On a package whose tests run its console script, the map follows the
+//! child processes and the labels are the whole suite's. Every run ends
+//! with instances that an independent pytest run reproduces.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,14 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+fn fixture(name: &str) -> PathBuf {
+    manifest_dir()
+        .join("smith-validate/tests/fixtures")
+        .join(name)
+}
+
 fn generated_fixture() -> PathBuf {
-    manifest_dir().join("smith-validate/tests/fixtures/generated")
+    fixture("generated")
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -39,11 +46,21 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Run the pipeline on `repo` with default settings (a sample of
 /// candidates, for time); return its summary and warnings.
 fn smith_run(repo: &Path, out: &Path) -> (Summary, Vec<String>) {
+    smith_run_with(repo, out, |_| {})
+}
+
+/// [`smith_run`] with `change` applied to the configuration.
+fn smith_run_with(
+    repo: &Path,
+    out: &Path,
+    change: impl FnOnce(&mut Config),
+) -> (Summary, Vec<String>) {
     let mut config = Config::new(repo, out);
     config.cache_dir = Some(manifest_dir().join("target/test-cache/envs"));
     config.max_candidates = Some(24);
     config.baseline_runs = 2;
     config.workers = 2;
+    change(&mut config);
     let warnings = Arc::new(Mutex::new(Vec::new()));
     let sink = warnings.clone();
     let summary = Pipeline::new(config)
@@ -74,6 +91,15 @@ fn outcomes(python: &Path, dir: &Path, ids: &[&str]) -> (BTreeSet<String>, BTree
         .args(["-m", "pytest", "-rA", "-q", "-p", "no:cacheprovider"])
         .args(files)
         .current_dir(dir)
+        // The environment's console scripts, as in an activated venv.
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                python.parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
         .env("PYTHONPATH", dir)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
@@ -183,5 +209,33 @@ fn a_suite_that_cannot_be_mapped_runs_whole_after_one_warning() {
     );
     let instances: Vec<TaskInstance> = read_jsonl(&summary.instances_path);
     assert!(!instances.is_empty(), "{summary:?}");
+    instances_hold_up(&repo, out.path(), &instances);
+}
+
+#[test]
+fn console_script_tests_label_the_bugs_they_reach() {
+    let repo = fixture("clitool");
+    let out = tempfile::tempdir().unwrap();
+    let (summary, warnings) = smith_run_with(&repo, out.path(), |c| c.max_candidates = None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let instances: Vec<TaskInstance> = read_jsonl(&summary.instances_path);
+    // Bugs in the footer, which only the command line prints, are labelled
+    // by the tests that run it in a child process.
+    let footer: Vec<&TaskInstance> = instances
+        .iter()
+        .filter(|i| i.patch.contains("tabular/summary.py"))
+        .collect();
+    assert!(!footer.is_empty(), "{summary:?}");
+    for inst in &footer {
+        assert!(
+            inst.fail_to_pass
+                .iter()
+                .all(|t| t.as_str().starts_with("tests/test_cli.py::")),
+            "{}: {:?}",
+            inst.instance_id,
+            inst.fail_to_pass
+        );
+    }
+    // PASS_TO_PASS holds too: no command-line test that fails is inferred.
     instances_hold_up(&repo, out.path(), &instances);
 }
