@@ -495,54 +495,25 @@ impl CoverageMap {
         )?;
         workspace.write(SITECUSTOMIZE_PATH, SITECUSTOMIZE_SOURCE.as_bytes())?;
         workspace.write(".smith/events.jsonl", b"")?;
-        let python = executor.python().to_string();
-        let prepare = CommandSpec::new(python.clone(), ["-c", PREPARE_SCRIPT, RCFILE]);
-        let (spec, select) = executor.command(
-            &TestSelection::All,
-            &[("SMITH_COVERAGE", "1"), ("SMITH_COVERAGE_RC", RCFILE)],
-        );
-        debug_assert!(select.is_none());
-        let mut args: Vec<String> = vec![
-            "-m".into(),
-            "coverage".into(),
-            "run".into(),
-            format!("--rcfile={RCFILE}"),
-        ];
-        args.extend(spec.args.iter().cloned());
-        let mut run = CommandSpec { args, ..spec };
-        let mut no_cov = true;
-        let out = loop {
-            // Data left by an earlier run in this workspace would be
-            // combined into this one's.
-            let prepared = workspace.run(&prepare, options)?;
-            if !prepared.success() {
-                return Err(Error::command(
-                    prepare.display(),
-                    crate::pytest::tail(&format!("{}\n{}", prepared.stdout, prepared.stderr), 2000),
-                ));
-            }
-            let pytest_cov = prepared.stdout.lines().any(|l| l.trim() == "pytest-cov");
-            let mut attempt = run.clone();
-            if pytest_cov && no_cov {
-                attempt.args.push("--no-cov".into());
-            }
-            let out = workspace.run(&attempt, options)?;
-            if out.timed_out {
-                return Err(Error::command(attempt.display(), "coverage run timed out"));
-            }
-            // A configuration that blocks pytest-cov (`-p no:cov`) leaves
-            // pytest without the option: usage error, nothing ran.
-            if pytest_cov && no_cov && out.exit_code == Some(4) && out.stderr.contains("--no-cov") {
-                no_cov = false;
-                continue;
-            }
-            run = attempt;
-            break out;
-        };
+        let (run, out) = run_suite_under_coverage(workspace, executor, options)?;
         let said = |what: &RunOutput| {
             crate::pytest::tail(&format!("{}\n{}", what.stdout, what.stderr), 2000)
         };
-        let report = CommandSpec::new(python, ["-c", REPORT_SCRIPT, RCFILE, JSON_PATH]);
+        let events = workspace.read(".smith/events.jsonl").unwrap_or_default();
+        let events = String::from_utf8_lossy(&events);
+        if !parse_events(&events)
+            .iter()
+            .any(|e| matches!(e, PluginEvent::Start { .. }))
+        {
+            return Err(Error::command(
+                run.display(),
+                format!("the coverage run ran no test: {}", said(&out)),
+            ));
+        }
+        let report = CommandSpec::new(
+            executor.python().to_string(),
+            ["-c", REPORT_SCRIPT, RCFILE, JSON_PATH],
+        );
         let reported = workspace.run(&report, options)?;
         if !reported.success() {
             return Err(Error::command(
@@ -555,17 +526,6 @@ impl CoverageMap {
             ));
         }
         let json = workspace.read(JSON_PATH)?;
-        let events = workspace.read(".smith/events.jsonl").unwrap_or_default();
-        let events = String::from_utf8_lossy(&events);
-        if !parse_events(&events)
-            .iter()
-            .any(|e| matches!(e, PluginEvent::Start { .. }))
-        {
-            return Err(Error::command(
-                run.display(),
-                format!("the coverage run ran no test: {}", said(&out)),
-            ));
-        }
         let source = |path: &str| {
             workspace
                 .read(path)
@@ -727,6 +687,60 @@ impl CoverageMap {
             }
         }
         Ok(map)
+    }
+}
+
+/// Run the whole suite once under coverage.py (after erasing data an
+/// earlier run left in the workspace), with pytest-cov turned off where it
+/// is installed: `--no-cov`, or nothing when the project's configuration
+/// blocks pytest-cov itself. Returns the command and its output.
+fn run_suite_under_coverage(
+    workspace: &mut dyn Workspace,
+    executor: &PytestExecutor,
+    options: &RunOptions,
+) -> Result<(CommandSpec, RunOutput)> {
+    let python = executor.python().to_string();
+    let prepare = CommandSpec::new(python, ["-c", PREPARE_SCRIPT, RCFILE]);
+    let (spec, select) = executor.command(
+        &TestSelection::All,
+        &[("SMITH_COVERAGE", "1"), ("SMITH_COVERAGE_RC", RCFILE)],
+    );
+    debug_assert!(select.is_none());
+    let mut args: Vec<String> = vec![
+        "-m".into(),
+        "coverage".into(),
+        "run".into(),
+        format!("--rcfile={RCFILE}"),
+    ];
+    args.extend(spec.args.iter().cloned());
+    let run = CommandSpec { args, ..spec };
+    let mut no_cov = true;
+    loop {
+        // Data left by an earlier run in this workspace would be
+        // combined into this one's.
+        let prepared = workspace.run(&prepare, options)?;
+        if !prepared.success() {
+            return Err(Error::command(
+                prepare.display(),
+                crate::pytest::tail(&format!("{}\n{}", prepared.stdout, prepared.stderr), 2000),
+            ));
+        }
+        let pytest_cov = prepared.stdout.lines().any(|l| l.trim() == "pytest-cov");
+        let mut attempt = run.clone();
+        if pytest_cov && no_cov {
+            attempt.args.push("--no-cov".into());
+        }
+        let out = workspace.run(&attempt, options)?;
+        if out.timed_out {
+            return Err(Error::command(attempt.display(), "coverage run timed out"));
+        }
+        // A configuration that blocks pytest-cov (`-p no:cov`) leaves
+        // pytest without the option: usage error, nothing ran.
+        if pytest_cov && no_cov && out.exit_code == Some(4) && out.stderr.contains("--no-cov") {
+            no_cov = false;
+            continue;
+        }
+        return Ok((attempt, out));
     }
 }
 
