@@ -189,8 +189,10 @@ def _drop_disabled_cov(config):
         config.pluginmanager.unregister(plugin)
 
 
-# Variables a measured child process needs (see `_follow_children`).
-_CHILD_VARS = ("COVERAGE_PROCESS_START", "SMITH_COVERAGE_ROOT", "SMITH_COVERAGE_CONTEXT")
+# What a measured child process needs in its environment besides the
+# running context (see `_follow_children`), kept here in case a test
+# clears `os.environ`.
+_child_env = {}
 _spawned = set()
 # Whether a probe child measured itself (None: not probed yet).
 _followed = None
@@ -217,10 +219,11 @@ def _follow_children():
     rc = os.environ.get("SMITH_COVERAGE_RC")
     if not rc:
         return
-    root = os.getcwd()
     here = os.path.dirname(os.path.abspath(__file__))
-    os.environ["COVERAGE_PROCESS_START"] = os.path.abspath(rc)
-    os.environ["SMITH_COVERAGE_ROOT"] = root
+    _child_env.clear()
+    _child_env["COVERAGE_PROCESS_START"] = os.path.abspath(rc)
+    _child_env["SMITH_COVERAGE_ROOT"] = os.getcwd()
+    os.environ.update(_child_env)
     os.environ["SMITH_COVERAGE_CONTEXT"] = _context
     entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
     os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(e) for e in entries)
@@ -268,8 +271,8 @@ def _wrap_process_starts(here):
             env = bound.arguments.get("env")
             if env is not None:
                 env = dict(env)
-                for name in _CHILD_VARS:
-                    env[name] = os.environ.get(name, "")
+                env.update(_child_env)
+                env["SMITH_COVERAGE_CONTEXT"] = _context
                 old = env.get("PYTHONPATH")
                 env["PYTHONPATH"] = here + (os.pathsep + old if old else "")
                 bound.arguments["env"] = env
