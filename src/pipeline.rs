@@ -648,6 +648,9 @@ impl Pipeline {
 
     /// Map lines to the tests that execute them, or reuse `coverage.json`
     /// made for the same commit (by this version of the map's format).
+    /// A map that cannot be built is not an error: validation runs the
+    /// whole suite for every candidate, after one [`Event::Warning`]
+    /// (nothing is written, so a resumed run tries again).
     pub fn coverage(&self, p: &Prepared) -> Result<Option<CoverageMap>> {
         if self.config.selection == SelectionMode::Full {
             return Ok(None);
@@ -663,7 +666,22 @@ impl Pipeline {
             detail: "one suite run under coverage".into(),
         });
         let mut ws = p.sandbox.workspace()?;
-        let map = CoverageMap::collect(ws.as_mut(), &p.executor, &RunOptions::default())?;
+        let map = match CoverageMap::collect(ws.as_mut(), &p.executor, &RunOptions::default()) {
+            Ok(map) => map,
+            Err(e) => {
+                self.emit(Event::Warning(format!(
+                    "no coverage map, every candidate runs the whole suite: {e}"
+                )));
+                return Ok(None);
+            }
+        };
+        if !map.subprocesses && !map.spawners.is_empty() {
+            self.emit(Event::Warning(format!(
+                "processes the tests start are not measured (no coverage.py at their start?): \
+                 the tests of {} context(s) that start them run for every candidate",
+                map.spawners.len()
+            )));
+        }
         let record = CoverageRecord {
             base_commit: p.repo.base_commit.clone(),
             map,

@@ -29,19 +29,88 @@
 //! module- or class-level lines still fall back to the full suite:
 //! `isinstance` and `except` observe a class's bases without running any of
 //! its lines. Lines under `# pragma: no cover` are measured like any other.
+//!
+//! The run ([`CoverageMap::collect`]) measures the repository's own files
+//! only, with smith's configuration, never the project's: sources
+//! coverage.py cannot find (code compiled under a synthetic file name,
+//! `exec`, Cython, zip imports) are left out, and the project's pytest-cov
+//! is turned off whichever configuration file turns it on. Python
+//! processes the tests start (console scripts, `python -m`,
+//! `multiprocessing` workers) measure themselves under the context of the
+//! test that started them, so a test that reaches a change only through a
+//! child process is selected for it; a test that is not selected provably
+//! does not reach the change. Where children cannot be measured, the tests
+//! that start processes run for every candidate instead. A run that gives
+//! no usable map is an error, and callers run the whole suite.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use smith_core::{
-    Candidate, CommandSpec, Error, FilePatch, Patch, Result, RunOptions, TestId, TestSelection,
-    Workspace,
+    Candidate, CommandSpec, Error, FilePatch, Patch, Result, RunOptions, RunOutput, TestId,
+    TestSelection, Workspace,
 };
 
-use crate::pytest::{parse_events, PluginEvent, PytestExecutor, CONTROL_DIR};
+use crate::pytest::{parse_events, PluginEvent, PytestExecutor};
 
 const RCFILE: &str = ".smith/coveragerc";
 const JSON_PATH: &str = ".smith/coverage.json";
+const SITECUSTOMIZE_PATH: &str = ".smith/sitecustomize.py";
+const SITECUSTOMIZE_SOURCE: &str = include_str!("smith_sitecustomize.py");
+
+/// smith's coverage configuration. The project's own (`.coveragerc`,
+/// `[tool.coverage]`) is never read. Paths and the static context come from
+/// the environment: the pytest plugin sets `SMITH_COVERAGE_ROOT` (absolute)
+/// and `SMITH_COVERAGE_CONTEXT` (the running test's context) for the
+/// processes the tests start, which read this file again at their start
+/// (`COVERAGE_PROCESS_START`); the run itself starts with neither, in the
+/// workspace root. Every process writes its own data file (`parallel`),
+/// combined before the report. `concurrency = multiprocessing` measures
+/// `multiprocessing` children (forked ones too). `exclude_lines` empty:
+/// lines under `# pragma: no cover` are measured like any other; excluded
+/// lines would be missing from the statements, and a change there would be
+/// taken for a change to the statement before it. `ignore_errors`: sources
+/// coverage.py cannot find (code compiled under a synthetic file name,
+/// Cython, zip imports) are left out of the report instead of failing it.
+const RC_SOURCE: &str = "\
+[run]
+data_file = ${SMITH_COVERAGE_ROOT-.}/.smith/coverage.data
+parallel = True
+branch = False
+context = ${SMITH_COVERAGE_CONTEXT-}
+include = ${SMITH_COVERAGE_ROOT-.}/*
+omit = ${SMITH_COVERAGE_ROOT-.}/.smith/*
+concurrency =
+    thread
+    multiprocessing
+[report]
+exclude_lines =
+ignore_errors = True
+";
+
+/// Run after the coverage run (`python -c REPORT_SCRIPT <rcfile> <json>`):
+/// combine every process's data file and write the JSON report with
+/// contexts, in one interpreter.
+const REPORT_SCRIPT: &str = "\
+import sys
+import coverage
+try:
+    cov = coverage.Coverage(config_file=sys.argv[1])
+    cov.combine(strict=True)
+    cov.json_report(outfile=sys.argv[2], show_contexts=True)
+except Exception as e:
+    sys.exit(f'{type(e).__name__}: {e}')
+";
+
+/// Run before the coverage run (`python -c PREPARE_SCRIPT <rcfile>`): erase
+/// data an earlier run left, and say whether pytest-cov is installed.
+const PREPARE_SCRIPT: &str = "\
+import importlib.util, sys
+import coverage
+coverage.Coverage(config_file=sys.argv[1]).erase()
+if importlib.util.find_spec('pytest_cov') is not None:
+    print('pytest-cov')
+";
 
 /// Measured lines of one source file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +141,18 @@ pub struct CoverageMap {
     pub files: BTreeMap<String, FileCoverage>,
     /// Fixture name → tests that request it.
     pub fixture_users: BTreeMap<String, BTreeSet<TestId>>,
+    /// Whether Python processes started by the tests were measured: a
+    /// probe child, started with the run's environment when a test first
+    /// starts a process, measured itself. Then a test that is not selected
+    /// provably executes no changed line, in its own process or any it
+    /// starts. (`false` when no test starts a process: nothing to follow.)
+    #[serde(default)]
+    pub subprocesses: bool,
+    /// Contexts (as in [`CoverageMap::contexts`]) that started a process.
+    /// Without [`CoverageMap::subprocesses`], their tests run for every
+    /// candidate, since what their children execute is unknown.
+    #[serde(default)]
+    pub spawners: BTreeSet<String>,
 }
 
 /// The tests to run for one candidate.
@@ -172,10 +253,23 @@ fn keeps_definitions(fp: &FilePatch) -> bool {
         })
 }
 
+/// The plugin's events about processes the tests start (see
+/// `_follow_children` in the plugin).
+#[derive(Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum ChildEvent {
+    /// Whether a probe child measured itself.
+    Children { followed: bool },
+    /// A context started a process.
+    Spawn { context: String },
+}
+
 impl CoverageMap {
     /// The current [`CoverageMap::format`]: 1 added function headers; 2
-    /// measures the lines a `# pragma: no cover` excludes from reports.
-    pub const FORMAT: u32 = 2;
+    /// measures the lines a `# pragma: no cover` excludes from reports; 3
+    /// measures processes the tests start and records which tests start
+    /// them.
+    pub const FORMAT: u32 = 3;
 
     /// The tests that execute any line in `lines` of `file`. `None` when the
     /// file has no data or a line ran outside any test (at import or
@@ -294,6 +388,10 @@ impl CoverageMap {
                 None => return CandidateSelection::Full,
             }
         }
+        match self.unfollowed_tests() {
+            Some(t) => tests.extend(t),
+            None => return CandidateSelection::Full,
+        }
         if tests.is_empty() {
             CandidateSelection::Uncovered
         } else {
@@ -330,85 +428,121 @@ impl CoverageMap {
         (!tests.is_empty()).then_some(tests)
     }
 
+    /// Tests that start processes the map did not measure (every
+    /// [`CoverageMap::spawners`] context unless
+    /// [`CoverageMap::subprocesses`]): what those processes execute is
+    /// unknown, so these tests run for every candidate, and a test that is
+    /// not selected is one that provably does not reach the change. `None`
+    /// when such a process started outside any test: every candidate needs
+    /// the whole suite.
+    fn unfollowed_tests(&self) -> Option<BTreeSet<TestId>> {
+        let mut tests = BTreeSet::new();
+        if self.subprocesses {
+            return Some(tests);
+        }
+        for context in &self.spawners {
+            if let Some(id) = context.strip_prefix("t:") {
+                tests.insert(TestId::new(id));
+            } else if let Some(fixture) = context.strip_prefix("f:") {
+                tests.extend(
+                    self.fixture_users
+                        .get(fixture)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+            } else {
+                return None;
+            }
+        }
+        Some(tests)
+    }
+
     /// Number of tests that appear in the map.
     pub fn test_count(&self) -> usize {
         self.contexts.iter().filter(|c| c.starts_with("t:")).count()
     }
 
     /// Run the whole suite once under coverage.py in `workspace` and build
-    /// the map. The environment must have `coverage` installed (7.x).
-    /// pytest-cov, if installed, is disabled for this run (`-p no:cov`) so
-    /// that only one measurement is active.
+    /// the map. The environment must have `coverage` installed (5.0 or
+    /// newer; contexts).
+    ///
+    /// * Only files under the workspace root are measured, and sources
+    ///   coverage.py cannot find (code compiled under a synthetic file name,
+    ///   `exec`, Cython, zip imports) are left out of the report instead of
+    ///   failing it.
+    /// * The project's own coverage plugin is off: with pytest-cov
+    ///   installed the run passes `--no-cov`, which (unlike `-p no:cov`)
+    ///   still accepts the `--cov` options a project's configuration adds,
+    ///   whichever file that is.
+    /// * Python processes the tests start are measured too, each under the
+    ///   context of the test or fixture that started it (see
+    ///   [`CoverageMap::subprocesses`]).
+    ///
+    /// An error means no usable map: the run or its report failed, or it
+    /// ran no test, or coverage recorded no test's lines. Callers fall back
+    /// to the whole suite.
     pub fn collect(
         workspace: &mut dyn Workspace,
         executor: &PytestExecutor,
         options: &RunOptions,
     ) -> Result<CoverageMap> {
         workspace.reset()?;
-        // `exclude_lines` empty: lines under `# pragma: no cover` are
-        // measured like any other. Excluded lines would be missing from the
-        // statements, and a change there would be taken for a change to the
-        // statement before it.
-        let rc = format!(
-            "[run]\ndata_file = {CONTROL_DIR}/coverage.data\nrelative_files = True\nbranch = False\nomit = {CONTROL_DIR}/*\n[report]\nexclude_lines =\n"
-        );
-        workspace.write(RCFILE, rc.as_bytes())?;
-        let (spec, select) = executor.command(&TestSelection::All, &[("SMITH_COVERAGE", "1")]);
-        debug_assert!(select.is_none());
-        let mut args: Vec<String> = vec![
-            "-m".into(),
-            "coverage".into(),
-            "run".into(),
-            format!("--rcfile={RCFILE}"),
-        ];
-        args.extend(spec.args.iter().cloned());
-        args.extend(["-p".to_string(), "no:cov".to_string()]);
-        let run = CommandSpec { args, ..spec };
-        // The plugin and event log are written by the executor's own path;
-        // here the same files are prepared by hand for the wrapped command.
+        workspace.write(RCFILE, RC_SOURCE.as_bytes())?;
         workspace.write(
             ".smith/smith_pytest_plugin.py",
             crate::pytest::PLUGIN_SOURCE.as_bytes(),
         )?;
+        workspace.write(SITECUSTOMIZE_PATH, SITECUSTOMIZE_SOURCE.as_bytes())?;
         workspace.write(".smith/events.jsonl", b"")?;
-        let out = workspace.run(&run, options)?;
-        if out.timed_out {
-            return Err(Error::command(run.display(), "coverage run timed out"));
-        }
-        let json_cmd = CommandSpec::new(
-            executor.python().to_string(),
-            [
-                "-m",
-                "coverage",
-                "json",
-                &format!("--rcfile={RCFILE}"),
-                "--show-contexts",
-                "-q",
-                "-o",
-                JSON_PATH,
-            ],
-        );
-        let json_out = workspace.run(&json_cmd, options)?;
-        if !json_out.success() {
+        let (run, out) = run_suite_under_coverage(workspace, executor, options)?;
+        let said = |what: &RunOutput| {
+            crate::pytest::tail(&format!("{}\n{}", what.stdout, what.stderr), 2000)
+        };
+        let events = workspace.read(".smith/events.jsonl").unwrap_or_default();
+        let events = String::from_utf8_lossy(&events);
+        if !parse_events(&events)
+            .iter()
+            .any(|e| matches!(e, PluginEvent::Start { .. }))
+        {
             return Err(Error::command(
-                json_cmd.display(),
+                run.display(),
+                format!("the coverage run ran no test: {}", said(&out)),
+            ));
+        }
+        let report = CommandSpec::new(
+            executor.python().to_string(),
+            ["-c", REPORT_SCRIPT, RCFILE, JSON_PATH],
+        );
+        let reported = workspace.run(&report, options)?;
+        if !reported.success() {
+            return Err(Error::command(
+                report.display(),
                 format!(
-                    "{}\n{}\n(coverage run said: {})",
-                    json_out.stdout,
-                    json_out.stderr,
+                    "{}\n(coverage run said: {})",
+                    said(&reported),
                     crate::pytest::tail(&out.stderr, 1000)
                 ),
             ));
         }
         let json = workspace.read(JSON_PATH)?;
-        let events = workspace.read(".smith/events.jsonl").unwrap_or_default();
         let source = |path: &str| {
             workspace
                 .read(path)
                 .ok()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
         };
-        Self::from_coverage_json(&json, &String::from_utf8_lossy(&events), source)
+        let map = Self::from_coverage_json(&json, &events, source)?;
+        if map.test_count() == 0 {
+            return Err(Error::command(
+                run.display(),
+                format!(
+                    "coverage recorded no test's lines (is another coverage plugin measuring?): {}",
+                    said(&out)
+                ),
+            ));
+        }
+        Ok(map)
     }
 
     /// Build the map from coverage.py's `json --show-contexts` output, the
@@ -453,6 +587,12 @@ impl CoverageMap {
         };
         let mut index: BTreeMap<String, u32> = BTreeMap::new();
         for (path, file) in report.files {
+            let path = path.replace('\\', "/");
+            // Only the repository's own files: coverage.py reports others
+            // by absolute path (or climbing out of the root).
+            if path.starts_with('/') || path.starts_with("../") || path.contains(":/") {
+                continue;
+            }
             let mut statements: Vec<u32> = file
                 .executed_lines
                 .iter()
@@ -480,7 +620,6 @@ impl CoverageMap {
                 ids.dedup();
                 lines.insert(line, ids);
             }
-            let path = path.replace('\\', "/");
             let mut headers = BTreeMap::new();
             if let Some(text) = source(&path) {
                 let text_lines: Vec<&str> = text.lines().collect();
@@ -536,7 +675,72 @@ impl CoverageMap {
                 }
             }
         }
+        for event in events
+            .lines()
+            .filter_map(|l| serde_json::from_str::<ChildEvent>(l).ok())
+        {
+            match event {
+                ChildEvent::Children { followed } => map.subprocesses = followed,
+                ChildEvent::Spawn { context } => {
+                    map.spawners.insert(context);
+                }
+            }
+        }
         Ok(map)
+    }
+}
+
+/// Run the whole suite once under coverage.py (after erasing data an
+/// earlier run left in the workspace), with pytest-cov turned off where it
+/// is installed: `--no-cov`, or nothing when the project's configuration
+/// blocks pytest-cov itself. Returns the command and its output.
+fn run_suite_under_coverage(
+    workspace: &mut dyn Workspace,
+    executor: &PytestExecutor,
+    options: &RunOptions,
+) -> Result<(CommandSpec, RunOutput)> {
+    let python = executor.python().to_string();
+    let prepare = CommandSpec::new(python, ["-c", PREPARE_SCRIPT, RCFILE]);
+    let (spec, select) = executor.command(
+        &TestSelection::All,
+        &[("SMITH_COVERAGE", "1"), ("SMITH_COVERAGE_RC", RCFILE)],
+    );
+    debug_assert!(select.is_none());
+    let mut args: Vec<String> = vec![
+        "-m".into(),
+        "coverage".into(),
+        "run".into(),
+        format!("--rcfile={RCFILE}"),
+    ];
+    args.extend(spec.args.iter().cloned());
+    let run = CommandSpec { args, ..spec };
+    let mut no_cov = true;
+    loop {
+        // Data left by an earlier run in this workspace would be
+        // combined into this one's.
+        let prepared = workspace.run(&prepare, options)?;
+        if !prepared.success() {
+            return Err(Error::command(
+                prepare.display(),
+                crate::pytest::tail(&format!("{}\n{}", prepared.stdout, prepared.stderr), 2000),
+            ));
+        }
+        let pytest_cov = prepared.stdout.lines().any(|l| l.trim() == "pytest-cov");
+        let mut attempt = run.clone();
+        if pytest_cov && no_cov {
+            attempt.args.push("--no-cov".into());
+        }
+        let out = workspace.run(&attempt, options)?;
+        if out.timed_out {
+            return Err(Error::command(attempt.display(), "coverage run timed out"));
+        }
+        // A configuration that blocks pytest-cov (`-p no:cov`) leaves
+        // pytest without the option: usage error, nothing ran.
+        if pytest_cov && no_cov && out.exit_code == Some(4) && out.stderr.contains("--no-cov") {
+            no_cov = false;
+            continue;
+        }
+        return Ok((attempt, out));
     }
 }
 
@@ -585,6 +789,8 @@ mod tests {
             contexts,
             files,
             fixture_users: [("db".to_string(), [TestId::from("t.py::c")].into())].into(),
+            subprocesses: false,
+            spawners: BTreeSet::new(),
         }
     }
 
@@ -758,6 +964,67 @@ mod tests {
         assert_eq!(
             m.selection_with_sources(&no_put, &|_| None),
             CandidateSelection::Full
+        );
+    }
+
+    #[test]
+    fn tests_whose_children_are_not_measured_run_for_every_candidate() {
+        let mut m = map();
+        let before: String = (1..=12).map(|i| format!("line{i}\n")).collect();
+        let cand = |line: usize| {
+            candidate(
+                &before,
+                &before.replace(&format!("line{line}\n"), &format!("LINE{line}\n")),
+            )
+        };
+        m.spawners = ["t:t.py::s", "f:db"].map(String::from).into();
+        let with_spawners = ids(&["t.py::a", "t.py::c", "t.py::s"]);
+        assert_eq!(
+            m.selection_for(&cand(2)),
+            CandidateSelection::Tests(with_spawners.clone())
+        );
+        // No test executes line 12, but a spawner's child might.
+        assert_eq!(
+            m.selection_for(&cand(12)),
+            CandidateSelection::Tests(ids(&["t.py::c", "t.py::s"]))
+        );
+        // Measured children need nothing added.
+        m.subprocesses = true;
+        assert_eq!(
+            m.selection_for(&cand(2)),
+            CandidateSelection::Tests(ids(&["t.py::a"]))
+        );
+        assert_eq!(m.selection_for(&cand(12)), CandidateSelection::Uncovered);
+        // A process started outside any test may reach anything.
+        m.subprocesses = false;
+        m.spawners.insert(String::new());
+        assert_eq!(m.selection_for(&cand(2)), CandidateSelection::Full);
+    }
+
+    #[test]
+    fn only_the_repositorys_files_are_mapped_and_child_events_are_read() {
+        let json = r#"{"files": {
+            "m.py": {"executed_lines": [1], "missing_lines": [], "contexts": {"1": ["t:t.py::a"]}},
+            "/usr/lib/python3/x.py": {"executed_lines": [1], "contexts": {"1": ["t:t.py::b"]}},
+            "../elsewhere/y.py": {"executed_lines": [1], "contexts": {"1": ["t:t.py::b"]}}
+            }}"#;
+        let events = concat!(
+            r#"{"event": "children", "followed": true}"#,
+            "\n",
+            r#"{"event": "spawn", "context": "t:t.py::a"}"#,
+            "\n",
+            r#"{"event": "start", "nodeid": "t.py::a"}"#,
+            "\n",
+        );
+        let m = CoverageMap::from_coverage_json(json.as_bytes(), events, |_| None).unwrap();
+        assert_eq!(m.files.keys().collect::<Vec<_>>(), ["m.py"]);
+        assert_eq!(m.contexts, ["t:t.py::a"]);
+        assert!(m.subprocesses);
+        assert_eq!(m.spawners, ["t:t.py::a".to_string()].into());
+        let blind = CoverageMap::from_coverage_json(json.as_bytes(), "", |_| None).unwrap();
+        assert!(
+            !blind.subprocesses,
+            "children unmeasured unless a probe says so"
         );
     }
 

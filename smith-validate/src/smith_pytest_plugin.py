@@ -17,7 +17,9 @@ It does three things for smith's validator:
 * coverage contexts: with SMITH_COVERAGE set, the running coverage.py
   measurement is switched to `t:<node id>` while a test runs and to
   `f:<fixture name>` while a fixture wider than one function is set up, so
-  lines map to exact tests (fixtures set up once serve many tests).
+  lines map to exact tests (fixtures set up once serve many tests); and
+  Python processes the tests start measure themselves under the context
+  that started them (see `_follow_children`).
 """
 
 import json
@@ -56,6 +58,9 @@ def pytest_configure(config):
     if _MODULES:
         _MODULES = os.path.abspath(_MODULES)
     _out = None
+    if _COVERAGE:
+        _drop_disabled_cov(config)
+        _follow_children()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -159,14 +164,140 @@ def _switch(context):
     global _cov, _context
     if not _COVERAGE:
         return
+    # A process started from here on measures itself under this context.
+    os.environ["SMITH_COVERAGE_CONTEXT"] = context
+    _context = context
     if _cov is None:
         import coverage
 
         _cov = coverage.Coverage.current()
         if _cov is None:
             return
-    _context = context
     _cov.switch_context(context)
+
+
+def _drop_disabled_cov(config):
+    """Unregister pytest-cov's plugin object when smith's `--no-cov` turned
+    it off. Turned off, it still wraps every test call, and for a test
+    marked `no_cover` (or using that fixture) it pauses a measurement that
+    does not exist: the test fails with an AttributeError before its body
+    runs, so its lines would be missing from the map."""
+    if not getattr(config.option, "no_cov", False):
+        return
+    plugin = config.pluginmanager.get_plugin("_cov")
+    if plugin is not None:
+        config.pluginmanager.unregister(plugin)
+
+
+# What a measured child process needs in its environment besides the
+# running context (see `_follow_children`), kept here in case a test
+# clears `os.environ`.
+_child_env = {}
+_spawned = set()
+# Whether a probe child measured itself (None: not probed yet).
+_followed = None
+_PROBING = object()
+
+
+def _follow_children():
+    """Make every Python process the tests start measure itself.
+
+    smith's coverage configuration (`SMITH_COVERAGE_RC`) reads the data
+    directory and the static context from the environment, so a child that
+    starts coverage.py from it (`COVERAGE_PROCESS_START`: coverage's own
+    `.pth` from 7.13, else the `sitecustomize` next to this plugin) records
+    its lines under the context of the test or fixture that started it.
+    Paths become absolute, since a child may run anywhere. `subprocess.Popen`
+    is wrapped to put those variables into an environment a test passes
+    explicitly; it, `os.system` and `multiprocessing` log which contexts
+    start processes, and the first start also logs whether a probe child
+    measures itself, so that smith knows whether a test that is not
+    selected provably cannot reach a change."""
+    global _followed
+    _spawned.clear()
+    _followed = None
+    rc = os.environ.get("SMITH_COVERAGE_RC")
+    if not rc:
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    _child_env.clear()
+    _child_env["COVERAGE_PROCESS_START"] = os.path.abspath(rc)
+    _child_env["SMITH_COVERAGE_ROOT"] = os.getcwd()
+    os.environ.update(_child_env)
+    os.environ["SMITH_COVERAGE_CONTEXT"] = _context
+    entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(e) for e in entries)
+    _wrap_process_starts(here)
+
+
+def _probe_child():
+    import subprocess
+    import sys
+
+    probe = "import sys, coverage; sys.exit(0 if coverage.Coverage.current() else 3)"
+    try:
+        return subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
+    except Exception:
+        return False
+
+
+def _spawn_event():
+    global _followed
+    if _followed is _PROBING:
+        return
+    if _followed is None:
+        # Probed once, and only if a test starts a process at all; the
+        # probe's own start is not logged.
+        _followed = _PROBING
+        _followed = _probe_child()
+        _emit({"event": "children", "followed": _followed})
+    if _context not in _spawned:
+        _spawned.add(_context)
+        _emit({"event": "spawn", "context": _context})
+
+
+def _wrap_process_starts(here):
+    import inspect
+    import multiprocessing.process
+    import subprocess
+
+    popen_init = subprocess.Popen.__init__
+    signature = inspect.signature(popen_init)
+
+    def init(self, *args, **kwargs):
+        _spawn_event()
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+            env = bound.arguments.get("env")
+            if env is not None:
+                env = dict(env)
+                env.update(_child_env)
+                env["SMITH_COVERAGE_CONTEXT"] = _context
+                old = env.get("PYTHONPATH")
+                env["PYTHONPATH"] = here + (os.pathsep + old if old else "")
+                bound.arguments["env"] = env
+                args, kwargs = bound.args[1:], bound.kwargs
+        except Exception:
+            pass
+        popen_init(self, *args, **kwargs)
+
+    subprocess.Popen.__init__ = init
+
+    system = os.system
+
+    def os_system(command):
+        _spawn_event()
+        return system(command)
+
+    os.system = os_system
+
+    start = multiprocessing.process.BaseProcess.start
+
+    def process_start(self):
+        _spawn_event()
+        return start(self)
+
+    multiprocessing.process.BaseProcess.start = process_start
 
 
 def _text(report, limit=6000):

@@ -159,7 +159,7 @@ fn map_of_src(contexts: &[&str], lines: &[(u32, Vec<u32>)]) -> CoverageMap {
             },
         )]
         .into(),
-        fixture_users: Default::default(),
+        ..CoverageMap::default()
     }
 }
 

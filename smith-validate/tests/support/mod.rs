@@ -22,34 +22,82 @@ use smith_core::{
 pub fn venv_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smith-validate-venv");
-        let bin = dir.join("bin");
-        let ready = dir.join(".ready-2");
-        std::fs::create_dir_all(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let lock_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smith-validate-venv.lock");
-        let lock = std::fs::File::create(&lock_path).unwrap();
-        lock.lock().unwrap();
-        if !ready.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&dir)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "python3 -m venv failed");
-            let ok = Command::new(bin.join("pip"))
-                .args(["install", "-q", "pytest>=9,<10", "coverage>=7.10,<8"])
-                .arg(fixture("leak_helper"))
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "pip install pytest coverage leak_helper failed");
-            std::fs::write(&ready, b"").unwrap();
-        }
-        lock.unlock().unwrap();
-        bin
+        make_venv(
+            "smith-validate-venv-2",
+            &["pytest>=9,<10", "coverage>=7.10,<8"],
+            &["leak_helper"],
+        )
     })
+}
+
+/// A virtualenv with pytest-cov and the `clitool` fixture installed (its
+/// console script `tabular` on the venv's `PATH`), with coverage.py 7.13
+/// or newer, which starts measuring a child process through its own `.pth`
+/// file.
+pub fn cli_venv_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        make_venv(
+            "smith-validate-venv-cli",
+            &["pytest>=9,<10", "coverage>=7.13,<8", "pytest-cov"],
+            &["clitool"],
+        )
+    })
+}
+
+/// As [`cli_venv_bin`] with coverage.py before 7.13, which ships no `.pth`
+/// file: a child process measures itself only through smith's own
+/// `sitecustomize`.
+pub fn old_coverage_cli_venv_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        make_venv(
+            "smith-validate-venv-cli-old-coverage",
+            &["pytest>=9,<10", "coverage>=7.10,<7.13"],
+            &["clitool"],
+        )
+    })
+}
+
+/// Make (once, under a lock) a virtualenv `name` under the target directory
+/// with `packages` from PyPI and copies of the fixture projects `fixtures`
+/// installed; return its `bin` directory. Fixtures are copied first so that
+/// building them leaves nothing in the source tree.
+fn make_venv(name: &str, packages: &[&str], fixtures: &[&str]) -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.join(name);
+    let bin = dir.join("bin");
+    let ready = dir.join(".ready");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let lock = std::fs::File::create(tmp.join(format!("{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "python3 -m venv {name} failed");
+        let copies = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = ["install", "-q"].map(String::from).to_vec();
+        args.extend(packages.iter().map(|p| p.to_string()));
+        for f in fixtures {
+            let copy = copies.path().join(f);
+            copy_tree(&fixture(f), &copy).unwrap();
+            args.push(copy.display().to_string());
+        }
+        let ok = Command::new(bin.join("pip"))
+            .args(&args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "pip {args:?} failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    lock.unlock().unwrap();
+    bin
 }
 
 /// Path of a fixture directory.
@@ -80,9 +128,16 @@ impl CopySandbox {
             env: BTreeMap::new(),
         }
     }
+
+    /// Workspaces whose commands run with the virtualenv of `bin`.
+    pub fn with_venv(mut self, bin: &Path) -> Self {
+        self.bin = bin.to_path_buf();
+        self
+    }
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copy a tree without caches, virtualenvs and git data.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
