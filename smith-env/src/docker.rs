@@ -301,7 +301,7 @@ impl Sandbox for DockerSandbox {
 /// A workspace of [`DockerSandbox`]: a container removed on drop.
 #[derive(Debug)]
 pub struct DockerWorkspace {
-    _dir: tempfile::TempDir,
+    _dir: crate::local::Scratch,
     tree: Tree,
     program: PathBuf,
     container: String,

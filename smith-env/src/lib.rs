@@ -26,6 +26,7 @@
 //! ```
 
 pub mod agent;
+pub mod budget;
 mod build;
 mod bwrap;
 pub mod conformance;
@@ -38,11 +39,12 @@ mod spec;
 pub mod tree;
 
 pub use agent::{install_with_agent, AgentOptions, AgentOutcome, AgentStep};
+pub use budget::{Budget, Enforcement};
 pub use build::{
     build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
     Collection, EnvOptions, Environment, Installer, STAMP_FILE,
 };
-pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace};
+pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace, SANDBOX_UID};
 pub use docker::{DockerOptions, DockerSandbox};
 pub use local::{LocalSandbox, LocalWorkspace};
 pub use service::ChildService;

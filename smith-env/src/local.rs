@@ -1,6 +1,12 @@
 //! The local sandbox: each workspace is a temporary copy of the repository,
 //! commands run directly on the host with the environment's venv. No
-//! isolation: use it for trusted code or inside a container.
+//! isolation of files or network: use it for trusted code or inside a
+//! container. What a command starts still ends with it: every command runs
+//! in control groups of its own where the machine offers them (its whole
+//! tree held to the memory and process budget, and killed when it ends),
+//! otherwise in a PID namespace of its own (`unshare --pid --fork
+//! --kill-child`: when the command exits, the kernel kills everything left
+//! in the namespace, `setsid` and double-forked children included).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +16,9 @@ use smith_core::{
     CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
 };
 
+use crate::budget::{Budget, Lease};
 use crate::build::Environment;
-use crate::process::{run_command_limited, spawn_service, DEFAULT_MEMORY_LIMIT};
+use crate::process::{run_contained, spawn_contained, DEFAULT_MEMORY_LIMIT};
 use crate::tree::{copy_tree, Tree};
 
 /// Makes temp-copy workspaces of an [`Environment`]'s repository.
@@ -19,7 +26,7 @@ use crate::tree::{copy_tree, Tree};
 pub struct LocalSandbox {
     env: Environment,
     scratch: Option<PathBuf>,
-    memory_limit: Option<u64>,
+    budget: Budget,
 }
 
 impl LocalSandbox {
@@ -34,7 +41,10 @@ impl LocalSandbox {
         Ok(LocalSandbox {
             env: env.clone(),
             scratch: None,
-            memory_limit: Some(DEFAULT_MEMORY_LIMIT),
+            budget: Budget {
+                memory: Some(DEFAULT_MEMORY_LIMIT),
+                ..Budget::default()
+            },
         })
     }
 
@@ -44,10 +54,19 @@ impl LocalSandbox {
         self
     }
 
-    /// Cap each command's address space at `bytes` (`None`: no cap). The
-    /// default is [`DEFAULT_MEMORY_LIMIT`].
+    /// Cap each command's memory at `bytes` (`None`: no cap): every
+    /// process's address space, and the whole tree's memory where control
+    /// groups are available. The default is [`DEFAULT_MEMORY_LIMIT`].
     pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
-        self.memory_limit = bytes;
+        self.budget.memory = bytes;
+        self
+    }
+
+    /// Cap the processes and threads one command's tree may hold where
+    /// control groups are available (`None`: no cap). The default is
+    /// [`crate::budget::DEFAULT_PROCESS_LIMIT`].
+    pub fn with_process_limit(mut self, processes: Option<u64>) -> Self {
+        self.budget.processes = processes;
         self
     }
 
@@ -57,24 +76,92 @@ impl LocalSandbox {
     }
 }
 
-/// Copy the repository into a new temporary directory.
-pub(crate) fn new_copy(
-    repo: &Path,
-    scratch: Option<&Path>,
-    prefix: &str,
-) -> Result<tempfile::TempDir> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(prefix);
-    let dir = match scratch {
+/// A workspace's directory on the host: `<scratch>/<prefix>XXXX/` holding
+/// an `owner` marker (the pid and start time of the smith process that made
+/// it) and the copy of the repository in `tree/`. Removed on drop; one left
+/// behind by a run that was killed is removed by the next run that makes a
+/// workspace in the same place.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Scratch {
+    /// The copy of the repository.
+    pub(crate) fn path(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The marker file in a workspace's directory naming the process that owns it.
+pub(crate) const OWNER_FILE: &str = "owner";
+
+/// `pid start-time` of this process, as written in [`OWNER_FILE`]: the
+/// start time tells a live owner from a later process that got its pid.
+fn owner_stamp(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (start time) counts from the field after the command name.
+    let start = stat.rsplit_once(") ")?.1.split(' ').nth(19)?.to_string();
+    Some(format!("{pid} {start}"))
+}
+
+/// Whether the workspace directory `dir` belongs to a process that is gone.
+fn orphaned(dir: &Path) -> bool {
+    let Ok(marker) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
+        return false;
+    };
+    let marker = marker.trim();
+    let Some(pid) = marker.split(' ').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    owner_stamp(pid).as_deref() != Some(marker)
+}
+
+/// Remove workspaces of dead smith processes under `scratch`, once per
+/// directory per process.
+pub(crate) fn remove_orphaned_workspaces(scratch: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(mut swept) = SWEPT.lock() {
+        if swept.iter().any(|d| d == scratch) {
+            return;
+        }
+        swept.push(scratch.to_path_buf());
+    }
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_string_lossy().starts_with("smith-");
+        if ours && path.is_dir() && orphaned(&path) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Copy the repository into a new workspace directory under `scratch`
+/// (the system temp dir if `None`).
+pub(crate) fn new_copy(repo: &Path, scratch: Option<&Path>, prefix: &str) -> Result<Scratch> {
+    let parent = match scratch {
         Some(s) => {
             std::fs::create_dir_all(s).map_err(|e| Error::io(s, e))?;
-            builder.tempdir_in(s)
+            s.to_path_buf()
         }
-        None => builder.tempdir(),
-    }
-    .map_err(|e| Error::io(scratch.unwrap_or(&std::env::temp_dir()), e))?;
-    copy_tree(repo, dir.path())?;
-    Ok(dir)
+        None => std::env::temp_dir(),
+    };
+    remove_orphaned_workspaces(&parent);
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .map_err(|e| Error::io(&parent, e))?;
+    let marker = dir.path().join(OWNER_FILE);
+    let stamp = owner_stamp(std::process::id()).unwrap_or_default();
+    std::fs::write(&marker, stamp).map_err(|e| Error::io(&marker, e))?;
+    let root = dir.path().join("tree");
+    std::fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
+    copy_tree(repo, &root)?;
+    Ok(Scratch { _dir: dir, root })
 }
 
 impl Sandbox for LocalSandbox {
@@ -90,7 +177,7 @@ impl Sandbox for LocalSandbox {
             _dir: dir,
             tree,
             base_env,
-            memory_limit: self.memory_limit,
+            budget: self.budget,
         }))
     }
 }
@@ -98,10 +185,35 @@ impl Sandbox for LocalSandbox {
 /// A workspace of [`LocalSandbox`]: a temp directory removed on drop.
 #[derive(Debug)]
 pub struct LocalWorkspace {
-    _dir: tempfile::TempDir,
+    _dir: Scratch,
     tree: Tree,
     base_env: BTreeMap<String, String>,
-    memory_limit: Option<u64>,
+    budget: Budget,
+}
+
+/// The `unshare` command line that gives a command a PID namespace of its
+/// own, if `unshare` can do that here (asked once): as root directly, as
+/// another user inside a user namespace that maps only that user.
+pub(crate) fn pid_namespace_prefix() -> Option<&'static [String]> {
+    static PREFIX: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            let mut prefix = vec!["unshare".to_string()];
+            if rustix::process::getuid().as_raw() != 0 {
+                prefix.extend(["--user".to_string(), "--map-current-user".to_string()]);
+            }
+            prefix.extend(["--pid", "--fork", "--kill-child", "--"].map(String::from));
+            let works = Command::new(&prefix[0])
+                .args(&prefix[1..])
+                .arg("true")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            works.then_some(prefix)
+        })
+        .as_deref()
 }
 
 /// Build the host command for `command` in `root` with `base_env`, so that
@@ -118,7 +230,16 @@ pub(crate) fn host_command(
         }
         None => root.to_path_buf(),
     };
-    let mut cmd = Command::new(&command.program);
+    // Without control groups, a PID namespace is what ends the command's
+    // whole tree with it.
+    let mut cmd = match pid_namespace_prefix().filter(|_| !Lease::available()) {
+        Some(prefix) => {
+            let mut cmd = Command::new(&prefix[0]);
+            cmd.args(&prefix[1..]).arg(&command.program);
+            cmd
+        }
+        None => Command::new(&command.program),
+    };
     cmd.args(&command.args)
         .current_dir(cwd)
         .env_remove("PYTHONHOME")
@@ -170,12 +291,12 @@ impl Workspace for LocalWorkspace {
 
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
         let cmd = host_command(self.tree.root(), &self.base_env, command)?;
-        run_command_limited(cmd, &command.display(), options, self.memory_limit)
+        run_contained(cmd, &command.display(), options, &self.budget)
     }
 
     fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
         let cmd = host_command(self.tree.root(), &self.base_env, command)?;
-        let service = spawn_service(cmd, &command.display(), self.memory_limit)?;
+        let service = spawn_contained(cmd, &command.display(), &self.budget)?;
         Ok(Box::new(service))
     }
 }
