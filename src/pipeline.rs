@@ -23,7 +23,7 @@ use smith_core::{
     Baseline, Candidate, Error, FailingTest, IssueContext, IssueWriter, Result, RunOptions,
     Sandbox, Shard, SourceFile, TaskInstance, TestId, Validation, Verdict,
 };
-use smith_env::{Environment, LocalSandbox};
+use smith_env::Environment;
 use smith_mutate::{GenerateOptions, Generated};
 use smith_validate::{CoverageMap, PytestExecutor, SelectionMode, ValidateOptions};
 
@@ -37,16 +37,7 @@ struct CoverageRecord {
     map: CoverageMap,
 }
 
-/// Which sandbox runs the tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SandboxKind {
-    /// Temp-copy workspaces, no isolation.
-    #[default]
-    Local,
-    /// Bubblewrap: read-only system, no network.
-    Bwrap,
-}
+pub use crate::sandbox::SandboxKind;
 
 /// Everything a run is configured by.
 #[derive(Debug, Clone)]
@@ -118,7 +109,7 @@ impl Config {
             timeout_factor: ValidateOptions::default().timeout_factor,
             test_timeout_floor: ValidateOptions::default().test_timeout_floor,
             shard: Shard::ALL,
-            sandbox: SandboxKind::Local,
+            sandbox: SandboxKind::default(),
             combine: true,
             combine_per_group: 3,
         }
@@ -354,10 +345,11 @@ impl Pipeline {
             &self.path("env.json"),
             &serde_json::json!({ "spec": &env.spec, "venv": &env.venv }),
         )?;
-        let sandbox: Arc<dyn Sandbox> = match self.config.sandbox {
-            SandboxKind::Local => Arc::new(LocalSandbox::new(&env)?),
-            SandboxKind::Bwrap => Arc::new(smith_env::BwrapSandbox::new(&env)?),
-        };
+        let chosen = self.config.sandbox.make(&env)?;
+        if let Some(warning) = chosen.warning {
+            self.emit(Event::Warning(warning));
+        }
+        let sandbox = chosen.sandbox;
         let executor =
             PytestExecutor::new("python", env.spec.test_cmd.clone()).forking(self.config.fork);
         Ok(Prepared {
