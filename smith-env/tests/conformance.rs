@@ -114,7 +114,19 @@ fn docker_sandbox_conforms_where_an_engine_answers() {
         return;
     }
     let repo = fixture();
-    let sandbox = DockerSandbox::new(&fixture_environment(repo.path()), options).unwrap();
+    let env = fixture_environment(repo.path());
+    let base = smith_env::docker::base_image_for(&env.spec);
+    let present = std::process::Command::new(&options.program)
+        .args(["image", "inspect", &base])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        // An engine without the base image and no registry to pull it from
+        // (CI has none): the image cannot be built here.
+        eprintln!("docker base image {base} not present; container checks not run");
+        return;
+    }
+    let sandbox = DockerSandbox::new(&env, options).unwrap();
     conformance::check_all(&sandbox);
     let out = tempfile::tempdir().unwrap();
     conformance::check_isolation(&sandbox, repo.path(), out.path());
