@@ -325,7 +325,10 @@ fn patches_through_in_repository_links_are_rejected_under_every_sandbox() {
                 error.contains(path) && error.contains("symbolic link"),
                 "[{kind:?}] error does not name {path}: {error}"
             );
-            assert_eq!(report.error_ids, [h.instance.instance_id.clone()]);
+            assert_eq!(
+                report.error_ids,
+                std::slice::from_ref(&h.instance.instance_id)
+            );
         }
         assert_eq!(
             std::fs::read_to_string(h.outside.join("ext.py")).unwrap(),

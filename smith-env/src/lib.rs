@@ -9,8 +9,12 @@
 //!
 //! The sandboxes implement [`smith_core::Sandbox`]: [`LocalSandbox`] copies
 //! the repository into temp directories and runs commands on the host;
-//! [`BwrapSandbox`] runs them under bubblewrap (read-only system, no network,
-//! own PID namespace). [`conformance`] is the test suite every sandbox passes.
+//! [`BwrapSandbox`] runs them under bubblewrap (user namespace without
+//! capabilities, read-only system, no network, own PID namespace);
+//! [`DockerSandbox`] in containers. Every command's whole process tree is
+//! held to a [`Budget`] and ends with it ([`budget`]); patches and writes
+//! never leave the workspace, not even through symbolic links
+//! ([`tree`]). [`conformance`] is the test suite every sandbox passes.
 //!
 //! ```no_run
 //! use smith_core::{RunOptions, Sandbox};
