@@ -598,16 +598,18 @@ pub fn check_host_processes_out_of_reach(sandbox: &dyn Sandbox) {
 }
 
 /// The process tree of one command is held to the sandbox's budget, for
-/// sandboxes that count the whole tree (bubblewrap and local with control
-/// groups, docker): build `sandbox` with at most `process_limit` processes
-/// and `memory_limit` bytes per command, both small (say 64 and 256 MiB).
-///
-/// - a fork bomb stops at the limit (forks fail), ends at the command's time
-///   limit, and leaves no process behind;
-/// - children that each stay under the memory limit but together exceed it
-///   do not all get their memory: at most `memory_limit` worth of them
-///   finish.
+/// sandboxes that count the whole tree: build `sandbox` with at most
+/// `process_limit` processes and `memory_limit` bytes per command, both
+/// small (say 64 and 256 MiB). Runs [`check_process_budget`] and
+/// [`check_memory_budget`].
 pub fn check_budget(sandbox: &dyn Sandbox, process_limit: u64, memory_limit: u64) {
+    check_process_budget(sandbox, process_limit);
+    check_memory_budget(sandbox, memory_limit);
+}
+
+/// A fork bomb stops at `process_limit` (forks fail), ends at the
+/// command's time limit, and leaves no process behind.
+pub fn check_process_budget(sandbox: &dyn Sandbox, process_limit: u64) {
     let name = sandbox.name();
     let mut ws = sandbox.workspace().expect("workspace");
     let tag = unique("forkbomb");
@@ -659,6 +661,14 @@ pub fn check_budget(sandbox: &dyn Sandbox, process_limit: u64, memory_limit: u64
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Children that each stay under `memory_limit` but together exceed it do
+/// not all get their memory: at most `memory_limit` worth of them finish.
+/// Needs a budget counted over the whole tree (control groups, docker).
+pub fn check_memory_budget(sandbox: &dyn Sandbox, memory_limit: u64) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
     // Four children, each with 60% of the limit: at most one can hold it.
     let each = memory_limit * 6 / 10;
     let hog = python(
