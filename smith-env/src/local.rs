@@ -97,25 +97,37 @@ impl Scratch {
 /// The marker file in a workspace's directory naming the process that owns it.
 pub(crate) const OWNER_FILE: &str = "owner";
 
-/// `pid start-time` of this process, as written in [`OWNER_FILE`]: the
-/// start time tells a live owner from a later process that got its pid.
+/// `pid start-time pid-namespace` of process `pid`, as written in
+/// [`OWNER_FILE`]: the start time tells a live owner from a later process
+/// that got its pid, and the namespace keeps a run from judging owners it
+/// cannot see (another container sharing the temp dir).
 fn owner_stamp(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22 (start time) counts from the field after the command name.
     let start = stat.rsplit_once(") ")?.1.split(' ').nth(19)?.to_string();
-    Some(format!("{pid} {start}"))
+    Some(format!("{pid} {start} {}", pid_namespace()?))
 }
 
-/// Whether the workspace directory `dir` belongs to a process that is gone.
+/// This process's PID namespace, e.g. `pid:[4026531836]`.
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// Whether the workspace directory `dir` belongs to a process of this PID
+/// namespace that is gone.
 fn orphaned(dir: &Path) -> bool {
     let Ok(marker) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
         return false;
     };
-    let marker = marker.trim();
-    let Some(pid) = marker.split(' ').next().and_then(|p| p.parse::<u32>().ok()) else {
+    let fields: Vec<&str> = marker.split_whitespace().collect();
+    let [pid, _, namespace] = fields[..] else {
         return false;
     };
-    owner_stamp(pid).as_deref() != Some(marker)
+    let (Ok(pid), Some(ours)) = (pid.parse::<u32>(), pid_namespace()) else {
+        return false;
+    };
+    namespace == ours && owner_stamp(pid).as_deref() != Some(marker.trim())
 }
 
 /// Remove workspaces of dead smith processes under `scratch`, once per
@@ -304,6 +316,47 @@ impl Workspace for LocalWorkspace {
 #[cfg(test)]
 mod merge_tests {
     use super::*;
+
+    #[test]
+    fn the_next_run_removes_workspaces_of_dead_runs_and_keeps_the_rest() {
+        let scratch = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("m.py"), "x = 1\n").unwrap();
+        // A run that made a workspace and was killed: its pid is gone.
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let ns = pid_namespace().unwrap();
+        let me = owner_stamp(std::process::id()).unwrap();
+        let dirs = [
+            ("smith-ws-dead", Some(format!("{dead_pid} 12345 {ns}"))),
+            (
+                "smith-bwrap-reused-pid",
+                Some(format!("{} 1 {ns}", std::process::id())),
+            ),
+            ("smith-ws-live", Some(me)),
+            ("smith-ws-elsewhere", Some(format!("{dead_pid} 1 pid:[1]"))),
+            ("smith-unmarked", None),
+        ];
+        for (name, marker) in &dirs {
+            let dir = scratch.path().join(name);
+            std::fs::create_dir_all(dir.join("tree")).unwrap();
+            if let Some(marker) = marker {
+                std::fs::write(dir.join(OWNER_FILE), marker).unwrap();
+            }
+        }
+        let ws = new_copy(repo.path(), Some(scratch.path()), "smith-ws-").unwrap();
+        assert!(ws.path().join("m.py").is_file());
+        let left: Vec<bool> = dirs
+            .iter()
+            .map(|(name, _)| scratch.path().join(name).exists())
+            .collect();
+        // Dead owner and a pid now used by another process go; a live
+        // owner, an owner in another PID namespace and unmarked dirs stay.
+        assert_eq!(left, [false, false, true, true, true]);
+        let marker = std::fs::read_to_string(ws.path().parent().unwrap().join(OWNER_FILE)).unwrap();
+        assert_eq!(Some(marker), owner_stamp(std::process::id()));
+    }
 
     #[test]
     fn command_pythonpath_goes_before_the_workspace_one() {
