@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use smith_core::{Result, Sandbox};
 use smith_env::docker::docker_available;
-use smith_env::{BwrapSandbox, DockerOptions, DockerSandbox, Environment, LocalSandbox};
+use smith_env::{
+    BwrapOptions, BwrapSandbox, DockerOptions, DockerSandbox, Environment, LocalSandbox,
+};
 
 /// Which sandbox runs the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,27 +58,83 @@ impl SandboxKind {
                 env,
                 DockerOptions::default(),
             )?))),
-            SandboxKind::Auto => {
-                let bwrap = match BwrapSandbox::new(env) {
-                    Ok(sandbox) => return Ok(chosen(Arc::new(sandbox))),
-                    Err(e) => e,
-                };
-                let docker = match docker_available(&DockerOptions::default().program)
-                    .and_then(|()| DockerSandbox::new(env, DockerOptions::default()))
-                {
-                    Ok(sandbox) => return Ok(chosen(Arc::new(sandbox))),
-                    Err(e) => e,
-                };
-                Ok(Chosen {
-                    sandbox: Arc::new(LocalSandbox::new(env)?),
-                    warning: Some(format!(
-                        "no isolating sandbox works here, so repository and model code run \
-                         on the host with --sandbox local (no isolation of files or network). \
-                         bubblewrap: {bwrap}; docker: {docker}. Install bubblewrap \
-                         (scripts/setup.sh), or pass --sandbox local to choose this knowingly."
-                    )),
+            SandboxKind::Auto => auto(env, BwrapOptions::default(), DockerOptions::default()),
+        }
+    }
+}
+
+/// [`SandboxKind::Auto`] with these bubblewrap and Docker settings.
+pub fn auto(env: &Environment, bwrap: BwrapOptions, docker: DockerOptions) -> Result<Chosen> {
+    let bwrap = match BwrapSandbox::with_options(env, bwrap) {
+        Ok(sandbox) => {
+            return Ok(Chosen {
+                sandbox: Arc::new(sandbox),
+                warning: None,
+            })
+        }
+        Err(e) => e,
+    };
+    let docker =
+        match docker_available(&docker.program).and_then(|()| DockerSandbox::new(env, docker)) {
+            Ok(sandbox) => {
+                return Ok(Chosen {
+                    sandbox: Arc::new(sandbox),
+                    warning: None,
                 })
             }
+            Err(e) => e,
+        };
+    Ok(Chosen {
+        sandbox: Arc::new(LocalSandbox::new(env)?),
+        warning: Some(format!(
+            "no isolating sandbox works here, so repository and model code run \
+             on the host with --sandbox local (no isolation of files or network). \
+             bubblewrap: {bwrap}; docker: {docker}. Install bubblewrap \
+             (scripts/setup.sh), or pass --sandbox local to choose this knowingly."
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smith_env::conformance::{fixture_environment, write_fixture};
+
+    #[test]
+    fn auto_falls_back_to_local_with_one_warning_naming_both_reasons() {
+        let repo = tempfile::tempdir().unwrap();
+        write_fixture(repo.path()).unwrap();
+        let env = fixture_environment(repo.path());
+        let chosen = auto(
+            &env,
+            BwrapOptions {
+                program: "/nonexistent/smith-no-bwrap".into(),
+                ..BwrapOptions::default()
+            },
+            DockerOptions {
+                program: "/nonexistent/smith-no-docker".into(),
+                ..DockerOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(chosen.sandbox.name(), "local");
+        let warning = chosen.warning.expect("a warning");
+        assert!(warning.contains("smith-no-bwrap"), "{warning}");
+        assert!(warning.contains("smith-no-docker"), "{warning}");
+        assert!(warning.contains("--sandbox local"), "{warning}");
+    }
+
+    #[test]
+    fn auto_prefers_bubblewrap_and_says_nothing_where_it_works() {
+        let repo = tempfile::tempdir().unwrap();
+        write_fixture(repo.path()).unwrap();
+        let env = fixture_environment(repo.path());
+        if let Err(e) = smith_env::bwrap_works(&BwrapOptions::default()) {
+            // scripts/setup.sh installs bubblewrap; CI has it.
+            panic!("bubblewrap unavailable (run scripts/setup.sh): {e}");
         }
+        let chosen = SandboxKind::Auto.make(&env).unwrap();
+        assert_eq!(chosen.sandbox.name(), "bwrap");
+        assert!(chosen.warning.is_none());
     }
 }

@@ -146,9 +146,15 @@ pub fn bwrap_works(options: &BwrapOptions) -> Result<()> {
         options.program.display()
     );
     let out = run_command(cmd, &display, &RunOptions::default()).map_err(|e| {
+        let reason = match e {
+            Error::Command { reason, .. } => reason,
+            other => other.to_string(),
+        };
         Error::command(
             &display,
-            format!("{e} (install bubblewrap: scripts/setup.sh, or apt-get install bubblewrap)"),
+            format!(
+                "{reason} (install bubblewrap: scripts/setup.sh, or apt-get install bubblewrap)"
+            ),
         )
     })?;
     if !out.success() {

@@ -146,9 +146,10 @@ fn docker_quote(v: &str) -> String {
 pub fn docker_available(program: &Path) -> Result<()> {
     let mut cmd = Command::new(program);
     cmd.args(["info", "--format", "{{.ServerVersion}}"]);
+    let display = format!("{} info", program.display());
     let out = run_command(
         cmd,
-        "docker info",
+        &display,
         &RunOptions {
             timeout: Some(Duration::from_secs(30)),
             max_output: 64 << 10,
@@ -158,7 +159,7 @@ pub fn docker_available(program: &Path) -> Result<()> {
     if out.success() {
         Ok(())
     } else {
-        Err(Error::command("docker info", out.stderr.trim().to_string()))
+        Err(Error::command(display, out.stderr.trim().to_string()))
     }
 }
 
