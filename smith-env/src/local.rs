@@ -228,12 +228,36 @@ pub(crate) fn pid_namespace_prefix() -> Option<&'static [String]> {
         .as_deref()
 }
 
+/// `setpriv --pdeathsig KILL --`, if `setpriv` can do that here (asked
+/// once): the command is killed when the thread that started it dies, so a
+/// smith killed by a signal (Ctrl-C) does not leave its commands running.
+fn death_signal_prefix() -> Option<&'static [String]> {
+    static PREFIX: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            let prefix: Vec<String> = ["setpriv", "--pdeathsig", "KILL", "--"]
+                .map(String::from)
+                .to_vec();
+            let works = Command::new(&prefix[0])
+                .args(&prefix[1..])
+                .arg("true")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            works.then_some(prefix)
+        })
+        .as_deref()
+}
+
 /// Build the host command for `command` in `root` with `base_env`, so that
 /// the local and bubblewrap sandboxes agree on semantics.
 pub(crate) fn host_command(
     root: &Path,
     base_env: &BTreeMap<String, String>,
     command: &CommandSpec,
+    dies_with_caller: bool,
 ) -> Result<Command> {
     let cwd = match &command.cwd {
         Some(rel) => {
@@ -243,16 +267,20 @@ pub(crate) fn host_command(
         None => root.to_path_buf(),
     };
     // Without control groups, a PID namespace is what ends the command's
-    // whole tree with it.
-    let mut cmd = match pid_namespace_prefix().filter(|_| !Lease::available()) {
-        Some(prefix) => {
-            let mut cmd = Command::new(&prefix[0]);
-            cmd.args(&prefix[1..]).arg(&command.program);
-            cmd
-        }
-        None => Command::new(&command.program),
-    };
-    cmd.args(&command.args)
+    // whole tree with it. A command (not a service, which outlives the
+    // thread that started it and ends when its stdin closes) also dies with
+    // the thread waiting for it.
+    let mut argv: Vec<&str> = Vec::new();
+    if let Some(prefix) = death_signal_prefix().filter(|_| dies_with_caller) {
+        argv.extend(prefix.iter().map(String::as_str));
+    }
+    if let Some(prefix) = pid_namespace_prefix().filter(|_| !Lease::available()) {
+        argv.extend(prefix.iter().map(String::as_str));
+    }
+    argv.push(&command.program);
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .args(&command.args)
         .current_dir(cwd)
         .env_remove("PYTHONHOME")
         .envs(merged_env(base_env, &command.env));
@@ -302,12 +330,12 @@ impl Workspace for LocalWorkspace {
     }
 
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
-        let cmd = host_command(self.tree.root(), &self.base_env, command)?;
+        let cmd = host_command(self.tree.root(), &self.base_env, command, true)?;
         run_contained(cmd, &command.display(), options, &self.budget)
     }
 
     fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
-        let cmd = host_command(self.tree.root(), &self.base_env, command)?;
+        let cmd = host_command(self.tree.root(), &self.base_env, command, false)?;
         let service = spawn_contained(cmd, &command.display(), &self.budget)?;
         Ok(Box::new(service))
     }
