@@ -223,16 +223,24 @@ fn unreadable_entries(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, bool)>) 
     }
 }
 
-/// Whether `program --help` lists `--disable-userns` (asked once).
-fn supports_disable_userns(program: &Path) -> bool {
-    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ANSWER.get_or_init(|| {
-        Command::new(program)
-            .arg("--help")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("--disable-userns"))
-            .unwrap_or(false)
-    })
+/// Whether `program --help` lists `flag` (bubblewrap's options grew over
+/// its versions); the help text is read once per program.
+fn supports(program: &Path, flag: &str) -> bool {
+    static HELP: std::sync::Mutex<BTreeMap<PathBuf, String>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let Ok(mut help) = HELP.lock() else {
+        return false;
+    };
+    help.entry(program.to_path_buf())
+        .or_insert_with(|| {
+            Command::new(program)
+                .arg("--help")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        })
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .any(|word| word == flag)
 }
 
 fn bind_args(args: &mut Vec<String>, flag: &str, path: &Path) {
@@ -264,7 +272,7 @@ fn base_args(options: &BwrapOptions, ro: &[PathBuf]) -> Vec<String> {
     if !options.network {
         args.push("--unshare-net".into());
     }
-    if supports_disable_userns(&options.program) {
+    if supports(&options.program, "--disable-userns") {
         // bubblewrap 0.8+: no nested user namespace, so no capabilities
         // regained over anything, even the sandbox's own mounts.
         args.push("--disable-userns".into());
@@ -301,8 +309,24 @@ fn base_args(options: &BwrapOptions, ro: &[PathBuf]) -> Vec<String> {
         }
     }
     args.extend(["--dev", "/dev", "--proc", "/proc"].map(String::from));
-    for dir in SCRATCH_DIRS {
-        args.extend(["--tmpfs".to_string(), dir.to_string()]);
+    // $HOME too where it is elsewhere, so that tests writing there work
+    // (and leave nothing behind).
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h != Path::new("/"));
+    let mut scratch: Vec<PathBuf> = SCRATCH_DIRS.iter().map(PathBuf::from).collect();
+    if let Some(home) = home.filter(|h| !SCRATCH_DIRS.iter().any(|d| h.starts_with(d))) {
+        scratch.push(home);
+    }
+    // Files written there are memory: at most the command's budget.
+    let size = options
+        .memory_limit
+        .filter(|_| supports(&options.program, "--size"));
+    for dir in scratch {
+        if let Some(bytes) = size {
+            args.extend(["--size".to_string(), bytes.to_string()]);
+        }
+        args.extend(["--tmpfs".to_string(), dir.display().to_string()]);
     }
     for path in ro {
         let covered_by_system = SYSTEM_DIRS.iter().any(|d| path.starts_with(d));
@@ -418,5 +442,71 @@ impl Workspace for BwrapWorkspace {
         let cmd = self.host_command(command)?;
         let service = crate::process::spawn_contained(cmd, &command.display(), &self.budget)?;
         Ok(Box::new(service))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn files_other_users_cannot_read_are_found_for_covering() {
+        let dir = tempfile::tempdir().unwrap();
+        let set =
+            |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+        std::fs::write(dir.path().join("passwd"), "x").unwrap();
+        std::fs::write(dir.path().join("shadow"), "x").unwrap();
+        set(&dir.path().join("shadow"), 0o640).unwrap();
+        std::fs::create_dir_all(dir.path().join("ssl/private")).unwrap();
+        set(&dir.path().join("ssl/private"), 0o700).unwrap();
+        std::fs::write(dir.path().join("ssl/cert.pem"), "x").unwrap();
+        let mut found = Vec::new();
+        unreadable_entries(dir.path(), 4, &mut found);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (dir.path().join("shadow"), false),
+                (dir.path().join("ssl/private"), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn arguments_drop_capabilities_and_bind_only_what_tests_need() {
+        let options = BwrapOptions {
+            uid: Some(4242),
+            ..BwrapOptions::default()
+        };
+        let venv = tempfile::tempdir().unwrap();
+        let args = base_args(&options, &[venv.path().to_path_buf()]);
+        let line = args.join(" ");
+        for needed in [
+            "--unshare-user --uid 4242 --gid 4242",
+            "--unshare-pid",
+            "--unshare-net",
+            "--new-session",
+            "--die-with-parent",
+            "--cap-drop ALL",
+            "--tmpfs /root",
+            "--tmpfs /home",
+            "--tmpfs /tmp",
+        ] {
+            assert!(line.contains(needed), "{needed} missing: {line}");
+        }
+        assert!(!line.contains("--ro-bind / /"), "{line}");
+        // The venv (under /tmp) is bound after the tmpfs that would hide it.
+        let tmpfs = args.iter().position(|a| a == "/tmp").unwrap();
+        let venv_at = args
+            .iter()
+            .position(|a| Path::new(a) == venv.path())
+            .expect("venv bound");
+        assert!(tmpfs < venv_at, "{line}");
+        let asked_for_root = BwrapOptions {
+            uid: Some(0),
+            ..BwrapOptions::default()
+        };
+        assert_ne!(asked_for_root.inner_uid(), 0, "uid 0 inside is never used");
     }
 }
