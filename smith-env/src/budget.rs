@@ -14,9 +14,10 @@
 //! only for a caller that is not root: the kernel never applies
 //! `RLIMIT_NPROC` to processes of the host's uid 0).
 //!
-//! Groups are named `smith-<pid>-<n>` after the smith process that made
-//! them; groups of processes that no longer exist (a killed run) are
-//! emptied and removed the first time a later run looks.
+//! Groups are named `smith-<pid>-<pid namespace>-<n>` after the smith
+//! process that made them; groups of processes that no longer exist (a
+//! killed run) are emptied and removed the first time a later run in the
+//! same PID namespace looks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -281,19 +282,66 @@ fn probe(parent: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Empty and remove `smith-<pid>-*` groups under `parent` whose smith
-/// process is gone.
+/// This process's PID namespace as a number (the inode of
+/// `/proc/self/ns/pid`), so that a group's owner is judged only by a
+/// process that can see it.
+fn pid_namespace() -> u64 {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.trim_start_matches("pid:[")
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The name of a group this process makes: `smith-<pid>-<pid namespace>-<n>`.
+fn group_name(n: u64) -> String {
+    format!("smith-{}-{}-{n}", std::process::id(), pid_namespace())
+}
+
+/// The owner of a group named by [`group_name`], if it is in this PID
+/// namespace.
+fn owner_here(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix("smith-")?.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let namespace: u64 = parts.next()?.parse().ok()?;
+    (namespace == pid_namespace()).then_some(pid)
+}
+
+/// The control groups that the smith process `pid` (of this PID namespace)
+/// made and that are still there; empty where control groups are not used.
+/// Asking first removes those of dead processes, as every run does.
+pub fn groups_of(pid: u32) -> Vec<PathBuf> {
+    let Ok(set) = cgroups() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for h in &set.hierarchies {
+        let Ok(entries) = std::fs::read_dir(&h.parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if owner_here(&entry.file_name().to_string_lossy()) == Some(pid) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// Empty and remove the groups under `parent` whose smith process (in this
+/// PID namespace) is gone.
 fn remove_dead_groups(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(owner) = name
-            .strip_prefix("smith-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(owner) = owner_here(&name) else {
             continue;
         };
         if !crate::process::is_alive(owner) {
@@ -363,11 +411,7 @@ impl Lease {
         let Ok(set) = cgroups() else {
             return Ok(None);
         };
-        let name = format!(
-            "smith-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = group_name(NEXT.fetch_add(1, Ordering::Relaxed));
         let mut lease = Lease { dirs: Vec::new() };
         for h in &set.hierarchies {
             let dir = h.parent.join(&name);
@@ -491,6 +535,15 @@ mod tests {
         let err =
             find_hierarchies(&mountinfo.replace("rw,memory", "rw,cpuset"), "0::/b\n").unwrap_err();
         assert!(err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn groups_name_their_owner_and_its_pid_namespace() {
+        let mine = group_name(7);
+        assert_eq!(owner_here(&mine), Some(std::process::id()));
+        assert_eq!(owner_here("smith-123-1-0"), None, "another PID namespace");
+        assert_eq!(owner_here("smith-probe-123"), None);
+        assert_eq!(owner_here("other-123-1-0"), None);
     }
 
     #[test]

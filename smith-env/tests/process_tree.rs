@@ -62,6 +62,7 @@ fn a_local_command_dies_when_its_caller_is_killed() {
         assert!(Instant::now() < deadline, "the command never started");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let caller_pid = caller.id();
     caller.kill().unwrap();
     caller.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -78,4 +79,11 @@ fn a_local_command_dies_when_its_caller_is_killed() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The killed caller never removed its control groups; the next process
+    // to use them (this one, here) does.
+    assert_eq!(
+        smith_env::budget::groups_of(caller_pid),
+        Vec::<std::path::PathBuf>::new(),
+        "control groups of a dead run left behind"
+    );
 }
