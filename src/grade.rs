@@ -1,8 +1,11 @@
 //! Grading model predictions against task instances, the way SWE-bench's
-//! harness does, without containers: each prediction's patch is applied to
-//! the instance's buggy tree in a workspace of the run's environment, the
-//! instance's FAIL_TO_PASS and PASS_TO_PASS tests run, and the outcomes are
-//! scored with SWE-bench's rules.
+//! harness does: each prediction's patch is applied to the instance's buggy
+//! tree in a workspace of the run's environment, the instance's
+//! FAIL_TO_PASS and PASS_TO_PASS tests run, and the outcomes are scored
+//! with SWE-bench's rules. Model code is untrusted: the workspaces come from
+//! the chosen [`SandboxKind`] (by default an isolating one), and a patch
+//! that would write outside the workspace, through `..` or a symbolic link
+//! of the repository, is refused under every sandbox.
 //!
 //! Inputs and outputs use SWE-bench's formats so existing tooling reads
 //! them: predictions are `{instance_id, model_patch, model_name_or_path}`
@@ -30,11 +33,12 @@ use smith_core::{
     Error, Executor, Outcome, Patch, Result, RunOptions, Sandbox, TaskInstance, TestId, TestReport,
     TestSelection,
 };
-use smith_env::{Environment, LocalSandbox};
+use smith_env::Environment;
 use smith_validate::PytestExecutor;
 
 use crate::gym::Task;
 use crate::repo::RepoInfo;
+use crate::sandbox::SandboxKind;
 use crate::store;
 
 /// One model prediction in SWE-bench's format.
@@ -238,6 +242,7 @@ pub struct Grader {
     sandbox: Arc<dyn Sandbox>,
     executor: Arc<dyn Executor>,
     options: GradeOptions,
+    warning: Option<String>,
 }
 
 /// `env.json` as the pipeline writes it.
@@ -253,12 +258,19 @@ impl Grader {
             sandbox,
             executor,
             options: GradeOptions::default(),
+            warning: None,
         }
     }
 
     /// The environment of a pipeline output directory: its `env.json` (the
-    /// venv) and `repo.json` (the clean tree), in a local sandbox.
+    /// venv) and `repo.json` (the clean tree), in the default sandbox
+    /// ([`SandboxKind::Auto`]; see [`Grader::sandbox_warning`]).
     pub fn from_run_dir(run_dir: &Path) -> Result<Self> {
+        Self::from_run_dir_in(run_dir, SandboxKind::default())
+    }
+
+    /// [`Grader::from_run_dir`] in a sandbox of `kind`.
+    pub fn from_run_dir_in(run_dir: &Path, kind: SandboxKind) -> Result<Self> {
         let env_path = run_dir.join("env.json");
         let env: EnvRecord = store::read_json(&env_path)?
             .ok_or_else(|| Error::invalid(env_path.display().to_string(), "missing"))?;
@@ -268,10 +280,16 @@ impl Grader {
             environment.repo = repo.root;
         }
         let executor = PytestExecutor::new("python", environment.spec.test_cmd.clone());
-        Ok(Grader::new(
-            Arc::new(LocalSandbox::new(&environment)?),
-            Arc::new(executor),
-        ))
+        let chosen = kind.make(&environment)?;
+        let mut grader = Grader::new(chosen.sandbox, Arc::new(executor));
+        grader.warning = chosen.warning;
+        Ok(grader)
+    }
+
+    /// Set when the default sandbox found no isolating sandbox here and
+    /// grades on the host: why (for the caller to show).
+    pub fn sandbox_warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     /// The sandbox workspaces come from.

@@ -38,4 +38,5 @@ pub mod gym;
 pub mod history;
 pub mod pipeline;
 pub mod repo;
+pub mod sandbox;
 pub mod store;

@@ -28,7 +28,7 @@ use smith_core::{
     Baseline, Candidate, Error, FailingTest, IssueContext, IssueWriter, Result, RunOptions,
     Sandbox, Shard, SourceFile, TaskInstance, TestId, Validation, Verdict,
 };
-use smith_env::{Environment, LocalSandbox};
+use smith_env::Environment;
 use smith_mutate::{GenerateOptions, Generated};
 use smith_validate::{CoverageMap, PytestExecutor, SelectionMode, ValidateOptions};
 
@@ -42,16 +42,7 @@ struct CoverageRecord {
     map: CoverageMap,
 }
 
-/// Which sandbox runs the tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SandboxKind {
-    /// Temp-copy workspaces, no isolation.
-    #[default]
-    Local,
-    /// Bubblewrap: read-only system, no network.
-    Bwrap,
-}
+pub use crate::sandbox::SandboxKind;
 
 /// Everything a run is configured by.
 #[derive(Debug, Clone)]
@@ -136,7 +127,7 @@ impl Config {
             timeout_factor: ValidateOptions::default().timeout_factor,
             test_timeout_floor: ValidateOptions::default().test_timeout_floor,
             shard: Shard::ALL,
-            sandbox: SandboxKind::Local,
+            sandbox: SandboxKind::default(),
             combine: true,
             combine_per_group: 3,
             force: false,
@@ -413,10 +404,7 @@ impl Pipeline {
         );
         // The collection check imports the project's code: it runs in the
         // sandbox every later stage uses.
-        options.sandbox = match self.config.sandbox {
-            SandboxKind::Local => smith_env::EnvSandbox::Local,
-            SandboxKind::Bwrap => smith_env::EnvSandbox::Bwrap(Default::default()),
-        };
+        options.sandbox = self.config.sandbox.env_sandbox();
         let env = smith_env::build_environment(&repo.root, &options)?;
         store::write_json(
             &self.path("env.json"),
@@ -426,10 +414,11 @@ impl Pipeline {
                 "pytest_version": &env.pytest_version,
             }),
         )?;
-        let sandbox: Arc<dyn Sandbox> = match self.config.sandbox {
-            SandboxKind::Local => Arc::new(LocalSandbox::new(&env)?),
-            SandboxKind::Bwrap => Arc::new(smith_env::BwrapSandbox::new(&env)?),
-        };
+        let chosen = self.config.sandbox.make(&env)?;
+        if let Some(warning) = chosen.warning {
+            self.emit(Event::Warning(warning));
+        }
+        let sandbox = chosen.sandbox;
         let executor =
             PytestExecutor::new("python", env.spec.test_cmd.clone()).forking(self.config.fork);
         Ok(Prepared {

@@ -44,7 +44,7 @@ pub use patch::{FileChange, FilePatch, Hunk, HunkLine, LineKind, Patch};
 pub use report::{Baseline, Outcome, TestId, TestReport};
 pub use service::Service;
 pub use traits::{
-    join_rel, CommandSpec, Completion, CompletionParams, Executor, FailingTest, IssueContext,
-    IssueWriter, LanguageModel, Message, Mutator, Role, RunOptions, RunOutput, Sandbox,
-    TestSelection, Workspace,
+    join_rel, workspace_rel, CommandSpec, Completion, CompletionParams, Executor, FailingTest,
+    IssueContext, IssueWriter, LanguageModel, Message, Mutator, Role, RunOptions, RunOutput,
+    Sandbox, TestSelection, Workspace,
 };

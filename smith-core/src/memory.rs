@@ -154,6 +154,7 @@ impl Workspace for MemoryWorkspace {
     }
 
     fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
+        crate::workspace_rel(path, "workspace path")?;
         self.files.insert(path.to_string(), contents.to_vec());
         Ok(())
     }
@@ -162,6 +163,7 @@ impl Workspace for MemoryWorkspace {
         // Apply all files first, then commit, so a failing hunk leaves the tree as it was.
         let mut staged = Vec::new();
         for fp in patch.files()? {
+            crate::workspace_rel(fp.path(), "patch path")?;
             let old = match self.files.get(fp.path()) {
                 Some(bytes) => {
                     Some(

@@ -475,6 +475,39 @@ macro_rules! forward_lm {
 }
 forward_lm!(&T, Box<T>, Arc<T>);
 
+/// `rel` if it names a place inside a workspace by its words alone:
+/// relative, no `..` component and no NUL byte. Otherwise an
+/// [`Error::Invalid`](crate::Error::Invalid) about `what` naming `rel`.
+///
+/// This is the lexical half of keeping a patch inside its workspace; a
+/// sandbox whose files are on disk must also refuse symbolic links that
+/// lead out (smith-env's workspaces do).
+///
+/// ```
+/// use smith_core::workspace_rel;
+/// assert!(workspace_rel("pkg/mod.py", "patch path").is_ok());
+/// assert!(workspace_rel("../outside.py", "patch path").is_err());
+/// assert!(workspace_rel("/etc/passwd", "patch path").is_err());
+/// ```
+pub fn workspace_rel<'a>(rel: &'a str, what: &str) -> crate::Result<&'a str> {
+    let bad = |why: &str| {
+        Err(crate::Error::invalid(
+            what,
+            format!("`{rel}` is not inside the workspace ({why})"),
+        ))
+    };
+    if rel.starts_with('/') {
+        return bad("absolute path");
+    }
+    if rel.split('/').any(|p| p == "..") {
+        return bad("it climbs out with `..`");
+    }
+    if rel.contains('\0') {
+        return bad("NUL byte");
+    }
+    Ok(rel)
+}
+
 /// Path helper: join a workspace-relative `/` path onto a root.
 pub fn join_rel(root: &Path, rel: &str) -> PathBuf {
     rel.split('/')

@@ -347,65 +347,128 @@ pub fn check_services(sandbox: &dyn Sandbox) {
     );
 }
 
-/// Isolation checks for sandboxes that promise it (bubblewrap, docker):
-/// no network, no writes outside the workspace (`$HOME`, the original
-/// repository, `/etc`), no view of host processes, and writable `/tmp`.
-pub fn check_isolation(sandbox: &dyn Sandbox, repo: &Path) {
+/// Run `script` with `sh -c` in `ws` with a 30-second limit.
+fn sh(ws: &mut Box<dyn smith_core::Workspace>, script: &str) -> smith_core::RunOutput {
+    ws.run(
+        &CommandSpec::new("sh", ["-c", script]),
+        &RunOptions {
+            timeout: Some(Duration::from_secs(30)),
+            ..RunOptions::default()
+        },
+    )
+    .expect("run")
+}
+
+/// Run a Python `script` in `ws` with a `secs`-second limit.
+fn python(
+    ws: &mut Box<dyn smith_core::Workspace>,
+    script: &str,
+    secs: u64,
+) -> smith_core::RunOutput {
+    ws.run(
+        &CommandSpec::new("python3", ["-c", script]),
+        &RunOptions {
+            timeout: Some(Duration::from_secs(secs)),
+            ..RunOptions::default()
+        },
+    )
+    .expect("run python")
+}
+
+/// A name no other test or process on the machine uses.
+fn unique(what: &str) -> String {
+    format!(
+        "smith-{what}-{}-{}",
+        std::process::id(),
+        MARKER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Isolation checks for sandboxes that promise it (bubblewrap, docker), run
+/// as whatever user the tests run as (CI: root). `repo` is the repository
+/// the sandbox was made from; `out` a host directory standing for smith's
+/// output directory. Every check looks at the host afterwards: an escape
+/// that leaves no trace is contained.
+///
+/// - no network, not even a listener on the host's 127.0.0.1;
+/// - no writes outside the workspace: `$HOME`, `/root`, `/etc`, the
+///   original repository, the out dir; not through `mount --bind` and a
+///   writable remount, nor after `unshare -r` (no capabilities inside);
+/// - no reads of `/root` or of files other users cannot read (`/etc/shadow`);
+/// - host processes invisible and out of reach of signals;
+/// - `/tmp` and the workspace writable.
+pub fn check_isolation(sandbox: &dyn Sandbox, repo: &Path, out: &Path) {
+    check_no_network(sandbox);
+    check_no_writes_outside(sandbox, repo, out);
+    check_no_mount_escape(sandbox, repo);
+    check_no_secret_reads(sandbox);
+    check_host_processes_out_of_reach(sandbox);
+}
+
+/// No connection leaves the sandbox: not to the internet, not to a
+/// listener this test starts on the host's 127.0.0.1; only `lo` exists.
+pub fn check_no_network(sandbox: &dyn Sandbox) {
     let name = sandbox.name();
     let mut ws = sandbox.workspace().expect("workspace");
-    let run = |ws: &mut Box<dyn smith_core::Workspace>, script: &str| {
-        ws.run(
-            &CommandSpec::new("sh", ["-c", script]),
-            &RunOptions {
-                timeout: Some(Duration::from_secs(30)),
-                ..RunOptions::default()
-            },
-        )
-        .expect("run")
-    };
-
-    let net = ws
-        .run(
-            &CommandSpec::new(
-                "python3",
-                [
-                    "-c",
-                    "import socket\nfor host in [('1.1.1.1', 80), ('8.8.8.8', 53)]:\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect(host)\n        print('CONNECTED', host)\n    except OSError as e:\n        print('blocked', e)\n",
-                ],
-            ),
-            &RunOptions::default(),
-        )
-        .expect("run python");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("port").port();
+    let net = python(
+        &mut ws,
+        &format!(
+            "import socket\nfor host in [('127.0.0.1', {port}), ('1.1.1.1', 80)]:\n    s = socket.socket()\n    s.settimeout(3)\n    try:\n        s.connect(host)\n        print('CONNECTED', host)\n    except OSError as e:\n        print('blocked', e)\n"
+        ),
+        30,
+    );
+    let accepted = listener.accept().is_ok();
     assert!(
-        !net.stdout.contains("CONNECTED"),
-        "[{name}] reached the network: {net:?}"
+        !net.stdout.contains("CONNECTED") && !accepted,
+        "[{name}] reached the network (host listener accepted: {accepted}): {net:?}"
     );
     assert!(
-        net.stdout.contains("blocked"),
+        net.stdout.matches("blocked").count() == 2,
         "[{name}] network probe did not run: {net:?}"
     );
     // /proc/self/net follows the network namespace (/sys may be the host's).
-    let ifaces = run(&mut ws, "tail -n +3 /proc/self/net/dev | cut -d: -f1");
+    let ifaces = sh(&mut ws, "tail -n +3 /proc/self/net/dev | cut -d: -f1");
     let names: Vec<&str> = ifaces.stdout.split_whitespace().collect();
     assert_eq!(names, ["lo"], "[{name}] interfaces: {ifaces:?}");
+}
 
+/// Writes to `$HOME`, `/root`, `/etc`, the original repository and the out
+/// dir leave nothing on the host (inside they may fail, or land in a
+/// private tmpfs); `/tmp` and the workspace are writable.
+pub fn check_no_writes_outside(sandbox: &dyn Sandbox, repo: &Path, out: &Path) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    let probe = unique("escape-probe");
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let targets = [
-        PathBuf::from(&home).join("smith-escape-probe"),
-        repo.join("smith-escape-probe"),
-        PathBuf::from("/etc/smith-escape-probe"),
+        PathBuf::from(&home).join(&probe),
+        PathBuf::from("/root").join(&probe),
+        repo.join(&probe),
+        repo.join("pkg").join(&probe),
+        out.join(&probe),
+        PathBuf::from("/etc").join(&probe),
     ];
     for target in &targets {
         let t = target.display();
-        let out = run(&mut ws, &format!("echo escaped > '{t}' && echo WROTE"));
-        let exists = target.exists();
+        let out = sh(&mut ws, &format!("echo escaped > '{t}'; cat '{t}'"));
+        let exists = target.symlink_metadata().is_ok();
         let _ = std::fs::remove_file(target);
-        assert!(
-            !out.stdout.contains("WROTE") && !exists,
-            "[{name}] wrote {t}: {out:?}"
-        );
+        assert!(!exists, "[{name}] wrote {t} on the host: {out:?}");
     }
-    let tmp = run(
+    let before = std::fs::read(repo.join("pkg/calc.py")).expect("read the original repo");
+    sh(
+        &mut ws,
+        &format!("echo broken > '{}'", repo.join("pkg/calc.py").display()),
+    );
+    assert_eq!(
+        std::fs::read(repo.join("pkg/calc.py")).expect("read the original repo"),
+        before,
+        "[{name}] changed a file of the original repository"
+    );
+    let tmp = sh(
         &mut ws,
         "echo ok > /tmp/probe && cat /tmp/probe && echo in-ws > probe.txt && cat probe.txt",
     );
@@ -413,9 +476,99 @@ pub fn check_isolation(sandbox: &dyn Sandbox, repo: &Path) {
         tmp.stdout, "ok\nin-ws\n",
         "[{name}] /tmp or workspace not writable: {tmp:?}"
     );
+}
 
+/// Sandboxed code cannot mount: `mount --bind /root /tmp/mnt` followed by
+/// `mount -o remount,rw,bind` (the way out when capabilities are kept), a
+/// writable remount of the read-only original repository, and the same
+/// after `unshare -r` (a nested user namespace) all leave the host as it
+/// was.
+pub fn check_no_mount_escape(sandbox: &dyn Sandbox, repo: &Path) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    let probe = unique("mount-probe");
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let r = repo.display();
+    let attempts = [
+        format!(
+            "mkdir -p /tmp/mnt && mount --bind /root /tmp/mnt && mount -o remount,rw,bind /tmp/mnt && echo x > /tmp/mnt/{probe} && echo MOUNTED"
+        ),
+        format!(
+            "mkdir -p /tmp/mnt && mount --bind '{home}' /tmp/mnt && mount -o remount,rw,bind /tmp/mnt && echo x > /tmp/mnt/{probe} && echo MOUNTED"
+        ),
+        format!("mount -o remount,rw,bind '{r}' && echo x > '{r}/{probe}' && echo MOUNTED"),
+        format!(
+            "unshare -r -m sh -c \"mount -o remount,rw,bind '{r}' && echo x > '{r}/{probe}'\" && echo MOUNTED"
+        ),
+        format!(
+            "unshare -r -m sh -c \"mkdir -p /tmp/mnt && mount --bind /root /tmp/mnt && mount -o remount,rw,bind /tmp/mnt && echo x > /tmp/mnt/{probe}\" && echo MOUNTED"
+        ),
+    ];
+    for script in &attempts {
+        let out = sh(&mut ws, script);
+        let traces: Vec<PathBuf> = [
+            PathBuf::from("/root").join(&probe),
+            PathBuf::from(&home).join(&probe),
+            repo.join(&probe),
+        ]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+        for t in &traces {
+            let _ = std::fs::remove_file(t);
+        }
+        assert!(
+            traces.is_empty() && !out.stdout.contains("MOUNTED"),
+            "[{name}] `{script}` escaped (host files {traces:?}): {out:?}"
+        );
+    }
+}
+
+/// A file the test puts in `$HOME` (and, as root, in `/root`), and files
+/// only their owner's group may read (`/etc/shadow`), cannot be read.
+pub fn check_no_secret_reads(sandbox: &dyn Sandbox) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    let secret = unique("secret");
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let mut places = vec![PathBuf::from(&home), PathBuf::from("/root")];
+    places.dedup();
+    for dir in places {
+        let file = dir.join(format!("{secret}.txt"));
+        if std::fs::write(&file, &secret).is_err() {
+            continue;
+        }
+        let out = sh(
+            &mut ws,
+            &format!("cat '{}'; ls -a '{}'", file.display(), dir.display()),
+        );
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            !out.stdout.contains(&secret),
+            "[{name}] read {}: {out:?}",
+            file.display()
+        );
+    }
+    // What the host lets only root (or group shadow) read stays hidden even
+    // though the sandbox's uid maps to the caller's.
+    if let Ok(shadow) = std::fs::read_to_string("/etc/shadow") {
+        let out = sh(&mut ws, "cat /etc/shadow /etc/gshadow 2>/dev/null");
+        for line in shadow.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                !out.stdout.contains(line),
+                "[{name}] read /etc/shadow: {out:?}"
+            );
+        }
+    }
+}
+
+/// Host processes are invisible, and a signal sent to a host process's pid
+/// reaches nothing on the host.
+pub fn check_host_processes_out_of_reach(sandbox: &dyn Sandbox) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
     let me = std::process::id();
-    let procs = run(
+    let procs = sh(
         &mut ws,
         &format!("ls /proc | grep -c '^[0-9]'; test -e /proc/{me} && echo SEES-HOST"),
     );
@@ -432,4 +585,138 @@ pub fn check_isolation(sandbox: &dyn Sandbox, repo: &Path) {
         "[{name}] sees host pid {me}: {procs:?}"
     );
     assert!(visible < 10, "[{name}] sees {visible} processes: {procs:?}");
+    let mut victim = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("start a host process");
+    let pid = victim.id();
+    let out = sh(&mut ws, &format!("kill -9 {pid}; echo sent"));
+    std::thread::sleep(Duration::from_millis(100));
+    let alive = victim.try_wait().expect("try_wait").is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(alive, "[{name}] killed host process {pid}: {out:?}");
+}
+
+/// The process tree of one command is held to the sandbox's budget, for
+/// sandboxes that count the whole tree: build `sandbox` with at most
+/// `process_limit` processes and `memory_limit` bytes per command, both
+/// small (say 64 and 256 MiB). Runs [`check_process_budget`] and
+/// [`check_memory_budget`].
+pub fn check_budget(sandbox: &dyn Sandbox, process_limit: u64, memory_limit: u64) {
+    check_process_budget(sandbox, process_limit);
+    check_memory_budget(sandbox, memory_limit);
+}
+
+/// A fork bomb stops at `process_limit` (forks fail), ends at the
+/// command's time limit, and leaves no process behind.
+pub fn check_process_budget(sandbox: &dyn Sandbox, process_limit: u64) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    let tag = unique("forkbomb");
+    // Count how many sleeping children can exist at once.
+    let counted = python(
+        &mut ws,
+        &format!(
+            "import os, sys, time\nn = 0\ntry:\n    for i in range({}):\n        if os.fork() == 0:\n            time.sleep(20)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('stopped', e)\nprint('forked', n)\nsys.stdout.flush()\nos._exit(0)\n",
+            process_limit * 4
+        ),
+        60,
+    );
+    let forked: u64 = counted
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("forked ")?.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        forked < process_limit,
+        "[{name}] forked {forked} children under a limit of {process_limit}: {counted:?}"
+    );
+    // A real fork bomb, ended by the time limit; nothing of it survives.
+    let bomb = ws
+        .run(
+            &CommandSpec::new(
+                "python3",
+                ["-c", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", &tag],
+            ),
+            &RunOptions {
+                timeout: Some(Duration::from_secs(3)),
+                ..RunOptions::default()
+            },
+        )
+        .expect("run the fork bomb");
+    assert!(
+        bomb.timed_out,
+        "[{name}] fork bomb not stopped by its limit: {bomb:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_with(&tag);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{name}] {} fork bomb processes left behind",
+            left.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Children that each stay under `memory_limit` but together exceed it do
+/// not all get their memory: at most `memory_limit` worth of them finish.
+/// Needs a budget counted over the whole tree (control groups, docker).
+pub fn check_memory_budget(sandbox: &dyn Sandbox, memory_limit: u64) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    // Four children, each with 60% of the limit: at most one can hold it.
+    let each = memory_limit * 6 / 10;
+    let hog = python(
+        &mut ws,
+        &format!(
+            "import os, time\npids = []\nfor i in range(4):\n    pid = os.fork()\n    if pid == 0:\n        try:\n            block = b'x' * {each}\n            time.sleep(3)\n            open('hog-%d' % i, 'w').write('held')\n        finally:\n            os._exit(0)\n    pids.append(pid)\nfor pid in pids:\n    os.waitpid(pid, 0)\n"
+        ),
+        60,
+    );
+    let held = (0..4)
+        .filter(|i| ws.read(&format!("hog-{i}")).is_ok())
+        .count() as u64;
+    assert!(
+        held * each <= memory_limit,
+        "[{name}] {held} children held {each} bytes each under a limit of {memory_limit}: {hog:?}"
+    );
+}
+
+/// What a command starts ends with it: a child that `setsid`s out of the
+/// command's session and process group and ignores SIGTERM is gone once
+/// `run` returns, and so is one a service started once the service is
+/// dropped. Applies to every sandbox.
+pub fn check_run_ends_every_process(sandbox: &dyn Sandbox) {
+    let name = sandbox.name();
+    let mut ws = sandbox.workspace().expect("workspace");
+    // A sleep length no other process on the machine uses.
+    let secs = format!(
+        "1200.{}{}",
+        std::process::id(),
+        MARKER.fetch_add(1, Ordering::Relaxed)
+    );
+    let tag = format!("sleep {secs}");
+    let script = format!(
+        "import subprocess\nsubprocess.Popen(['setsid', 'sh', '-c', \"trap '' TERM HUP; sleep {secs}\"], start_new_session=True)\nprint('started')\n"
+    );
+    let out = python(&mut ws, &script, 30);
+    assert!(out.stdout.contains("started"), "[{name}] {out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with(&tag);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[{name}] a setsid child outlived its command: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -76,7 +76,14 @@ pub fn image_name(env: &Environment) -> String {
                 '-'
             }
         })
-        .collect();
+        .collect::<String>()
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    let repo = if repo.is_empty() {
+        "repo".to_string()
+    } else {
+        repo
+    };
     let tag = stable_hex(&[
         env.spec.hash().as_bytes(),
         env.repo.as_os_str().as_encoded_bytes(),
@@ -139,9 +146,10 @@ fn docker_quote(v: &str) -> String {
 pub fn docker_available(program: &Path) -> Result<()> {
     let mut cmd = Command::new(program);
     cmd.args(["info", "--format", "{{.ServerVersion}}"]);
+    let display = format!("{} info", program.display());
     let out = run_command(
         cmd,
-        "docker info",
+        &display,
         &RunOptions {
             timeout: Some(Duration::from_secs(30)),
             max_output: 64 << 10,
@@ -151,7 +159,7 @@ pub fn docker_available(program: &Path) -> Result<()> {
     if out.success() {
         Ok(())
     } else {
-        Err(Error::command("docker info", out.stderr.trim().to_string()))
+        Err(Error::command(display, out.stderr.trim().to_string()))
     }
 }
 
@@ -212,7 +220,10 @@ impl DockerSandbox {
 
 /// `docker run` arguments that start a workspace's container.
 pub fn run_args(image: &str, name: &str, host_root: &Path, network: bool) -> Vec<String> {
-    // Read-only like the bubblewrap sandbox: only the workspace and /tmp are writable.
+    // Held like the bubblewrap sandbox: read-only but for the workspace and
+    // /tmp, no capabilities, no privilege gained through setuid programs,
+    // and a budget for the container's whole process tree.
+    let budget = crate::budget::Budget::default();
     let mut args: Vec<String> = [
         "run",
         "-d",
@@ -220,11 +231,26 @@ pub fn run_args(image: &str, name: &str, host_root: &Path, network: bool) -> Vec
         "--read-only",
         "--tmpfs",
         "/tmp",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
         "--name",
         name,
     ]
     .map(String::from)
     .to_vec();
+    if let Some(n) = budget.processes {
+        args.extend(["--pids-limit".to_string(), n.to_string()]);
+    }
+    if let Some(bytes) = budget.memory {
+        args.extend([
+            "--memory".to_string(),
+            bytes.to_string(),
+            "--memory-swap".to_string(),
+            bytes.to_string(),
+        ]);
+    }
     if !network {
         args.extend(["--network".to_string(), "none".to_string()]);
     }
@@ -301,7 +327,7 @@ impl Sandbox for DockerSandbox {
 /// A workspace of [`DockerSandbox`]: a container removed on drop.
 #[derive(Debug)]
 pub struct DockerWorkspace {
-    _dir: tempfile::TempDir,
+    _dir: crate::local::Scratch,
     tree: Tree,
     program: PathBuf,
     container: String,
@@ -408,7 +434,9 @@ mod tests {
         let run = run_args("smith-env/calc:abc", "ws1", Path::new("/tmp/ws"), false);
         assert_eq!(
             run.join(" "),
-            "run -d --rm --read-only --tmpfs /tmp --name ws1 --network none -v /tmp/ws:/testbed -w /testbed smith-env/calc:abc sleep infinity"
+            "run -d --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
+             --name ws1 --pids-limit 1024 --memory 6442450944 --memory-swap 6442450944 \
+             --network none -v /tmp/ws:/testbed -w /testbed smith-env/calc:abc sleep infinity"
         );
         assert!(!run_args("i", "n", Path::new("/w"), true).contains(&"none".to_string()));
         let mut env = BTreeMap::new();
@@ -430,5 +458,10 @@ mod tests {
         let name = image_name(&env);
         assert!(name.starts_with("smith-env/my-repo:"), "{name}");
         assert_eq!(name.len(), "smith-env/my-repo:".len() + 12);
+        // Temp dirs are named `.tmpXXXX`; a reference cannot start with a dot.
+        let hidden = image_name(&crate::conformance::fixture_environment(Path::new(
+            "/x/.tmpAb",
+        )));
+        assert!(hidden.starts_with("smith-env/tmpab:"), "{hidden}");
     }
 }

@@ -16,8 +16,12 @@
 //!
 //! The sandboxes implement [`smith_core::Sandbox`]: [`LocalSandbox`] copies
 //! the repository into temp directories and runs commands on the host;
-//! [`BwrapSandbox`] runs them under bubblewrap (read-only system, no network,
-//! own PID namespace). [`conformance`] is the test suite every sandbox passes.
+//! [`BwrapSandbox`] runs them under bubblewrap (user namespace without
+//! capabilities, read-only system, no network, own PID namespace);
+//! [`DockerSandbox`] in containers. Every command's whole process tree is
+//! held to a [`Budget`] and ends with it ([`budget`]); patches and writes
+//! never leave the workspace, not even through symbolic links
+//! ([`tree`]). [`conformance`] is the test suite every sandbox passes.
 //!
 //! ```no_run
 //! use smith_core::{RunOptions, Sandbox};
@@ -33,6 +37,7 @@
 //! ```
 
 pub mod agent;
+pub mod budget;
 mod build;
 mod bwrap;
 mod collect;
@@ -46,11 +51,12 @@ mod spec;
 pub mod tree;
 
 pub use agent::{install_with_agent, AgentOptions, AgentOutcome, AgentStep};
+pub use budget::{Budget, Enforcement};
 pub use build::{
     build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
     EnvOptions, EnvSandbox, Environment, Installer, STAMP_FILE,
 };
-pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace};
+pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace, SANDBOX_UID};
 pub use collect::{collect_in, plugin_module, Collection};
 pub use docker::{DockerOptions, DockerSandbox};
 pub use local::{LocalSandbox, LocalWorkspace};

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use smith_core::{Error, Result, RunOptions, RunOutput};
 
+use crate::budget::{Budget, Lease};
 use crate::service::ChildService;
 
 /// How long to wait for output pipes after the process group is gone. A
@@ -39,10 +40,39 @@ pub fn run_command(command: Command, display: &str, options: &RunOptions) -> Res
 /// bytes (`RLIMIT_AS`; children it forks inherit the cap). The cap is set
 /// right after the process starts, before it has done any real work.
 pub fn run_command_limited(
+    command: Command,
+    display: &str,
+    options: &RunOptions,
+    memory_limit: Option<u64>,
+) -> Result<RunOutput> {
+    run_with(command, display, options, memory_limit, None)
+}
+
+/// [`run_command`] held to `budget` over its whole process tree: in
+/// control groups of its own where the machine offers them (memory and
+/// processes counted together, every process killed when the command ends,
+/// whichever session it moved to), and with every process's address space
+/// capped at `budget.memory` in any case. See [`crate::budget`].
+pub fn run_contained(
+    command: Command,
+    display: &str,
+    options: &RunOptions,
+    budget: &Budget,
+) -> Result<RunOutput> {
+    let lease = Lease::new(budget)?;
+    let command = match &lease {
+        Some(lease) => lease.wrap(&command),
+        None => command,
+    };
+    run_with(command, display, options, budget.memory, lease.as_ref())
+}
+
+fn run_with(
     mut command: Command,
     display: &str,
     options: &RunOptions,
     memory_limit: Option<u64>,
+    lease: Option<&Lease>,
 ) -> Result<RunOutput> {
     command
         .stdin(Stdio::null())
@@ -74,6 +104,9 @@ pub fn run_command_limited(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
                 kill_group(pgid);
+                if let Some(lease) = lease {
+                    lease.kill_all();
+                }
                 rx.recv()
                     .map_err(|_| Error::command(display, "lost track of the process"))?
             }
@@ -86,8 +119,13 @@ pub fn run_command_limited(
             .map_err(|_| Error::command(display, "lost track of the process"))?,
     };
     let duration = start.elapsed();
-    // Whatever the command left running in its group goes with it.
+    // Whatever the command left running goes with it: its group, and with
+    // control groups every process of its tree, so that no escaped
+    // grandchild holds the output pipes open.
     kill_group(pgid);
+    if let Some(lease) = lease {
+        lease.kill_all();
+    }
     let _ = waiter.join();
     let status = status.map_err(|e| Error::command(display, format!("wait failed: {e}")))?;
     let stdout = stdout.map(collect_reader).unwrap_or_default();
@@ -105,6 +143,24 @@ pub fn run_command_limited(
 /// address space capped at `memory_limit` bytes like
 /// [`run_command_limited`]'s commands.
 pub fn spawn_service(
+    command: Command,
+    display: &str,
+    memory_limit: Option<u64>,
+) -> Result<ChildService> {
+    spawn_with(command, display, memory_limit)
+}
+
+/// [`spawn_service`] held to `budget` like [`run_contained`]'s commands:
+/// every process of the service's tree is killed when it is dropped.
+pub fn spawn_contained(command: Command, display: &str, budget: &Budget) -> Result<ChildService> {
+    let Some(lease) = Lease::new(budget)? else {
+        return spawn_with(command, display, budget.memory);
+    };
+    let service = spawn_with(lease.wrap(&command), display, budget.memory)?;
+    Ok(service.holding(lease))
+}
+
+fn spawn_with(
     mut command: Command,
     display: &str,
     memory_limit: Option<u64>,
@@ -121,6 +177,16 @@ pub fn spawn_service(
     let service = ChildService::new(child, display)?;
     cap_memory(pid, memory_limit, display)?;
     Ok(service)
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub(crate) fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// Cap the address space of the process `pid` (the leader of its own

@@ -28,6 +28,9 @@ pub struct ChildService {
     lines: Receiver<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: thread::JoinHandle<()>,
+    /// The control groups of the service's tree, emptied after the process
+    /// itself is gone (fields drop after `Drop::drop`).
+    lease: Option<crate::budget::Lease>,
 }
 
 impl ChildService {
@@ -80,7 +83,15 @@ impl ChildService {
             lines,
             stderr: tail,
             stderr_reader,
+            lease: None,
         })
+    }
+
+    /// Keep `lease` until the service is dropped, then kill whatever is
+    /// left in its groups.
+    pub(crate) fn holding(mut self, lease: crate::budget::Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// The process id on this machine.

@@ -169,26 +169,74 @@ impl Tree {
         Ok(())
     }
 
-    /// Resolve a workspace-relative path, refusing ones that climb out.
+    /// Resolve a workspace-relative path, refusing ones that climb out by
+    /// their words (`..`, absolute) or through a symbolic link: every
+    /// existing directory on the way, and the file itself when it is a
+    /// link, must resolve inside the root. A patch that edits `pkg/ext.py`
+    /// where that is a link to a host file, or creates `out/new.py` where
+    /// `out` is a linked directory, is refused before anything is read or
+    /// written.
     fn path(&self, rel: &str) -> Result<PathBuf> {
-        Ok(join_rel(
-            &self.root,
-            inside_workspace(rel, "workspace path")?,
-        ))
+        let rel = inside_workspace(rel, "workspace path")?;
+        let path = join_rel(&self.root, rel);
+        if path == self.root {
+            return Err(Error::invalid(
+                "workspace path",
+                format!("`{rel}` names no file in the workspace"),
+            ));
+        }
+        let root = self.canonical_root()?;
+        let refuse = |target: &Path| {
+            Error::invalid(
+                "workspace path",
+                format!(
+                    "`{rel}` goes through a symbolic link to {}, outside the workspace {}",
+                    target.display(),
+                    self.root.display()
+                ),
+            )
+        };
+        // The deepest directory on the way that exists, with every link in
+        // it followed, must be inside; the missing rest is made fresh.
+        if let Some(parent) = path.parent() {
+            if let Some(existing) = parent.ancestors().find(|d| d.symlink_metadata().is_ok()) {
+                let real = existing
+                    .canonicalize()
+                    .map_err(|e| Error::io(existing, e))?;
+                if !real.starts_with(&root) {
+                    return Err(refuse(&real));
+                }
+            }
+        }
+        if let Ok(meta) = path.symlink_metadata() {
+            if meta.file_type().is_symlink() {
+                // A dangling link is refused too: writing would create its target.
+                let target = path
+                    .canonicalize()
+                    .unwrap_or_else(|_| std::fs::read_link(&path).unwrap_or_default());
+                if !target.starts_with(&root) || !target.exists() {
+                    return Err(refuse(&target));
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// The root with every link in it followed (a temp dir may be under a
+    /// linked `/tmp`).
+    fn canonical_root(&self) -> Result<PathBuf> {
+        self.root
+            .canonicalize()
+            .map_err(|e| Error::io(&self.root, e))
     }
 }
 
-/// `rel` if it stays inside the workspace (relative, no `..`); otherwise an
-/// [`Error::Invalid`] about `what`. Every sandbox checks paths and working
-/// directories it is given with this one rule.
+/// `rel` if it stays inside the workspace by its words (relative, no
+/// `..`); otherwise an [`Error::Invalid`] about `what`. Every sandbox
+/// checks paths and working directories it is given with this one rule;
+/// [`Tree`] also refuses links that lead out.
 pub(crate) fn inside_workspace<'a>(rel: &'a str, what: &str) -> Result<&'a str> {
-    if rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
-        return Err(Error::invalid(
-            what,
-            format!("`{rel}` is not inside the workspace"),
-        ));
-    }
-    Ok(rel)
+    smith_core::workspace_rel(rel, what)
 }
 
 #[cfg(test)]
@@ -257,6 +305,101 @@ mod tests {
         ]);
         assert!(tree.apply(&patch).is_err());
         assert_eq!(tree.read("a.py").unwrap(), b"x = 1\n");
+    }
+
+    /// A workspace whose `pkg/ext.py` links to a file outside and whose
+    /// `outlink` links to a directory outside, as a repository may hold.
+    fn tree_with_links_out() -> (tempfile::TempDir, tempfile::TempDir, Tree) {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("ext.py"), "host = 1\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pkg")).unwrap();
+        std::fs::write(dir.path().join("pkg/inner.py"), "x = 1\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("ext.py"), dir.path().join("pkg/ext.py"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("outlink")).unwrap();
+        // Links that stay inside are ordinary files and directories.
+        std::os::unix::fs::symlink("inner.py", dir.path().join("pkg/alias.py")).unwrap();
+        std::os::unix::fs::symlink("pkg", dir.path().join("pkglink")).unwrap();
+        let tree = Tree::new(dir.path().to_path_buf());
+        (outside, dir, tree)
+    }
+
+    fn host_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn patches_through_links_that_leave_the_tree_are_refused_naming_the_path() {
+        let (outside, _dir, mut tree) = tree_with_links_out();
+        let before = host_files(outside.path());
+        let edit = Patch::from_changes(&[FileChange::modified(
+            "pkg/ext.py",
+            "host = 1\n",
+            "host = 2\n",
+        )]);
+        let err = tree.apply(&edit).unwrap_err().to_string();
+        assert!(
+            err.contains("pkg/ext.py") && err.contains("symbolic link"),
+            "{err}"
+        );
+        let create = Patch::from_changes(&[FileChange {
+            path: "outlink/pwned.txt".into(),
+            before: None,
+            after: Some("pwned\n".into()),
+        }]);
+        let err = tree.apply(&create).unwrap_err().to_string();
+        assert!(err.contains("outlink/pwned.txt"), "{err}");
+        let deeper = Patch::from_changes(&[FileChange {
+            path: "outlink/new/dir/pwned.txt".into(),
+            before: None,
+            after: Some("pwned\n".into()),
+        }]);
+        assert!(tree.apply(&deeper).is_err());
+        assert!(tree.write("outlink/pwned.txt", b"x").is_err());
+        assert!(tree.write("pkg/ext.py", b"x").is_err());
+        assert!(tree.read("pkg/ext.py").is_err(), "read a host file");
+        assert_eq!(host_files(outside.path()), before, "a host file changed");
+        assert_eq!(tree.touched().count(), 0);
+    }
+
+    #[test]
+    fn links_that_stay_inside_the_tree_work() {
+        let (_outside, dir, mut tree) = tree_with_links_out();
+        tree.write("pkg/alias.py", b"x = 2\n").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("pkg/inner.py")).unwrap(),
+            b"x = 2\n"
+        );
+        tree.write("pkglink/made.py", b"y\n").unwrap();
+        assert!(dir.path().join("pkg/made.py").is_file());
+        tree.reset().unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("pkg/inner.py")).unwrap(),
+            b"x = 1\n"
+        );
+        assert!(!dir.path().join("pkg/made.py").exists());
+    }
+
+    #[test]
+    fn a_dangling_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().with_extension("smith-dangling-target");
+        std::os::unix::fs::symlink(&target, dir.path().join("d.py")).unwrap();
+        let mut tree = Tree::new(dir.path().to_path_buf());
+        assert!(tree.write("d.py", b"x").is_err());
+        assert!(!target.exists(), "created the link's target");
     }
 
     #[test]

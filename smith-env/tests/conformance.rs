@@ -15,6 +15,29 @@ fn local_sandbox_conforms() {
     let sandbox = LocalSandbox::new(&fixture_environment(repo.path())).unwrap();
     conformance::check_all(&sandbox);
     conformance::check_services(&sandbox);
+    conformance::check_run_ends_every_process(&sandbox);
+}
+
+/// Small budgets for the budget checks: a fork bomb and a memory hog hit
+/// them within a second.
+const PROCESS_LIMIT: u64 = 64;
+const MEMORY_LIMIT: u64 = 256 << 20;
+
+#[test]
+fn local_sandbox_holds_the_whole_tree_to_its_budget_where_cgroups_exist() {
+    let enforcement = smith_env::budget::enforcement();
+    if !enforcement.counts_the_whole_tree() {
+        // Without control groups the local sandbox has only per-process
+        // rlimits; the bubblewrap checks below still run.
+        eprintln!("no control groups here ({enforcement:?}); local budget not checked");
+        return;
+    }
+    let repo = fixture();
+    let sandbox = LocalSandbox::new(&fixture_environment(repo.path()))
+        .unwrap()
+        .with_memory_limit(Some(MEMORY_LIMIT))
+        .with_process_limit(Some(PROCESS_LIMIT));
+    conformance::check_budget(&sandbox, PROCESS_LIMIT, MEMORY_LIMIT);
 }
 
 /// bubblewrap is installed by scripts/setup.sh; where it cannot run at all,
@@ -39,14 +62,39 @@ fn bwrap_sandbox_conforms() {
     if let Some(sandbox) = bwrap_sandbox(repo.path()) {
         conformance::check_all(&sandbox);
         conformance::check_services(&sandbox);
+        conformance::check_run_ends_every_process(&sandbox);
     }
 }
 
 #[test]
 fn bwrap_sandbox_isolates() {
     let repo = fixture();
+    let out = tempfile::tempdir().unwrap();
     if let Some(sandbox) = bwrap_sandbox(repo.path()) {
-        conformance::check_isolation(&sandbox, repo.path());
+        conformance::check_isolation(&sandbox, repo.path(), out.path());
+    }
+}
+
+#[test]
+fn bwrap_sandbox_holds_the_whole_tree_to_its_budget() {
+    let repo = fixture();
+    if bwrap_sandbox(repo.path()).is_none() {
+        return;
+    }
+    let options = BwrapOptions {
+        memory_limit: Some(MEMORY_LIMIT),
+        process_limit: Some(PROCESS_LIMIT),
+        ..BwrapOptions::default()
+    };
+    let sandbox = BwrapSandbox::with_options(&fixture_environment(repo.path()), options).unwrap();
+    conformance::check_process_budget(&sandbox, PROCESS_LIMIT);
+    let enforcement = smith_env::budget::enforcement();
+    if enforcement.counts_the_whole_tree() {
+        conformance::check_memory_budget(&sandbox, MEMORY_LIMIT);
+    } else {
+        // rlimits cap memory per process only (CI runs as root, with
+        // control groups, and checks the whole tree).
+        eprintln!("no control groups here ({enforcement:?}); tree memory not checked");
     }
 }
 
@@ -56,7 +104,10 @@ fn local_sandbox_is_not_isolated_and_the_isolation_check_notices() {
     // processes, so running it there panics.
     let repo = fixture();
     let sandbox = LocalSandbox::new(&fixture_environment(repo.path())).unwrap();
-    let result = std::panic::catch_unwind(|| conformance::check_isolation(&sandbox, repo.path()));
+    let out = tempfile::tempdir().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        conformance::check_isolation(&sandbox, repo.path(), out.path())
+    });
     assert!(result.is_err());
 }
 
@@ -71,7 +122,20 @@ fn docker_sandbox_conforms_where_an_engine_answers() {
         return;
     }
     let repo = fixture();
-    let sandbox = DockerSandbox::new(&fixture_environment(repo.path()), options).unwrap();
+    let env = fixture_environment(repo.path());
+    let base = smith_env::docker::base_image_for(&env.spec);
+    let present = std::process::Command::new(&options.program)
+        .args(["image", "inspect", &base])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        // An engine without the base image and no registry to pull it from
+        // (CI has none): the image cannot be built here.
+        eprintln!("docker base image {base} not present; container checks not run");
+        return;
+    }
+    let sandbox = DockerSandbox::new(&env, options).unwrap();
     conformance::check_all(&sandbox);
-    conformance::check_isolation(&sandbox, repo.path());
+    let out = tempfile::tempdir().unwrap();
+    conformance::check_isolation(&sandbox, repo.path(), out.path());
 }

@@ -28,7 +28,8 @@ Requests and answers are JSON lines on stdin and stdout:
                                            or {"unusable": reason}
 
 The child runs in its own process group; at its time limit, and again when
-it exits, the whole group is killed. With `test_timeout`, the run's event
+it exits, the whole group is killed, and so is every process the run left
+that escaped the group (the server is their subreaper). With `test_timeout`, the run's event
 log (`events`) is read as it grows, and one test call that uses more CPU
 time than that ends the run as timed out too. The server exits when its
 stdin closes or its workspace directory is deleted.
@@ -508,6 +509,72 @@ def _kill_group(pid):
         pass
 
 
+def _become_subreaper():
+    """Processes orphaned by a run (a test's `setsid` daemon whose parent
+    exited) become this server's children instead of init's, so that
+    `_kill_strays` can end them with the run."""
+    if _libc is not None:
+        _libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _has_children():
+    """Whether this server has any child left (reaping the dead ones)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        except OSError:
+            return True
+        if pid == 0:
+            return True
+
+
+def _children():
+    """The pids of this server's children, from /proc (no child is left
+    between runs but strays)."""
+    me = os.getpid()
+    pids = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return pids
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(me).encode():
+            pids.add(int(name))
+    return pids
+
+
+def _kill_strays():
+    """Kill what a finished run left behind outside its process group.
+    Killing one hands its own children over to this server, hence the loop."""
+    for _ in range(1000):
+        if not _has_children():
+            return
+        strays = _children()
+        if not strays:
+            return
+        for pid in strays:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+
+
 class _BecomeChild(BaseException):
     """Raised in a forked child to unwind out of the server's loop: a plain
     server's child then runs pytest afresh, a collected server's child
@@ -565,12 +632,14 @@ def _run(request):
                 status = st
                 exited_at = now
                 _kill_group(pid)
+                _kill_strays()
             elif (deadline is not None and now >= deadline) or (
                 clock is not None and clock.over()
             ):
                 timed_out = True
                 _kill_group(pid)
                 _, status = os.waitpid(pid, 0)
+                _kill_strays()
                 exited_at = time.monotonic()
                 continue
         if status is not None and (not open_fds or time.monotonic() > exited_at + 2.0):
@@ -951,6 +1020,7 @@ def _serve(requests):
 
 
 def main():
+    _become_subreaper()
     _reply({"ready": True, "pid": os.getpid()})
     child = _serve(_requests())
     if child is not None:

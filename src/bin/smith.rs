@@ -141,8 +141,9 @@ struct ValidationFlags {
     /// mutant then costs about this long. 0 turns the per-test limit off.
     #[arg(long, default_value_t = 1.0)]
     test_timeout_floor: f64,
-    /// Sandbox for test runs.
-    #[arg(long, value_enum, default_value_t = SandboxArg::Local)]
+    /// Sandbox for repository code (default: bubblewrap, else docker, else
+    /// local with a warning).
+    #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
     sandbox: SandboxArg,
     /// Where to cache virtualenvs (default: <out>/.env-cache).
     #[arg(long)]
@@ -223,10 +224,7 @@ impl ValidationFlags {
             secs => Some(seconds("--test-timeout-floor", secs)?),
         };
         config.cache_dir = self.cache_dir.clone();
-        config.sandbox = match self.sandbox {
-            SandboxArg::Local => SandboxKind::Local,
-            SandboxArg::Bwrap => SandboxKind::Bwrap,
-        };
+        config.sandbox = self.sandbox.kind();
         Ok(())
     }
 }
@@ -320,6 +318,10 @@ struct GradeArgs {
     /// Instances graded in parallel (default: number of cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Sandbox for the predictions' code (default: bubblewrap, else docker,
+    /// else local with a warning).
+    #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
+    sandbox: SandboxArg,
 }
 
 #[derive(Args, Debug)]
@@ -388,10 +390,26 @@ enum Selection {
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum SandboxArg {
-    /// Temp-copy workspaces, no isolation.
+    /// Bubblewrap where it works, else docker where it answers, else local
+    /// (with a warning).
+    Auto,
+    /// Temp-copy workspaces, no isolation of files or network.
     Local,
-    /// Bubblewrap: read-only system, no network.
+    /// Bubblewrap: read-only system, no network, no capabilities.
     Bwrap,
+    /// Docker: a container per workspace.
+    Docker,
+}
+
+impl SandboxArg {
+    fn kind(self) -> SandboxKind {
+        match self {
+            SandboxArg::Auto => SandboxKind::Auto,
+            SandboxArg::Local => SandboxKind::Local,
+            SandboxArg::Bwrap => SandboxKind::Bwrap,
+            SandboxArg::Docker => SandboxKind::Docker,
+        }
+    }
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -857,8 +875,12 @@ fn grade(args: &GradeArgs, json: bool) -> anyhow::Result<()> {
     if let Some(w) = workers {
         options.workers = w;
     }
-    let report = smith::grade::Grader::from_run_dir(&run_dir)
-        .with_context(|| format!("environment of {}", run_dir.display()))?
+    let grader = smith::grade::Grader::from_run_dir_in(&run_dir, args.sandbox.kind())
+        .with_context(|| format!("environment of {}", run_dir.display()))?;
+    if let Some(warning) = grader.sandbox_warning() {
+        eprintln!("warning: {warning}");
+    }
+    let report = grader
         .with_options(options)
         .grade(&instances, &predictions)?;
     if let Some(out) = &args.out {
