@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use smith::env::{build_environment, EnvOptions, LocalSandbox};
 use smith::validate::{run_baseline, validate_one, PytestExecutor, ValidateOptions};
-use smith::{Candidate, FileChange, Patch, RunOptions, Sandbox, Verdict};
+use smith::{Candidate, Executor, FileChange, Patch, RunOptions, Sandbox, Verdict};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -119,6 +119,9 @@ fn a_setsid_child_that_ignores_sigterm_is_gone_when_its_candidates_validation_en
     )]);
     let candidate = Candidate::new("local/orphans", "clean", "test/op", vec![], "", bug);
     let served = executor.served_runs();
+    // As the validator does before every candidate: servers start on the
+    // clean tree only.
+    executor.prepare(ws.as_mut()).expect("prepare");
     let validation = validate_one(
         ws.as_mut(),
         &executor,
