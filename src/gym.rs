@@ -66,15 +66,22 @@ pub fn grade_report(instance: &TaskInstance, outcomes: &BTreeMap<TestId, Outcome
     }
 }
 
-/// One task, ready to run episodes.
-#[derive(Debug)]
+/// One task, ready to run episodes. Cloning is cheap: clones share the
+/// instance, the environment and the pool of workspaces, so a worker pool or
+/// a long-lived environment object can hold its own handle.
+#[derive(Debug, Clone)]
 pub struct Task {
+    shared: Arc<TaskShared>,
+    options: RunOptions,
+}
+
+#[derive(Debug)]
+struct TaskShared {
     instance: TaskInstance,
     bug: Patch,
     sandbox: Arc<dyn Sandbox>,
     executor: Arc<dyn Executor>,
     pool: Mutex<Vec<Box<dyn Workspace>>>,
-    options: RunOptions,
 }
 
 impl Task {
@@ -86,11 +93,13 @@ impl Task {
     ) -> Self {
         let bug = Patch::from_text(instance.patch.clone());
         Task {
-            instance,
-            bug,
-            sandbox,
-            executor,
-            pool: Mutex::new(Vec::new()),
+            shared: Arc::new(TaskShared {
+                instance,
+                bug,
+                sandbox,
+                executor,
+                pool: Mutex::new(Vec::new()),
+            }),
             options: RunOptions::default(),
         }
     }
@@ -103,18 +112,24 @@ impl Task {
 
     /// The instance.
     pub fn instance(&self) -> &TaskInstance {
-        &self.instance
+        &self.shared.instance
     }
 
-    /// Start an episode: a workspace with the bug applied.
-    pub fn episode(&self) -> Result<Episode<'_>> {
-        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+    /// The limits commands and test runs get.
+    pub fn run_options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// Start an episode: a workspace with the bug applied. The episode holds
+    /// its own handle on the task, so it can outlive this borrow.
+    pub fn episode(&self) -> Result<Episode> {
+        let pooled = self.shared.pool.lock().ok().and_then(|mut p| p.pop());
         let workspace = match pooled {
             Some(ws) => ws,
-            None => self.sandbox.workspace()?,
+            None => self.shared.sandbox.workspace()?,
         };
         let mut episode = Episode {
-            task: self,
+            task: self.clone(),
             workspace: Some(workspace),
             dirty: false,
         };
@@ -131,13 +146,18 @@ impl Task {
 /// One attempt at a task. Dropping it returns its workspace to the task's
 /// pool, unless commands may have changed files reset cannot restore.
 #[derive(Debug)]
-pub struct Episode<'t> {
-    task: &'t Task,
+pub struct Episode {
+    task: Task,
     workspace: Option<Box<dyn Workspace>>,
     dirty: bool,
 }
 
-impl Episode<'_> {
+impl Episode {
+    /// The task this episode attempts.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
     fn ws(&mut self) -> &mut dyn Workspace {
         self.workspace
             .as_deref_mut()
@@ -148,10 +168,10 @@ impl Episode<'_> {
     pub fn reset(&mut self) -> Result<()> {
         if self.dirty {
             // Commands may have written anywhere; start from a new copy.
-            self.workspace = Some(self.task.sandbox.workspace()?);
+            self.workspace = Some(self.task.shared.sandbox.workspace()?);
             self.dirty = false;
         }
-        let bug = self.task.bug.clone();
+        let bug = self.task.shared.bug.clone();
         let ws = self.ws();
         ws.reset()?;
         ws.apply(&bug)
@@ -171,14 +191,15 @@ impl Episode<'_> {
 
     /// Run the task's tests on the workspace as it is now.
     pub fn grade_current(&mut self) -> Result<Grade> {
-        let inst = &self.task.instance;
+        let task = self.task.clone();
+        let inst = &task.shared.instance;
         let tests: Vec<TestId> = inst
             .fail_to_pass
             .iter()
             .chain(&inst.pass_to_pass)
             .cloned()
             .collect();
-        let executor = self.task.executor.clone();
+        let executor = self.task.shared.executor.clone();
         let options = self.task.options.clone();
         let report = executor.run_tests(self.ws(), &TestSelection::Only(tests), &options)?;
         Ok(grade_report(inst, &report.outcomes))
@@ -189,7 +210,7 @@ impl Episode<'_> {
     pub fn grade(&mut self, model_patch: &Patch) -> Result<Grade> {
         self.reset()?;
         if !model_patch.is_empty() && self.ws().apply(model_patch).is_err() {
-            let mut g = grade_report(&self.task.instance, &BTreeMap::new());
+            let mut g = grade_report(&self.task.shared.instance, &BTreeMap::new());
             g.applied = false;
             return Ok(g);
         }
@@ -197,12 +218,12 @@ impl Episode<'_> {
     }
 }
 
-impl Drop for Episode<'_> {
+impl Drop for Episode {
     fn drop(&mut self) {
         if self.dirty {
             return;
         }
-        if let (Some(ws), Ok(mut pool)) = (self.workspace.take(), self.task.pool.lock()) {
+        if let (Some(ws), Ok(mut pool)) = (self.workspace.take(), self.task.shared.pool.lock()) {
             pool.push(ws);
         }
     }
@@ -270,6 +291,14 @@ mod tests {
             let text = String::from_utf8(e.workspace().read("m.py").unwrap()).unwrap();
             assert!(text.contains("a - b"), "the bug is applied on reset");
         }
-        assert_eq!(t.pool.lock().unwrap().len(), 1);
+        assert_eq!(t.shared.pool.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn episodes_outlive_their_task_handle_and_move_across_threads() {
+        let mut episode = task().episode().unwrap();
+        let gold = Patch::from_text(episode.task().instance().patch.clone()).reverse();
+        let handle = std::thread::spawn(move || episode.grade(&gold).unwrap());
+        assert!(handle.join().unwrap().resolved);
     }
 }
