@@ -150,12 +150,13 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    instances = load_jsonl(os.path.join(args.run_dir, "instances.jsonl"))
+    run_dir = os.path.abspath(args.run_dir)
+    instances = load_jsonl(os.path.join(run_dir, "instances.jsonl"))
     if args.sample and len(instances) > args.sample:
         instances = random.Random(args.seed).sample(instances, args.sample)
     results = []
     with tempfile.TemporaryDirectory(prefix="smith-reproduce-") as scratch:
-        runner = Runner(args.run_dir, scratch)
+        runner = Runner(run_dir, scratch)
         clean_by_commit = {}
         for n, inst in enumerate(instances):
             commit = inst["base_commit"]
