@@ -197,4 +197,21 @@ fn demo_repo_tasks_hold_up_to_an_independent_check() {
             "reverse patch restores the tree"
         );
     }
+
+    // The user-facing checker (scripts/reproduce.py) agrees, on a sample.
+    let checked = Command::new("python3")
+        .arg(manifest_dir().join("scripts/reproduce.py"))
+        .arg(out.path())
+        .args(["--sample", "4", "--json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap_or_else(|e| {
+        panic!(
+            "reproduce.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&checked.stderr)
+        )
+    });
+    assert_eq!(report["checked"], 4, "{report}");
+    assert_eq!(report["reproduced"], 4, "{report}");
+    assert!(checked.status.success());
 }
