@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,10 @@ class Runner:
         env_json = load_json(os.path.join(run_dir, "env.json"))
         self.venv = env_json["venv"]
         self.spec = env_json["spec"]
+        # Files the environment's install generated in the repository's
+        # packages (a version module); an in-place install would leave them
+        # in the tree, so every clone gets them.
+        self.generated = env_json.get("generated", [])
         self.repo = os.path.join(run_dir, "repo")
         self.scratch = scratch
         self.plugin_dir = os.path.join(scratch, "plugin")
@@ -86,6 +91,10 @@ class Runner:
         path = os.path.join(self.scratch, name)
         run(["git", "clone", "-q", "--no-checkout", self.repo, path], cwd=self.scratch)
         run(["git", "checkout", "-q", commit], cwd=path)
+        for rel in self.generated:
+            dst = os.path.join(path, rel)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(os.path.join(self.venv, "smith-generated", rel), dst)
         return path
 
     def outcomes(self, tree, timeout):

@@ -412,6 +412,7 @@ impl Pipeline {
                 "spec": &env.spec,
                 "venv": &env.venv,
                 "pytest_version": &env.pytest_version,
+                "generated": &env.generated,
             }),
         )?;
         let chosen = self.config.sandbox.make(&env)?;

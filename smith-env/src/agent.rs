@@ -187,6 +187,7 @@ pub fn install_with_agent(
         reused: false,
         collected: None,
         pytest_version: None,
+        generated: Vec::new(),
         steps: Vec::new(),
     };
     let sandbox = LocalSandbox::new(&scratch_env)?;

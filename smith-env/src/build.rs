@@ -25,7 +25,7 @@ use crate::{BwrapOptions, BwrapSandbox, LocalSandbox};
 pub const STAMP_FILE: &str = "smith-env.json";
 
 /// Bumped when the venv layout or stamp format changes, to invalidate caches.
-const CACHE_VERSION: &str = "2";
+const CACHE_VERSION: &str = "3";
 
 /// Where the environment stage runs repository code: the collection check
 /// imports the project's conftests and test modules. Installing runs on the
@@ -166,6 +166,13 @@ pub struct Environment {
     /// run uses (None if it could not be read).
     #[serde(default)]
     pub pytest_version: Option<String>,
+    /// Files the install steps generated inside the repository's Python
+    /// packages (a version module written by setuptools-scm or hatch-vcs,
+    /// an extension built in place), relative to the repository root. They
+    /// are kept in the venv's [`GENERATED_DIR`] and laid over every
+    /// workspace copy, as they would be in a repository installed in place.
+    #[serde(default)]
+    pub generated: Vec<String>,
     /// What the build did, in order.
     pub steps: Vec<BuildStep>,
 }
@@ -209,6 +216,25 @@ impl Environment {
         crate::collect::collect_in(workspace, &self.spec.test_cmd, timeout)
     }
 
+    /// Where the [`generated`](Environment::generated) files are kept.
+    pub fn generated_dir(&self) -> PathBuf {
+        self.venv.join(GENERATED_DIR)
+    }
+
+    /// Lay the generated files over a copy of the repository at `root`.
+    pub fn overlay_generated(&self, root: &Path) -> Result<()> {
+        let from = self.generated_dir();
+        for rel in &self.generated {
+            let dst = root.join(rel);
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            let src = from.join(rel);
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
+        }
+        Ok(())
+    }
+
     /// Open a venv built earlier (reads its stamp file).
     pub fn open(venv: &Path) -> Result<Environment> {
         let path = venv.join(STAMP_FILE);
@@ -225,6 +251,7 @@ impl Environment {
             reused: true,
             collected: stamp.collected,
             pytest_version: stamp.pytest_version,
+            generated: stamp.generated,
             steps: Vec::new(),
         })
     }
@@ -241,6 +268,8 @@ struct Stamp {
     collected: Option<usize>,
     #[serde(default)]
     pytest_version: Option<String>,
+    #[serde(default)]
+    generated: Vec<String>,
 }
 
 pub(crate) fn python_env(venv: &Path, root: &Path, spec: &EnvSpec) -> BTreeMap<String, String> {
@@ -304,6 +333,7 @@ pub fn build_environment_with(
     let mut builder = Builder {
         repo: repo.clone(),
         options,
+        generated: Vec::new(),
         steps: Vec::new(),
         progress,
     };
@@ -405,6 +435,8 @@ enum Tried {
 struct Builder<'a> {
     repo: PathBuf,
     options: &'a EnvOptions,
+    /// What the current attempt's install steps generated in the tree.
+    generated: Vec<String>,
     steps: Vec<BuildStep>,
     progress: &'a mut dyn FnMut(&BuildStep),
 }
@@ -538,6 +570,18 @@ impl Builder<'_> {
             ));
             set_requirement(&mut spec.test_deps, "pytest");
             line = test_deps_line(&spec);
+        }
+        let start = Instant::now();
+        let kept = venv.join(GENERATED_DIR);
+        self.generated = keep_generated(&self.repo, tree.path(), &kept)?;
+        if !self.generated.is_empty() {
+            self.record(
+                "generated files",
+                strategy,
+                start,
+                true,
+                self.generated.join(", "),
+            );
         }
         drop(tree);
         if !self.options.verify {
@@ -689,6 +733,7 @@ impl Builder<'_> {
             reused: false,
             collected: None,
             pytest_version: None,
+            generated: self.generated.clone(),
             steps: Vec::new(),
         };
         let sandbox = self.options.sandbox.sandbox(&env)?;
@@ -716,6 +761,7 @@ impl Builder<'_> {
             installer: installer.clone(),
             collected,
             pytest_version: pytest_version.clone(),
+            generated: self.generated.clone(),
         };
         let path = venv.join(STAMP_FILE);
         let json = serde_json::to_string_pretty(&stamp).unwrap_or_default();
@@ -728,6 +774,7 @@ impl Builder<'_> {
             reused: false,
             collected,
             pytest_version,
+            generated: std::mem::take(&mut self.generated),
             steps: std::mem::take(&mut self.steps),
         })
     }
@@ -739,6 +786,77 @@ impl Builder<'_> {
             test_timeout: None,
         }
     }
+}
+
+/// The directory of a venv that holds the files its install generated in
+/// the repository's packages.
+pub const GENERATED_DIR: &str = "smith-generated";
+
+/// Files an install wrote into `tree` (a scratch copy of `repo`) that the
+/// repository lacks, inside directories of the repository that hold Python
+/// modules: what an in-place install would leave for tests to import (a
+/// version module, an extension built in place). Build output (`build/`,
+/// `dist/`, `*.egg-info`, caches, hidden directories) and compiler
+/// intermediates are not kept. The files are copied under `into`; returns
+/// their paths relative to the root, sorted.
+fn keep_generated(repo: &Path, tree: &Path, into: &Path) -> Result<Vec<String>> {
+    const SKIPPED_EXTENSIONS: &[&str] = &["c", "cpp", "cxx", "h", "o", "obj", "pyc", "html"];
+    fn holds_python(dir: &Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "py"))
+        })
+    }
+    fn walk(repo: &Path, tree: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let dir = tree.join(rel);
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            let path = rel.join(&name);
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                let skipped = text.starts_with('.')
+                    || text.ends_with(".egg-info")
+                    || ["build", "dist", "__pycache__", "node_modules"].contains(&text.as_ref())
+                    || crate::tree::EXCLUDED_DIRS.contains(&text.as_ref());
+                // Only directories the repository has: a new directory is
+                // build output, not a package of the project.
+                if !skipped && repo.join(&path).is_dir() {
+                    walk(repo, tree, &path, out)?;
+                }
+            } else if kind.is_file()
+                && std::fs::symlink_metadata(repo.join(&path)).is_err()
+                && !Path::new(&name)
+                    .extension()
+                    .is_some_and(|x| SKIPPED_EXTENSIONS.iter().any(|s| x == *s))
+                && holds_python(&repo.join(rel))
+            {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(repo, tree, Path::new(""), &mut found)?;
+    found.sort();
+    if into.exists() {
+        std::fs::remove_dir_all(into).map_err(|e| Error::io(into, e))?;
+    }
+    let mut kept = Vec::new();
+    for rel in found {
+        let dst = into.join(&rel);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let src = tree.join(&rel);
+        std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
+        kept.push(rel.to_string_lossy().into_owned());
+    }
+    Ok(kept)
 }
 
 /// A scratch copy of the repository that install steps run in, removed on

@@ -27,7 +27,7 @@ use smith_core::{
 
 use crate::budget::{Budget, Lease};
 use crate::build::Environment;
-use crate::local::new_copy;
+use crate::local::new_env_copy;
 use crate::process::run_command;
 use crate::tree::Tree;
 
@@ -343,8 +343,8 @@ impl Sandbox for BwrapSandbox {
     }
 
     fn workspace(&self) -> Result<Box<dyn Workspace>> {
-        let dir = new_copy(
-            &self.env.repo,
+        let dir = new_env_copy(
+            &self.env,
             self.options.scratch_dir.as_deref(),
             "smith-bwrap-",
         )?;

@@ -57,6 +57,7 @@ pub fn fixture_environment(repo: &Path) -> Environment {
         reused: false,
         collected: None,
         pytest_version: None,
+        generated: Vec::new(),
         steps: Vec::new(),
     }
 }

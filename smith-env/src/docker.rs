@@ -13,7 +13,7 @@ use smith_core::{
 };
 
 use crate::build::Environment;
-use crate::local::new_copy;
+use crate::local::new_env_copy;
 use crate::process::run_command;
 use crate::spec::{shell_quote, EnvSpec};
 use crate::tree::Tree;
@@ -182,7 +182,7 @@ impl DockerSandbox {
             .clone()
             .unwrap_or_else(|| base_image_for(&env.spec));
         // Build from a clean copy so .git, venvs and caches stay out of the image.
-        let context = new_copy(&env.repo, None, "smith-docker-ctx-")?;
+        let context = new_env_copy(env, None, "smith-docker-ctx-")?;
         let file = context.path().join(".smith.Dockerfile");
         std::fs::write(&file, dockerfile(&env.spec, &base)).map_err(|e| Error::io(&file, e))?;
         let mut cmd = Command::new(&options.program);
@@ -295,7 +295,7 @@ impl Sandbox for DockerSandbox {
     }
 
     fn workspace(&self) -> Result<Box<dyn Workspace>> {
-        let dir = new_copy(&self.env.repo, None, "smith-docker-ws-")?;
+        let dir = new_env_copy(&self.env, None, "smith-docker-ws-")?;
         let name = format!(
             "smith-ws-{}",
             &stable_hex(&[

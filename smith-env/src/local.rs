@@ -154,6 +154,18 @@ pub(crate) fn remove_orphaned_workspaces(scratch: &Path) {
 
 /// Copy the repository into a new workspace directory under `scratch`
 /// (the system temp dir if `None`).
+/// A new copy of `env`'s repository with the files its install generated
+/// laid over it, as [`new_copy`] makes it.
+pub(crate) fn new_env_copy(
+    env: &Environment,
+    scratch: Option<&Path>,
+    prefix: &str,
+) -> Result<Scratch> {
+    let copy = new_copy(&env.repo, scratch, prefix)?;
+    env.overlay_generated(copy.path())?;
+    Ok(copy)
+}
+
 pub(crate) fn new_copy(repo: &Path, scratch: Option<&Path>, prefix: &str) -> Result<Scratch> {
     let parent = match scratch {
         Some(s) => {
@@ -182,7 +194,7 @@ impl Sandbox for LocalSandbox {
     }
 
     fn workspace(&self) -> Result<Box<dyn Workspace>> {
-        let dir = new_copy(&self.env.repo, self.scratch.as_deref(), "smith-ws-")?;
+        let dir = new_env_copy(&self.env, self.scratch.as_deref(), "smith-ws-")?;
         let tree = Tree::new(dir.path().to_path_buf());
         let base_env = self.env.command_env(dir.path());
         Ok(Box::new(LocalWorkspace {

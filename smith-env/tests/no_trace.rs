@@ -100,6 +100,15 @@ fn building_leaves_the_input_repository_byte_identical() {
     // The build saw the repository's git history: the version comes from
     // its tag, as it would in the repository itself.
     assert_eq!(installed_version(&env), "1.2.3");
+    // The version module the build wrote into its tree is laid over every
+    // workspace, so the package imports from a copy of the repository.
+    assert_eq!(env.generated, ["src/trace_demo/_version.py"]);
+    let out = common::run_in_workspace(
+        &env,
+        &["-c", "import trace_demo; print(trace_demo.__version__)"],
+    );
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "1.2.3");
     let _ = std::fs::remove_dir_all(&env.venv);
 }
 

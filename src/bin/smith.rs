@@ -760,6 +760,7 @@ fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
                 "spec": env.spec,
                 "venv": env.venv,
                 "pytest_version": env.pytest_version,
+                "generated": env.generated,
                 "seconds": started.elapsed().as_secs_f64(),
             })
         );
