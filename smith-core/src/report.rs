@@ -82,6 +82,10 @@ pub struct TestReport {
     pub exit_code: Option<i32>,
     /// The run was killed at its time limit.
     pub timed_out: bool,
+    /// The run was killed because this test's call ran over the per-test
+    /// limit (a hung test), not because the whole run ran out of time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_test_limit: Option<TestId>,
     /// Test files (or node ids) that failed to import or collect.
     pub collection_errors: Vec<String>,
     /// The run's combined output, possibly truncated.

@@ -386,6 +386,12 @@ pub(crate) enum PluginEvent {
     },
     /// A test's call phase began (the fork server's per-test clock).
     Call {},
+    /// The fork server's per-test clock ended the run: this test's call ran
+    /// over its limit.
+    OverLimit {
+        #[serde(default)]
+        nodeid: Option<String>,
+    },
     CollectError {
         nodeid: String,
     },
@@ -455,6 +461,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
     }
     let mut phases: BTreeMap<String, TestPhases> = BTreeMap::new();
     let mut collection_errors = Vec::new();
+    let mut over_test_limit = None;
     for event in parse_events(events) {
         match event {
             PluginEvent::Start { nodeid } => phases.entry(nodeid).or_default().started = true,
@@ -480,6 +487,9 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
                 }
             }
             PluginEvent::CollectError { nodeid } => collection_errors.push(nodeid),
+            PluginEvent::OverLimit { nodeid } => {
+                over_test_limit = Some(TestId::new(nodeid.unwrap_or_default()));
+            }
             PluginEvent::Call {} | PluginEvent::Uses { .. } => {}
         }
     }
@@ -487,6 +497,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
         wall_secs: output.duration.as_secs_f64(),
         exit_code: output.exit_code,
         timed_out: output.timed_out,
+        over_test_limit,
         ..TestReport::default()
     };
     for (id, p) in &phases {

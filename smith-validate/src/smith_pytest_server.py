@@ -462,6 +462,7 @@ class _CallClock:
         self.file = None
         self.pending = b""
         self.since = None
+        self.nodeid = None
         self.path = path
         # One kind of clock for the whole run: readings of the two kinds
         # must never be subtracted from each other.
@@ -490,6 +491,7 @@ class _CallClock:
                 kind = event.get("event")
                 if kind == "call":
                     self.since = self._now()
+                    self.nodeid = event.get("nodeid")
                 elif kind == "finish" or (kind == "report" and event.get("when") == "call"):
                     self.since = None
         if self.since is None:
@@ -500,6 +502,16 @@ class _CallClock:
     def close(self):
         if self.file is not None:
             self.file.close()
+
+    def record_over(self):
+        """Append to the event log which test ran over its limit (the run's
+        child is dead by then, so nothing else writes the file). The run's
+        report tells a hung test from a run that ran out of wall time."""
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("\n" + json.dumps({"event": "over_limit", "nodeid": self.nodeid}) + "\n")
+        except OSError:
+            pass
 
 
 def _kill_group(pid):
@@ -633,15 +645,18 @@ def _run(request):
                 exited_at = now
                 _kill_group(pid)
                 _kill_strays()
-            elif (deadline is not None and now >= deadline) or (
-                clock is not None and clock.over()
-            ):
-                timed_out = True
-                _kill_group(pid)
-                _, status = os.waitpid(pid, 0)
-                _kill_strays()
-                exited_at = time.monotonic()
-                continue
+            else:
+                over_deadline = deadline is not None and now >= deadline
+                over_test = not over_deadline and clock is not None and clock.over()
+                if over_deadline or over_test:
+                    timed_out = True
+                    _kill_group(pid)
+                    _, status = os.waitpid(pid, 0)
+                    _kill_strays()
+                    if over_test:
+                        clock.record_over()
+                    exited_at = time.monotonic()
+                    continue
         if status is not None and (not open_fds or time.monotonic() > exited_at + 2.0):
             break
         if not open_fds:

@@ -52,13 +52,14 @@ pub struct ValidateOptions {
     pub fresh_check: bool,
     /// Re-run once the tests missing from a run's report before judging.
     pub rerun_missing: bool,
-    /// Re-run a selected run that timed out once with the full suite's time
-    /// limit, so that a slow (not hung) mutant gets the verdict a full run
-    /// would give it. Off by default: every hung mutant then costs a whole
-    /// suite's time limit on top of its own (on a suite of 20 s, that alone
-    /// is several times the cost of validating everything else), and what
-    /// it recovers is never a label: a selected run that finishes gives the
-    /// labels a full run gives, and one that times out is dropped.
+    /// Re-run a selected run that ran out of its (wall) time limit once with
+    /// the whole suite's limit, so that a slow, not hung, mutant gets the
+    /// verdict a full run gives it: a mutant that fails many tests pays for
+    /// their failure reports, which the baseline's durations never saw, and
+    /// a loaded machine stretches wall time. A run ended by the per-test
+    /// clock (a test's call over its CPU limit: hung) is not re-run, so a
+    /// looping mutant still costs about the per-test limit. On by default:
+    /// without it a selected run drops candidates a full run keeps.
     pub recheck_timeouts: bool,
     /// Smallest time limit for one test's call; the limit is this floor +
     /// `timeout_factor` × the slowest selected test's baseline duration
@@ -85,7 +86,7 @@ impl Default for ValidateOptions {
             confirm: false,
             fresh_check: true,
             rerun_missing: true,
-            recheck_timeouts: false,
+            recheck_timeouts: true,
             test_timeout_floor: Some(Duration::from_secs(1)),
             max_output: RunOptions::default().max_output,
             log_bytes: FAILURE_LOG_BYTES,
@@ -253,7 +254,6 @@ struct Judged {
     /// What ran: the selection asked for, or the whole suite when the
     /// selected run had collection errors.
     selection: TestSelection,
-    run: RunOptions,
     report: TestReport,
     verdict: Verdict,
 }
@@ -272,7 +272,7 @@ fn judge(
 ) -> Result<Judged> {
     loop {
         let run = run_options(baseline, &selection, options);
-        let report = run_once_more_if_missing(
+        let mut report = run_once_more_if_missing(
             workspace,
             executor,
             baseline,
@@ -280,11 +280,31 @@ fn judge(
             &run,
             options.rerun_missing,
         )?;
+        // A selected run's time limit is tighter than a full run's; a mutant
+        // that only slows its tests down (or their failure reports) would
+        // time out here but not in a full run. Give it the full run's limit
+        // once, so the two modes agree. A hung test is not given more time.
+        if report.timed_out && report.over_test_limit.is_none() && options.recheck_timeouts {
+            let full = run_options(baseline, &TestSelection::All, options);
+            if run.timeout < full.timeout {
+                tracing::debug!(
+                    candidate = %candidate.id,
+                    "a selected run ran out of time: once more with the full run's limit"
+                );
+                report = run_once_more_if_missing(
+                    workspace,
+                    executor,
+                    baseline,
+                    &selection,
+                    &full,
+                    options.rerun_missing,
+                )?;
+            }
+        }
         if selection.is_whole_suite() || report.timed_out || report.collection_errors.is_empty() {
             let verdict = classify(baseline, &selection, &report);
             return Ok(Judged {
                 selection,
-                run,
                 report,
                 verdict,
             });
@@ -310,7 +330,6 @@ fn run_and_judge(
 ) -> Result<()> {
     let Judged {
         mut selection,
-        run,
         mut report,
         verdict,
     } = judge(workspace, executor, baseline, candidate, selection, options)?;
@@ -318,16 +337,6 @@ fn run_and_judge(
         validation.selected = None;
     }
     validation.verdict = verdict;
-    // A selected run's time limit is tighter than a full run's; a mutant that
-    // only slows its tests down would time out here but not in a full run.
-    // Give it the full run's limit once, so the two modes agree.
-    if validation.verdict == Verdict::TimedOut && options.recheck_timeouts {
-        let full = run_options(baseline, &TestSelection::All, options);
-        if run.timeout < full.timeout || run.test_timeout < full.test_timeout {
-            report = executor.run_tests(workspace, &selection, &full)?;
-            validation.verdict = classify(baseline, &selection, &report);
-        }
-    }
     if validation.verdict.is_kept() && options.confirm {
         validation.confirmed = Some(true);
         if selection != TestSelection::All {

@@ -474,3 +474,99 @@ fn ids_that_change_with_the_hash_seed_are_flaky_and_never_labels() {
         }
     }
 }
+
+/// A selected run's time limit follows its tests' baseline seconds, which
+/// never saw a mutant's slow failure reports or a loaded machine: a slow,
+/// not hung, mutant must get the verdict the whole suite's limit gives it.
+/// A mutant whose test loops is ended by the per-test clock and is not
+/// given more time.
+#[test]
+fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
+    let sandbox = CopySandbox::new(fixture("slowfail"));
+    let exec = pytest().forking(true);
+    let mut ws = sandbox.workspace().unwrap();
+    let baseline = run_baseline(
+        &mut ws,
+        &exec,
+        2,
+        "acme/slowfail",
+        "0000",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(baseline.passing.len(), 3, "{baseline:?}");
+    let coverage = CoverageMap::collect(&mut ws, &exec, &RunOptions::default()).unwrap();
+    drop(ws);
+    let options = ValidateOptions {
+        workers: 1,
+        // Room for a fresh interpreter's start-up, which the baseline's
+        // forked runs did not pay.
+        timeout_floor: Duration::from_secs(2),
+        timeout_factor: 1.0,
+        ..ValidateOptions::default()
+    };
+    let render = TestId::from("tests/test_render.py::test_render");
+    let selected = smith_validate::run_timeout(
+        &baseline,
+        &smith_core::TestSelection::Only(vec![render.clone()]),
+        options.timeout_floor,
+        options.timeout_factor,
+    );
+    let full = smith_validate::run_timeout(
+        &baseline,
+        &smith_core::TestSelection::All,
+        options.timeout_floor,
+        options.timeout_factor,
+    );
+    assert!(
+        full > selected + Duration::from_secs(4),
+        "{full:?} {selected:?}"
+    );
+    // Sleeping uses no CPU: the per-test clock never ends it, the selected
+    // run's wall limit does.
+    let sleep = selected.as_secs_f64() + 1.0;
+    let slow = mutate_in(
+        "slowfail",
+        "slow",
+        "slowfail/__init__.py",
+        "    return str(x)\n",
+        &format!("    time.sleep({sleep:.2})\n    return str(x) + \"!\"\n"),
+    );
+    let spin = mutate_in(
+        "slowfail",
+        "spin",
+        "slowfail/__init__.py",
+        "        out += x\n",
+        "        while True:\n            out += x\n",
+    );
+    let candidates = [slow, spin];
+    for c in &candidates {
+        assert!(
+            matches!(coverage.selection_for(c), CandidateSelection::Tests(_)),
+            "{}: {:?}",
+            c.strategy,
+            coverage.selection_for(c)
+        );
+    }
+    let served = exec.served_runs();
+    let selected_runs = run_with(
+        &sandbox,
+        &exec,
+        &baseline,
+        Some(&coverage),
+        &candidates,
+        &options,
+    );
+    let runs = exec.served_runs() - served;
+    let full_runs = run_with(&sandbox, &exec, &baseline, None, &candidates, &options);
+    let Verdict::Kept { fail_to_pass, .. } = &selected_runs["slow"].verdict else {
+        panic!("slow: {:?}", selected_runs["slow"]);
+    };
+    assert_eq!(*fail_to_pass, ids(&["tests/test_render.py::test_render"]));
+    assert_eq!(full_runs["slow"].verdict, selected_runs["slow"].verdict);
+    assert_eq!(selected_runs["spin"].verdict, Verdict::TimedOut);
+    assert_eq!(full_runs["spin"].verdict, Verdict::TimedOut);
+    // slow: the selected run, once more with the full limit (the fresh
+    // check runs in a new interpreter, not through the server); spin: one.
+    assert_eq!(runs, 3, "forked runs for the two candidates");
+}
