@@ -468,3 +468,201 @@ impl Session {
         Ok(run)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::gym::Task;
+    use crate::memory::{MemorySandbox, ScriptedExecutor};
+    use crate::{Candidate, TaskInstance, ToolCall};
+
+    fn task() -> Task {
+        let clean = "def add(a, b):\n    return a + b\n";
+        let buggy = "def add(a, b):\n    return a - b\n";
+        let patch = Patch::from_changes(&[FileChange::modified("m.py", clean, buggy)]);
+        let c = Candidate::new("o/r", "abc", "s", vec!["m.py::add".into()], "", patch);
+        let inst = TaskInstance::new(
+            &c,
+            vec!["t.py::test_add".into()],
+            vec![],
+            "add subtracts".into(),
+            "img".into(),
+            "2026-01-01T00:00:00Z".into(),
+        );
+        let sandbox = MemorySandbox::new([
+            ("m.py".to_string(), clean.to_string()),
+            ("t.py".to_string(), "def test_add(): ...\n".to_string()),
+        ]);
+        let exec = ScriptedExecutor::new().test("t.py::test_add", "m.py", "a + b");
+        Task::from_instance(inst, Arc::new(sandbox), Arc::new(exec))
+    }
+
+    /// Replies from a list, then errors.
+    struct Scripted(Vec<ChatMessage>);
+
+    impl Policy for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn act(&mut self, _: &[ChatMessage], _: &[ToolSpec]) -> Result<ToolCompletion> {
+            if self.0.is_empty() {
+                return Err(crate::Error::LanguageModel {
+                    model: "scripted".into(),
+                    reason: "out of replies".into(),
+                });
+            }
+            Ok(ToolCompletion {
+                message: self.0.remove(0),
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cost: Some(0.01),
+            })
+        }
+    }
+
+    fn calls(name: &str, args: &str) -> ChatMessage {
+        ChatMessage::assistant(None, vec![ToolCall::new("c", name, args)])
+    }
+
+    #[test]
+    fn bad_output_is_answered_and_counted_and_the_episode_goes_on() {
+        let t = task();
+        let mut episode = t.episode().unwrap();
+        let mut policy = Scripted(vec![
+            calls("bash", "{\"command\": "),
+            calls("bash", "[1, 2]"),
+            calls("open_file", "{}"),
+            ChatMessage::assistant(Some("I think it is fine.".into()), vec![]),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "view", "path": "t.py"}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "view", "path": "t.py"}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "view", "path": "t.py"}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "str_replace", "path": "m.py", "old_str": "a - b", "new_str": "a + b"}"#,
+            ),
+            calls("submit", ""),
+        ]);
+        let run = Session::default().run(&mut episode, &mut policy).unwrap();
+        assert_eq!(run.exit_reason, ExitReason::Submitted);
+        assert_eq!(run.steps, 9);
+        assert_eq!(run.errors.malformed_arguments, 2);
+        assert_eq!(run.errors.unknown_tool, 1);
+        assert_eq!(run.errors.no_tool_call, 1);
+        assert_eq!(
+            run.errors.repeated, 1,
+            "the third identical view is not run"
+        );
+        // The failing test's file is hidden from the agent.
+        assert_eq!(run.errors.tool_errors, 2);
+        let text = |i: usize| run.messages[i].content.clone().unwrap_or_default();
+        assert!(text(3).contains("not valid JSON"), "{}", text(3));
+        assert!(text(5).contains("must be a JSON object"));
+        assert!(text(7).contains("no tool `open_file`"));
+        assert_eq!(run.messages[9].role, crate::ChatRole::User);
+        assert!(text(9).contains("called no tool"));
+        assert!(text(11).contains("no such file: t.py"));
+        assert!(text(15).contains("not run again"));
+        assert!(text(17).contains("has been edited"));
+        assert_eq!((run.prompt_tokens, run.completion_tokens), (90, 45));
+        assert!((run.cost.unwrap() - 0.09).abs() < 1e-9);
+        let fixed = episode.workspace().read("m.py").unwrap();
+        assert_eq!(
+            String::from_utf8(fixed).unwrap(),
+            "def add(a, b):\n    return a + b\n"
+        );
+    }
+
+    #[test]
+    fn limits_end_episodes_with_their_reason() {
+        let t = task();
+        let view = || {
+            calls(
+                "str_replace_editor",
+                r#"{"command": "view", "path": "m.py"}"#,
+            )
+        };
+        let mut session = Session::default();
+        session.limits.max_steps = 2;
+        let run = session
+            .run(
+                &mut t.episode().unwrap(),
+                &mut Scripted(vec![view(), view(), view()]),
+            )
+            .unwrap();
+        assert_eq!((run.exit_reason, run.steps), (ExitReason::MaxSteps, 2));
+        assert!(run.messages[3]
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("     2\t    return a - b"));
+
+        let mut session = Session::default();
+        session.limits.max_tokens = Some(30);
+        let run = session
+            .run(&mut t.episode().unwrap(), &mut Scripted(vec![view(); 5]))
+            .unwrap();
+        assert_eq!((run.exit_reason, run.steps), (ExitReason::MaxTokens, 2));
+
+        let mut session = Session::default();
+        session.limits.max_cost = Some(0.025);
+        let run = session
+            .run(&mut t.episode().unwrap(), &mut Scripted(vec![view(); 5]))
+            .unwrap();
+        assert_eq!((run.exit_reason, run.steps), (ExitReason::MaxCost, 3));
+
+        let run = Session::default()
+            .run(&mut t.episode().unwrap(), &mut Scripted(vec![]))
+            .unwrap();
+        assert_eq!(run.exit_reason, ExitReason::ModelError);
+        assert!(run.exit_detail.unwrap().contains("out of replies"));
+    }
+
+    #[test]
+    fn the_editor_creates_inserts_and_undoes() {
+        let t = task();
+        let mut episode = t.episode().unwrap();
+        let mut policy = Scripted(vec![
+            calls(
+                "str_replace_editor",
+                r#"{"command": "create", "path": "n.py", "file_text": "a\nc\n"}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "insert", "path": "n.py", "insert_line": 1, "new_str": "b"}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "create", "path": "n.py", "file_text": "x"}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "str_replace", "path": "m.py", "old_str": "zzz", "new_str": ""}"#,
+            ),
+            calls(
+                "str_replace_editor",
+                r#"{"command": "undo_edit", "path": "n.py"}"#,
+            ),
+            calls("submit", "{}"),
+        ]);
+        let run = Session::default().run(&mut episode, &mut policy).unwrap();
+        assert_eq!(run.exit_reason, ExitReason::Submitted);
+        assert_eq!(
+            run.errors.tool_errors, 2,
+            "create over a file, missing old_str"
+        );
+        let n = String::from_utf8(episode.workspace().read("n.py").unwrap()).unwrap();
+        assert_eq!(n, "a\nc\n", "the insert was undone");
+        assert!(run.messages[5].content.as_deref().unwrap().contains("b"));
+    }
+}
