@@ -332,6 +332,11 @@ fn scripted_agents_resolve_quit_and_garble_and_only_resolved_attempts_reach_sft(
         sum["errors"]["malformed_arguments"], 8,
         "4 steps x 2 attempts"
     );
+    // Costs on the demo, for the record (run with --nocapture to see them).
+    eprintln!(
+        "tool latency {}; mean reset {} s; mean grade {} s",
+        sum["tool_latency"], sum["mean_reset_seconds"], sum["mean_grade_seconds"]
+    );
 
     let trajectories = read_jsonl(&out.join("trajectories.jsonl"));
     assert_eq!(trajectories.len(), 6);
