@@ -204,12 +204,11 @@ fn serve(scripts: BTreeMap<String, Script>, delay: Duration) -> String {
 }
 
 fn handle(
-    stream: TcpStream,
+    mut stream: TcpStream,
     scripts: &BTreeMap<String, Script>,
     delay: Duration,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut stream = stream;
     loop {
         let mut length = 0usize;
         let mut line = String::new();
