@@ -189,6 +189,13 @@ impl Episode {
         self.ws().run(command, &options)
     }
 
+    /// Run a command in the workspace with limits of its own (an agent's
+    /// shell command gets a shorter time limit than a test run).
+    pub fn exec_with(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+        self.dirty = true;
+        self.ws().run(command, options)
+    }
+
     /// Run the task's tests on the workspace as it is now.
     pub fn grade_current(&mut self) -> Result<Grade> {
         let task = self.task.clone();

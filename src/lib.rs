@@ -38,5 +38,6 @@ pub mod gym;
 pub mod history;
 pub mod pipeline;
 pub mod repo;
+pub mod rollout;
 pub mod sandbox;
 pub mod store;

@@ -23,6 +23,7 @@
 //! ```
 
 mod candidate;
+mod chat;
 mod edit;
 mod entity;
 mod error;
@@ -35,6 +36,9 @@ mod service;
 mod traits;
 
 pub use candidate::{candidate_id, Candidate, Validation, Verdict};
+pub use chat::{
+    ChatMessage, ChatRole, FunctionCall, FunctionSpec, ToolCall, ToolCompletion, ToolSpec,
+};
 pub use edit::{apply_edits, Edit, Mutation};
 pub use entity::{ByteRange, Entity, EntityFlags, EntityKind, SourceFile};
 pub use error::{Error, Result};

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Candidate, Entity, Mutation, Patch, Result, Service, SourceFile, TestId, TestReport};
+use crate::{
+    Candidate, ChatMessage, Entity, Mutation, Patch, Result, Service, SourceFile, TestId,
+    TestReport, ToolCompletion, ToolSpec,
+};
 
 // ---------------------------------------------------------------- Mutator
 
@@ -461,6 +464,23 @@ pub trait LanguageModel: Send + Sync + Debug {
 
     /// Complete a conversation.
     fn complete(&self, messages: &[Message], params: &CompletionParams) -> Result<Completion>;
+
+    /// Complete a conversation in which the model may call `tools`
+    /// (OpenAI function calling). Models that cannot call tools keep the
+    /// default, an [`Error::LanguageModel`](crate::Error::LanguageModel)
+    /// saying so.
+    fn complete_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        params: &CompletionParams,
+    ) -> Result<ToolCompletion> {
+        let _ = (messages, tools, params);
+        Err(crate::Error::LanguageModel {
+            model: self.model().to_string(),
+            reason: "this model does not support tool calls".into(),
+        })
+    }
 }
 
 macro_rules! forward_lm {
@@ -469,6 +489,9 @@ macro_rules! forward_lm {
             fn model(&self) -> &str { (**self).model() }
             fn complete(&self, messages: &[Message], params: &CompletionParams) -> Result<Completion> {
                 (**self).complete(messages, params)
+            }
+            fn complete_with_tools(&self, messages: &[ChatMessage], tools: &[ToolSpec], params: &CompletionParams) -> Result<ToolCompletion> {
+                (**self).complete_with_tools(messages, tools, params)
             }
         }
     )*};

@@ -14,7 +14,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use smith_core::{stable_hex, Completion, CompletionParams, Error, LanguageModel, Message, Result};
+use smith_core::{
+    stable_hex, ChatMessage, Completion, CompletionParams, Error, LanguageModel, Message, Result,
+    ToolCall, ToolCompletion, ToolSpec,
+};
 
 /// How to reach and use an OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -351,19 +354,7 @@ impl LanguageModel for OpenAiClient {
                 return Err(e);
             }
         };
-        let (p_cost, c_cost) = (
-            self.config.prompt_cost_per_1k,
-            self.config.completion_cost_per_1k,
-        );
-        self.count(|u| {
-            u.prompt_tokens += completion.prompt_tokens;
-            u.completion_tokens += completion.completion_tokens;
-            if p_cost.is_some() || c_cost.is_some() {
-                let cost = completion.prompt_tokens as f64 / 1000.0 * p_cost.unwrap_or(0.0)
-                    + completion.completion_tokens as f64 / 1000.0 * c_cost.unwrap_or(0.0);
-                u.cost = Some(u.cost.unwrap_or(0.0) + cost);
-            }
-        });
+        self.spend(completion.prompt_tokens, completion.completion_tokens);
         if let Some(path) = &cache_path {
             let entry = CacheEntry {
                 model: self.config.model.clone(),
@@ -375,6 +366,124 @@ impl LanguageModel for OpenAiClient {
         }
         Ok(completion)
     }
+
+    fn complete_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        params: &CompletionParams,
+    ) -> Result<ToolCompletion> {
+        self.complete_tools(messages, tools, params)
+    }
+}
+
+impl OpenAiClient {
+    /// Count tokens and their cost (when prices are configured); the cost.
+    fn spend(&self, prompt_tokens: u64, completion_tokens: u64) -> Option<f64> {
+        let (p_cost, c_cost) = (
+            self.config.prompt_cost_per_1k,
+            self.config.completion_cost_per_1k,
+        );
+        let cost = (p_cost.is_some() || c_cost.is_some()).then(|| {
+            prompt_tokens as f64 / 1000.0 * p_cost.unwrap_or(0.0)
+                + completion_tokens as f64 / 1000.0 * c_cost.unwrap_or(0.0)
+        });
+        self.count(|u| {
+            u.prompt_tokens += prompt_tokens;
+            u.completion_tokens += completion_tokens;
+            if let Some(cost) = cost {
+                u.cost = Some(u.cost.unwrap_or(0.0) + cost);
+            }
+        });
+        cost
+    }
+
+    /// [`LanguageModel::complete_with_tools`]: never cached, since agents
+    /// sample several attempts from the same first conversation.
+    fn complete_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        params: &CompletionParams,
+    ) -> Result<ToolCompletion> {
+        let mut body = serde_json::json!({
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": params.temperature,
+        });
+        if !tools.is_empty() {
+            body["tools"] = serde_json::to_value(tools)
+                .map_err(|e| Error::invalid("tool schemas", e.to_string()))?;
+            body["tool_choice"] = "auto".into();
+        }
+        if let Some(max) = params.max_tokens {
+            body["max_tokens"] = max.into();
+        }
+        if let Some(seed) = params.seed {
+            body["seed"] = seed.into();
+        }
+        let reply = self
+            .send(&body)
+            .and_then(|text| parse_tool_reply(&text).map_err(|r| self.error(r)));
+        let mut completion = match reply {
+            Ok(c) => c,
+            Err(e) => {
+                self.count(|u| u.failures += 1);
+                return Err(e);
+            }
+        };
+        completion.cost = self.spend(completion.prompt_tokens, completion.completion_tokens);
+        Ok(completion)
+    }
+}
+
+/// The assistant message and token counts of a chat completions reply to a
+/// request with tools. Arguments a server sends as a JSON object rather
+/// than as text are written back as text; calls without an id get one.
+fn parse_tool_reply(text: &str) -> std::result::Result<ToolCompletion, String> {
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("malformed JSON reply ({e}): {}", snippet(text)))?;
+    let message = json
+        .pointer("/choices/0/message")
+        .ok_or_else(|| format!("reply has no choices[0].message: {}", snippet(text)))?;
+    let content = message
+        .get("content")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    let mut calls = Vec::new();
+    if let Some(list) = message
+        .get("tool_calls")
+        .and_then(serde_json::Value::as_array)
+    {
+        for (n, call) in list.iter().enumerate() {
+            let id = call
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| format!("call_{n}"), str::to_string);
+            let name = call
+                .pointer("/function/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let arguments = match call.pointer("/function/arguments") {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(other) => other.to_string(),
+            };
+            calls.push(ToolCall::new(id, name, arguments));
+        }
+    }
+    let tokens = |name: &str| {
+        json.pointer(&format!("/usage/{name}"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    Ok(ToolCompletion {
+        message: ChatMessage::assistant(content, calls),
+        prompt_tokens: tokens("prompt_tokens"),
+        completion_tokens: tokens("completion_tokens"),
+        cost: None,
+    })
 }
 
 /// The text and token counts of a chat completions reply.
@@ -500,6 +609,22 @@ mod tests {
             ("hi", 3, 1)
         );
         assert!(parse_reply("{nope").unwrap_err().contains("malformed JSON"));
+        let tools = parse_tool_reply(
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[
+                {"id":"a","type":"function","function":{"name":"bash","arguments":"{\"command\":\"ls\"}"}},
+                {"function":{"name":"submit","arguments":{}}}]}}],
+                "usage":{"prompt_tokens":7,"completion_tokens":2}}"#,
+        )
+        .unwrap();
+        assert_eq!(tools.message.content, None);
+        assert_eq!(
+            tools.message.tool_calls[0].function.arguments,
+            r#"{"command":"ls"}"#
+        );
+        assert_eq!(tools.message.tool_calls[1].id, "call_1");
+        assert_eq!(tools.message.tool_calls[1].function.arguments, "{}");
+        assert_eq!((tools.prompt_tokens, tools.completion_tokens), (7, 2));
+        assert!(parse_tool_reply(r#"{"choices":[]}"#).is_err());
         assert!(parse_reply(r#"{"choices":[]}"#)
             .unwrap_err()
             .contains("choices[0]"));

@@ -55,6 +55,9 @@ enum Command {
     Grade(GradeArgs),
     /// Export task instances as a git mirror (SWE-smith layout).
     Export(ExportArgs),
+    /// Run a language model as an agent on task instances, grade every
+    /// attempt, and keep the resolved ones as fine-tuning data.
+    Rollout(RolloutArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -338,6 +341,93 @@ struct ExportArgs {
     run_dir: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+struct RolloutArgs {
+    /// Task instances (JSONL; default: <run-dir>/instances.jsonl).
+    #[arg(long)]
+    instances: Option<PathBuf>,
+    /// The `smith run` output directory whose environment runs the agent's
+    /// commands and the tests (default: the directory of --instances, else
+    /// smith-out).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Where to write trajectories.jsonl and sft.jsonl (default:
+    /// <run-dir>/rollout). A re-run into it resumes.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Attempts per instance.
+    #[arg(long, default_value_t = 1)]
+    attempts: usize,
+    /// Episodes in parallel (default: number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Keep at most this many resolved attempts per instance in sft.jsonl.
+    #[arg(long)]
+    max_per_instance: Option<usize>,
+    /// Attempt only the first N instances.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Base URL of an OpenAI-compatible endpoint (e.g. `http://127.0.0.1:8000/v1`).
+    #[arg(long, env = "SMITH_LM_BASE_URL")]
+    lm_base_url: String,
+    /// Model name sent with each request.
+    #[arg(long, env = "SMITH_LM_MODEL")]
+    lm_model: String,
+    /// Name of the environment variable holding the API key, if any.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    lm_key_env: String,
+    /// Model calls at once, across all episodes.
+    #[arg(long, default_value_t = 8)]
+    lm_concurrency: usize,
+    /// Prices per 1000 prompt and completion tokens, for cost accounting
+    /// and --max-cost (e.g. `0.5,1.5`).
+    #[arg(long, value_parser = parse_prices)]
+    lm_prices: Option<(f64, f64)>,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Model calls per episode.
+    #[arg(long, default_value_t = 50)]
+    max_steps: usize,
+    /// Prompt plus completion tokens per episode.
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Cost per episode (needs --lm-prices).
+    #[arg(long)]
+    max_cost: Option<f64>,
+    /// Wall time of one episode's agent loop, in seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    max_seconds: f64,
+    /// Time limit of one bash command, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    bash_timeout: f64,
+    /// The system prompt, from this file (`{{problem_statement}}`,
+    /// `{{repo}}` and `{{instance_id}}` are filled in).
+    #[arg(long)]
+    system_template: Option<PathBuf>,
+    /// The first user message, from this file (same placeholders).
+    #[arg(long)]
+    instance_template: Option<PathBuf>,
+    /// Sandbox for the agent's commands and the tests (default: bubblewrap,
+    /// else docker, else local with a warning).
+    #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
+    sandbox: SandboxArg,
+}
+
+fn parse_prices(s: &str) -> Result<(f64, f64), String> {
+    let (p, c) = s
+        .split_once(',')
+        .ok_or_else(|| format!("`{s}`: expected PROMPT,COMPLETION prices per 1000 tokens"))?;
+    let num = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("`{x}` is not a price"))
+    };
+    Ok((num(p)?, num(c)?))
+}
+
 /// The output directory of the run whose tasks `grade` and `export` read,
 /// and the instances file: each defaults from the other. The run directory
 /// is the one the instances file is in (`smith run` writes it there), the
@@ -459,6 +549,7 @@ fn try_main(cli: &Cli) -> anyhow::Result<()> {
         Command::Mutate(args) => mutate(args, cli.json),
         Command::Grade(args) => grade(args, cli.json),
         Command::Export(args) => export(args, cli.json),
+        Command::Rollout(args) => rollout(args, cli.json),
     }
 }
 
@@ -941,4 +1032,202 @@ fn export(args: &ExportArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "lm")]
+fn rollout(args: &RolloutArgs, json: bool) -> anyhow::Result<()> {
+    use smith::rollout::{
+        Limits, Rollout, RolloutEvent, RolloutOptions, Session, Templates, ToolLimits,
+    };
+
+    let workers = workers(args.workers)?;
+    at_least_one("--attempts", args.attempts as u64)?;
+    at_least_one("--max-steps", args.max_steps as u64)?;
+    at_least_one("--lm-concurrency", args.lm_concurrency as u64)?;
+    let (run_dir, instances_path) = run_and_instances(
+        args.run_dir.as_deref(),
+        args.instances.as_deref(),
+        &["repo.json", "env.json"],
+    )?;
+    let mut instances: Vec<smith::TaskInstance> =
+        smith::store::read_jsonl_unique(&instances_path, |i: &smith::TaskInstance| &i.instance_id)?;
+    if let Some(n) = args.limit {
+        instances.truncate(n);
+    }
+    if instances.is_empty() {
+        return Err(
+            Error::invalid(instances_path.display().to_string(), "no task instances").into(),
+        );
+    }
+    let read_template = |path: &Option<PathBuf>, default: String| -> anyhow::Result<String> {
+        match path {
+            Some(p) => Ok(std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?),
+            None => Ok(default),
+        }
+    };
+    let defaults = Templates::default();
+    let templates = Templates {
+        system: read_template(&args.system_template, defaults.system)?,
+        instance: read_template(&args.instance_template, defaults.instance)?,
+    };
+    if let Some(cost) = args.max_cost {
+        if args.lm_prices.is_none() || !(cost.is_finite() && cost > 0.0) {
+            return Err(Error::invalid(
+                "--max-cost",
+                "must be positive, and needs --lm-prices to count cost",
+            )
+            .into());
+        }
+    }
+    let limits = Limits {
+        max_steps: args.max_steps,
+        max_tokens: args.max_tokens,
+        max_cost: args.max_cost,
+        max_wall: Some(seconds("--max-seconds", args.max_seconds)?),
+        tools: ToolLimits {
+            bash_timeout: seconds("--bash-timeout", args.bash_timeout)?,
+            ..ToolLimits::default()
+        },
+        ..Limits::default()
+    };
+
+    let mut config =
+        smith::issue::OpenAiConfig::new(args.lm_base_url.clone(), args.lm_model.clone());
+    config.api_key_env = std::env::var_os(&args.lm_key_env).map(|_| args.lm_key_env.clone());
+    config.max_concurrency = args.lm_concurrency;
+    if let Some((p, c)) = args.lm_prices {
+        config = config.prices(p, c);
+    }
+    let client = Arc::new(smith::issue::OpenAiClient::new(config)?);
+
+    let grader = smith::grade::Grader::from_run_dir_in(&run_dir, args.sandbox.kind())
+        .with_context(|| format!("environment of {}", run_dir.display()))?;
+    if let Some(warning) = grader.sandbox_warning() {
+        eprintln!("warning: {warning}");
+    }
+    let mut options = RolloutOptions {
+        attempts: args.attempts,
+        max_per_instance: args.max_per_instance,
+        session: Session::new(templates, limits),
+        params: smith::CompletionParams {
+            temperature: args.temperature,
+            max_tokens: None,
+            seed: None,
+        },
+        ..RolloutOptions::default()
+    };
+    options.workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let rollout = Rollout::new(
+        grader.sandbox().clone(),
+        grader.executor().clone(),
+        client,
+        options,
+    );
+    let out = args.out.clone().unwrap_or_else(|| run_dir.join("rollout"));
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "  rollout [{bar:30}] {pos}/{len} {msg} eta {eta} [{elapsed}]",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let resolved = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |event: &RolloutEvent| match event {
+        RolloutEvent::Started { todo, done } => {
+            bar.set_length(*todo as u64);
+            if *done > 0 && !json {
+                bar.suspend(|| eprintln!("resuming: {done} attempts already in {}", out.display()));
+            }
+        }
+        RolloutEvent::Attempt {
+            traj_id,
+            resolved: r,
+        } => {
+            if *r == Some(true) {
+                resolved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if r.is_none() {
+                bar.suspend(|| eprintln!("warning: attempt {traj_id} failed (see the summary)"));
+            }
+            bar.inc(1);
+            bar.set_message(format!(
+                "resolved {}",
+                resolved.load(std::sync::atomic::Ordering::Relaxed)
+            ));
+        }
+    };
+    let summary = rollout
+        .run(&instances, &out, &progress)
+        .with_context(|| format!("smith rollout into {}", out.display()))?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("model         {}", summary.model);
+        println!(
+            "attempts      {} ({} instances; {} now, {} resumed)",
+            summary.attempts, summary.instances, summary.attempts_run, summary.attempts_resumed
+        );
+        println!(
+            "resolved      {} ({:.1}%), {} instances",
+            summary.resolved,
+            100.0 * summary.resolve_rate,
+            summary.instances_resolved
+        );
+        println!("mean steps    {:.1}", summary.mean_steps);
+        println!(
+            "tokens        {} prompt, {} completion",
+            summary.prompt_tokens, summary.completion_tokens
+        );
+        if let Some(cost) = summary.cost {
+            println!("cost          {cost:.4}");
+        }
+        let reasons: Vec<String> = summary
+            .exit_reasons
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        println!("ended         {}", reasons.join(", "));
+        let e = &summary.errors;
+        println!(
+            "bad output    {} (malformed {}, unknown tool {}, no tool call {}, repeated {}); {} refused tool calls",
+            e.bad_output(),
+            e.malformed_arguments,
+            e.unknown_tool,
+            e.no_tool_call,
+            e.repeated,
+            e.tool_errors
+        );
+        for (id, why) in &summary.failed {
+            println!("failed        {id}: {why}");
+        }
+        println!("trajectories  {}", summary.trajectories_path.display());
+        println!(
+            "sft           {} ({} records)",
+            summary.sft_path.display(),
+            summary.sft_records
+        );
+    }
+    if !summary.failed.is_empty() {
+        anyhow::bail!(
+            "{} attempts could not be made; run the same command again to retry them",
+            summary.failed.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "lm"))]
+fn rollout(_: &RolloutArgs, _: bool) -> anyhow::Result<()> {
+    Err(Error::invalid(
+        "smith rollout",
+        "this smith was built without the `lm` feature",
+    )
+    .into())
 }
