@@ -17,11 +17,20 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-/// The last fenced ```python block of `prompt`.
+/// The last complete fenced ```python block of `prompt` (the prompt's
+/// closing instructions may mention an opening fence of their own).
 fn last_code_block(prompt: &str) -> Option<String> {
-    let start = prompt.rfind("```python\n")? + "```python\n".len();
-    let end = start + prompt[start..].find("\n```")?;
-    Some(prompt[start..end].to_string())
+    let mut last = None;
+    let mut from = 0;
+    while let Some(at) = prompt[from..].find("```python\n") {
+        let start = from + at + "```python\n".len();
+        let Some(len) = prompt[start..].find("\n```") else {
+            break;
+        };
+        last = Some(prompt[start..start + len].to_string());
+        from = start + len + "\n```".len();
+    }
+    last
 }
 
 /// What the scripted model answers: for a rewrite prompt, the stub with a

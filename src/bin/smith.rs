@@ -892,8 +892,20 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
     // Unknown strategies fail before the repository is copied.
     let plan = pipeline.plan()?;
     let repo = open_beside_run(&args.repo, args.common.repo_name.as_deref(), &work)?;
-    let pipeline = pipeline.on_event(progress_sink(json));
+    // Warnings reach stderr (and the JSON report) in either mode.
+    let warnings: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen, sink) = (warnings.clone(), progress_sink(json));
+    let pipeline = pipeline.on_event(move |event| {
+        if let Event::Warning(w) = event {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(w.clone());
+            if json {
+                eprintln!("warning: {w}");
+            }
+        }
+        sink(event)
+    });
     let mut generated = pipeline.generate(&repo, &plan)?;
+    let warnings = warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let shard = args.common.shard.unwrap_or(Shard::ALL);
     generated.candidates.retain(|c| shard.contains(&c.id));
     smith::store::write_jsonl::<Candidate>(&args.out, &generated.candidates)?;
@@ -905,6 +917,7 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
                 "files": generated.files,
                 "entities": generated.entities,
                 "skipped": generated.skipped.iter().map(|s| format!("{}: {}", s.path, s.reason)).collect::<Vec<_>>(),
+                "warnings": warnings,
                 "out": args.out,
             })
         );
