@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use smith::mutate::ast::{ast_mutator, python_ast::CmpOp, python_ast::Expr, AstContext, AstMutator};
+use smith::mutate::ast::{
+    ast_mutator, python_ast::CmpOp, python_ast::Expr, AstContext, AstMutator,
+};
 use smith::mutate::{generate, GenerateOptions, Procedural};
 use smith::{Edit, Mutation, Mutator};
 
@@ -130,7 +132,16 @@ fn main() {
     let builtin = Procedural::by_name("func_pm_op_boundary").unwrap();
     let (b, bn) = time(&root, &file, Box::new(builtin));
     let (c, cn) = time(&root, &file, ast_mutator(Boundary));
-    println!("built-in func_pm_op_boundary: {:>8.2} ms, {bn} candidates", b.as_secs_f64() * 1e3);
-    println!("custom AST boundary mutator:  {:>8.2} ms, {cn} candidates", c.as_secs_f64() * 1e3);
-    println!("ratio custom / built-in: {:.2}", c.as_secs_f64() / b.as_secs_f64());
+    println!(
+        "built-in func_pm_op_boundary: {:>8.2} ms, {bn} candidates",
+        b.as_secs_f64() * 1e3
+    );
+    println!(
+        "custom AST boundary mutator:  {:>8.2} ms, {cn} candidates",
+        c.as_secs_f64() * 1e3
+    );
+    println!(
+        "ratio custom / built-in: {:.2}",
+        c.as_secs_f64() / b.as_secs_f64()
+    );
 }

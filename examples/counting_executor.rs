@@ -44,7 +44,10 @@ impl Executor for CountingExecutor {
         Some(Box::new(Self::wrap(self.inner.fresh()?, &self.runs)))
     }
     fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
-        Some(Box::new(Self::wrap(self.inner.with_hash_seed(seed)?, &self.runs)))
+        Some(Box::new(Self::wrap(
+            self.inner.with_hash_seed(seed)?,
+            &self.runs,
+        )))
     }
 }
 

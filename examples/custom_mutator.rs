@@ -24,7 +24,9 @@ impl AstMutator for LenOffByOne {
         let mut out = Vec::new();
         for expr in cx.expressions() {
             let Expr::Call(call) = expr else { continue };
-            let Expr::Name(name) = &*call.func else { continue };
+            let Expr::Name(name) = &*call.func else {
+                continue;
+            };
             if name.id.as_str() != "len" || call.arguments.args.len() != 1 {
                 continue;
             }

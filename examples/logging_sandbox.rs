@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use smith::pipeline::{Config, Pipeline, Summary};
-use smith::{
-    CommandSpec, Patch, RunOptions, RunOutput, Sandbox, Service, Workspace,
-};
+use smith::{CommandSpec, Patch, RunOptions, RunOutput, Sandbox, Service, Workspace};
 
 /// The commands run, in order.
 pub type Log = Arc<Mutex<Vec<String>>>;

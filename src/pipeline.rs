@@ -1091,7 +1091,8 @@ impl Pipeline {
                 continue;
             };
             for e in entities {
-                let fits = strategy == LmStrategy::Modify || e.kind != smith_core::EntityKind::Class;
+                let fits =
+                    strategy == LmStrategy::Modify || e.kind != smith_core::EntityKind::Class;
                 if fits && filter.accepts(&e) {
                     sites.push((file.clone(), e));
                 }
@@ -1654,8 +1655,7 @@ impl Pipeline {
             Some(candidates) => candidates,
             None => {
                 let plan = plan.as_ref().expect("planned above");
-                self.mutate_planned(&p, plan, Some(&baseline))?
-                    .candidates
+                self.mutate_planned(&p, plan, Some(&baseline))?.candidates
             }
         };
         let selected: Vec<Candidate> = self

@@ -11,8 +11,7 @@ use smith::mutate::ast::{ast_mutator, python_ast::Expr, python_ast::Operator, As
 use smith::mutate::ast::{AstMutator, Ranged};
 use smith::pipeline::{Config, Pipeline};
 use smith::{
-    Executor, IssueContext, IssueWriter, Mutation, RunOptions, TestReport, TestSelection,
-    Workspace,
+    Executor, IssueContext, IssueWriter, Mutation, RunOptions, TestReport, TestSelection, Workspace,
 };
 
 /// `a + b` becomes `a - b`, one site at a time.
@@ -105,7 +104,10 @@ impl IssueWriter for Terse {
 #[test]
 fn custom_mutator_executor_and_issue_writer_go_through_run() {
     let out = tempfile::tempdir().unwrap();
-    let mut config = Config::new(common::manifest_dir().join("examples/demo-repo"), out.path());
+    let mut config = Config::new(
+        common::manifest_dir().join("examples/demo-repo"),
+        out.path(),
+    );
     config.cache_dir = Some(common::env_cache());
     config.strategies = Some(vec!["downstream/add_to_sub".into()]);
     config.max_candidates = Some(4);
@@ -137,7 +139,9 @@ fn custom_mutator_executor_and_issue_writer_go_through_run() {
     assert_eq!(instances.len(), summary.instances);
     for i in &instances {
         assert_eq!(i.strategy, "downstream/add_to_sub");
-        assert!(i.problem_statement.starts_with("Arithmetic results are wrong"));
+        assert!(i
+            .problem_statement
+            .starts_with("Arithmetic results are wrong"));
         assert!(i.patch.contains("-") && i.patch.contains('+'));
     }
     assert_eq!(writer.written.load(Ordering::SeqCst), instances.len());
@@ -153,7 +157,10 @@ fn custom_mutator_executor_and_issue_writer_go_through_run() {
 
     // Resuming redoes nothing: no new runs, same summary counts.
     let before = runs.load(Ordering::SeqCst);
-    let mut config = Config::new(common::manifest_dir().join("examples/demo-repo"), out.path());
+    let mut config = Config::new(
+        common::manifest_dir().join("examples/demo-repo"),
+        out.path(),
+    );
     config.cache_dir = Some(common::env_cache());
     config.strategies = Some(vec!["downstream/add_to_sub".into()]);
     config.max_candidates = Some(4);
@@ -178,7 +185,10 @@ fn custom_mutator_executor_and_issue_writer_go_through_run() {
 #[test]
 fn unknown_strategies_are_refused_before_any_stage() {
     let out = tempfile::tempdir().unwrap();
-    let mut config = Config::new(common::manifest_dir().join("examples/demo-repo"), out.path());
+    let mut config = Config::new(
+        common::manifest_dir().join("examples/demo-repo"),
+        out.path(),
+    );
     config.strategies = Some(vec!["custom/x".into()]);
     let err = Pipeline::new(config).run().unwrap_err();
     assert!(err.to_string().contains("custom/x"), "{err}");
@@ -186,7 +196,10 @@ fn unknown_strategies_are_refused_before_any_stage() {
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 
     // An LM strategy without a model is refused the same way.
-    let mut config = Config::new(common::manifest_dir().join("examples/demo-repo"), out.path());
+    let mut config = Config::new(
+        common::manifest_dir().join("examples/demo-repo"),
+        out.path(),
+    );
     config.strategies = Some(vec!["procedural".into(), "lm_modify".into()]);
     let err = Pipeline::new(config).run().unwrap_err();
     assert!(err.to_string().contains("language model"), "{err}");

@@ -20,8 +20,7 @@ fn demo() -> std::path::PathBuf {
 fn custom_mutator_example_ends_in_validated_instances() {
     let out = tempfile::tempdir().unwrap();
     let cache = common::env_cache();
-    let summary =
-        custom_mutator::custom_mutator_run(&demo(), out.path(), Some(&cache)).unwrap();
+    let summary = custom_mutator::custom_mutator_run(&demo(), out.path(), Some(&cache)).unwrap();
     let ours = &summary.strategies["custom/len_off_by_one"];
     assert!(ours.validated >= 1, "{summary:#?}");
     assert!(summary.instances >= 1, "{summary:#?}");

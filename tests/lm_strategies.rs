@@ -52,7 +52,12 @@ fn answer(prompt: &str) -> String {
         format!("{trimmed}\n{indent}return None")
     } else {
         let mut new = code.clone();
-        for (from, to) in [(" + ", " - "), (" == ", " != "), (" < ", " >= "), (" > ", " <= ")] {
+        for (from, to) in [
+            (" + ", " - "),
+            (" == ", " != "),
+            (" < ", " >= "),
+            (" > ", " <= "),
+        ] {
             if let Some(at) = code.find(from) {
                 new = format!("{}{to}{}", &code[..at], &code[at + from.len()..]);
                 break;
@@ -97,7 +102,9 @@ fn serve(stream: TcpStream, requests: &AtomicUsize) {
     reader.read_exact(&mut body).unwrap();
     requests.fetch_add(1, Ordering::SeqCst);
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let prompt = request["messages"][0]["content"].as_str().unwrap_or_default();
+    let prompt = request["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default();
     let reply = serde_json::json!({
         "id": "x",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer(prompt)}}],
@@ -114,7 +121,12 @@ fn serve(stream: TcpStream, requests: &AtomicUsize) {
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.invalid"])
+        .args([
+            "-c",
+            "user.name=Dev",
+            "-c",
+            "user.email=dev@example.invalid",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -153,9 +165,20 @@ fn demo_with_history(dir: &Path) {
     std::fs::write(&text, buggy).unwrap();
     git(dir, &["init", "-q", "-b", "main"]);
     git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "tallyho: inventory, orders and text helpers"]);
+    git(
+        dir,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            "tallyho: inventory, orders and text helpers",
+        ],
+    );
     std::fs::write(&text, fixed).unwrap();
-    git(dir, &["commit", "-q", "-am", "Fix the plural of regular words"]);
+    git(
+        dir,
+        &["commit", "-q", "-am", "Fix the plural of regular words"],
+    );
     let readme = dir.join("README.md");
     let mut notes = std::fs::read_to_string(&readme).unwrap();
     notes.push_str("\nSee the tests for examples.\n");
@@ -218,12 +241,18 @@ fn lm_and_pr_mirror_strategies_end_in_reproducible_instances() {
     assert_eq!(summary["lm"]["prompt_tokens"], 100 * asked);
     assert_eq!(summary["lm"]["completion_tokens"], 20 * asked);
     let cost = summary["lm"]["cost"].as_f64().unwrap();
-    assert!((cost - asked as f64 * (0.1 + 0.04) / 1000.0).abs() < 1e-9, "{cost}");
+    assert!(
+        (cost - asked as f64 * (0.1 + 0.04) / 1000.0).abs() < 1e-9,
+        "{cost}"
+    );
 
     // Yield per strategy, the LM ones and PR mirroring among them.
     for strategy in ["lm/modify", "lm/rewrite", "pr_mirror"] {
         let s = &summary["strategies"][strategy];
-        assert!(s["kept"].as_u64().unwrap_or(0) >= 1, "{strategy}: {summary:#}");
+        assert!(
+            s["kept"].as_u64().unwrap_or(0) >= 1,
+            "{strategy}: {summary:#}"
+        );
     }
     assert!(summary["strategies"]
         .as_object()
@@ -232,11 +261,12 @@ fn lm_and_pr_mirror_strategies_end_in_reproducible_instances() {
         .any(|k| k.starts_with("func_pm_")));
 
     // Their instances reproduce in fresh clones and interpreters.
-    let instances: Vec<Value> =
-        smith::store::read_jsonl(&out.join("instances.jsonl")).unwrap();
+    let instances: Vec<Value> = smith::store::read_jsonl(&out.join("instances.jsonl")).unwrap();
     let ours: Vec<&Value> = instances
         .iter()
-        .filter(|i| ["lm/modify", "lm/rewrite", "pr_mirror"].contains(&i["strategy"].as_str().unwrap()))
+        .filter(|i| {
+            ["lm/modify", "lm/rewrite", "pr_mirror"].contains(&i["strategy"].as_str().unwrap())
+        })
         .collect();
     for strategy in ["lm/modify", "lm/rewrite", "pr_mirror"] {
         assert!(
@@ -246,7 +276,10 @@ fn lm_and_pr_mirror_strategies_end_in_reproducible_instances() {
     }
     let mirrored = ours.iter().find(|i| i["strategy"] == "pr_mirror").unwrap();
     assert!(
-        mirrored["patch"].as_str().unwrap().contains("-        plural = word + \"s\""),
+        mirrored["patch"]
+            .as_str()
+            .unwrap()
+            .contains("-        plural = word + \"s\""),
         "{mirrored:#}"
     );
     let check = tmp.path().join("check");
@@ -288,7 +321,10 @@ fn pr_mirror_without_history_warns_and_other_strategies_go_on() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("pr_mirror") && stderr.contains("no history"), "{stderr}");
+    assert!(
+        stderr.contains("pr_mirror") && stderr.contains("no history"),
+        "{stderr}"
+    );
     let candidates: Vec<smith::Candidate> = smith::store::read_jsonl(&out).unwrap();
     assert!(!candidates.is_empty());
     assert!(candidates.iter().all(|c| c.strategy == "func_pm_op_swap"));

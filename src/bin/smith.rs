@@ -773,7 +773,9 @@ fn print_summary(s: &Summary) {
     }
     print_verdicts(&s.verdicts, s.confirm_agreement);
     if s.lm.requests > 0 {
-        let cost = s.lm.cost.map_or_else(String::new, |c| format!(", cost {c:.4}"));
+        let cost =
+            s.lm.cost
+                .map_or_else(String::new, |c| format!(", cost {c:.4}"));
         println!(
             "lm           {}: {} requests ({} cached, {} failed), {} prompt + {} completion tokens{cost}",
             s.lm.model,
@@ -897,7 +899,9 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
     let (seen, sink) = (warnings.clone(), progress_sink(json));
     let pipeline = pipeline.on_event(move |event| {
         if let Event::Warning(w) = event {
-            seen.lock().unwrap_or_else(|e| e.into_inner()).push(w.clone());
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(w.clone());
             if json {
                 eprintln!("warning: {w}");
             }
