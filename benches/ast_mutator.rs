@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use smith::mutate::ast::{
     ast_mutator, python_ast::CmpOp, python_ast::Expr, AstContext, AstMutator,
 };
-use smith::mutate::{generate, GenerateOptions, Procedural};
+use smith::mutate::{generate, is_test_path, python_files, GenerateOptions, Procedural};
 use smith::{Edit, Mutation, Mutator};
 
 /// `<` ↔ `<=`, `>` ↔ `>=`: what `func_pm_op_boundary` does, written as a
@@ -64,26 +64,27 @@ impl AstMutator for Boundary {
     }
 }
 
+/// The largest library (non-test) file of the dev corpus: its project's
+/// root and its path there.
 fn largest_corpus_file() -> Option<(PathBuf, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/smith-mutate-corpus");
-    let mut best: Option<(u64, PathBuf)> = None;
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "py") {
-                let len = entry.metadata().map_or(0, |m| m.len());
-                if best.as_ref().is_none_or(|(l, _)| len > *l) {
-                    best = Some((len, path));
-                }
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/smith-mutate-corpus");
+    let mut best: Option<(u64, PathBuf, String)> = None;
+    for project in std::fs::read_dir(&corpus).ok()?.flatten() {
+        let root = project.path();
+        if !root.is_dir() {
+            continue;
+        }
+        let Ok(files) = python_files(&root, &Default::default()) else {
+            continue;
+        };
+        for file in files.into_iter().filter(|f| !is_test_path(f)) {
+            let len = std::fs::metadata(root.join(&file)).map_or(0, |m| m.len());
+            if best.as_ref().is_none_or(|(l, _, _)| len > *l) {
+                best = Some((len, root.clone(), file));
             }
         }
     }
-    let (_, path) = best?;
-    let rel = path.strip_prefix(&root).ok()?.to_string_lossy().to_string();
-    Some((root, rel))
+    best.map(|(_, root, file)| (root, file))
 }
 
 fn generated_file() -> (PathBuf, String) {
