@@ -31,7 +31,7 @@
 //!             let Expr::Compare(c) = expr else { continue };
 //!             if c.ops.as_ref() == [CmpOp::Eq] {
 //!                 let (l, r) = (cx.text(&*c.left), cx.text(&c.comparators[0]));
-//!                 out.push(cx.mutation(self.name(), vec![cx.replace(*expr, format!("{l} is {r}"))],
+//!                 out.push(cx.mutation(self.name(), vec![cx.replace(expr, format!("{l} is {r}"))],
 //!                     "`==` became `is`"));
 //!             }
 //!         }
