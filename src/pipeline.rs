@@ -265,6 +265,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_agreement: Option<f64>,
     /// What the language model strategies spent.
+    #[serde(default)]
     pub lm: LmUsage,
     /// Where the task instances are.
     pub instances_path: PathBuf,
@@ -335,8 +336,10 @@ pub struct ValidateSummary {
     pub validations_path: PathBuf,
     /// Task instances written for the kept candidates (all of them, earlier
     /// invocations' included).
+    #[serde(default)]
     pub instances: usize,
     /// Where the task instances are.
+    #[serde(default)]
     pub instances_path: PathBuf,
 }
 
