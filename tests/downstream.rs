@@ -142,7 +142,14 @@ fn custom_mutator_executor_and_issue_writer_go_through_run() {
         assert!(i
             .problem_statement
             .starts_with("Arithmetic results are wrong"));
-        assert!(i.patch.contains("-") && i.patch.contains('+'));
+        // The bug is the mutator's: an added line holds the `-` that was a `+`.
+        assert!(
+            i.patch
+                .lines()
+                .any(|l| l.starts_with('+') && !l.starts_with("+++") && l.contains(" - ")),
+            "{}",
+            i.patch
+        );
     }
     assert_eq!(writer.written.load(Ordering::SeqCst), instances.len());
 
