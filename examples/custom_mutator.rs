@@ -1,78 +1,70 @@
-//! A mutator of your own, plugged into smith's generator next to the
-//! built-in ones: here, one that makes `range(n)` stop one short.
+//! A mutator of your own, over the Python AST, run through smith's whole
+//! pipeline next to (or instead of) the built-in ones: here, one that makes
+//! `len(x)` one short. Ends with validated task instances.
 //!
-//! Run with `cargo run --example custom_mutator [repo]`.
+//! Run with `cargo run --example custom_mutator [repo] [out]`.
 
-use smith::mutate::{generate, procedural_mutators, python_files, FileOptions, GenerateOptions};
-use smith::{Edit, Entity, Mutation, Mutator, SourceFile};
+use std::path::Path;
+use std::sync::Arc;
 
-/// `range(x)` → `range(x - 1)`: the classic off-by-one.
+use smith::mutate::ast::{ast_mutator, python_ast::Expr, AstContext, AstMutator};
+use smith::pipeline::{Config, Pipeline, Summary};
+use smith::Mutation;
+
+/// `len(x)` → `(len(x) - 1)`: the classic off-by-one.
 #[derive(Debug)]
-struct RangeOffByOne;
+pub struct LenOffByOne;
 
-impl Mutator for RangeOffByOne {
+impl AstMutator for LenOffByOne {
     fn name(&self) -> &str {
-        "custom/range_off_by_one"
+        "custom/len_off_by_one"
     }
 
-    fn mutate(&self, file: &SourceFile, entity: &Entity, _seed: u64) -> Vec<Mutation> {
-        let body = file.slice(entity.range);
+    fn mutate(&self, cx: &AstContext<'_>, _seed: u64) -> Vec<Mutation> {
         let mut out = Vec::new();
-        for (pos, _) in body.match_indices("range(") {
-            let open = entity.range.start + pos + "range(".len();
-            // Find the matching `)` of a single-argument call.
-            let rest = &file.text[open..entity.range.end];
-            let Some(close) = rest.find(')') else {
+        for expr in cx.expressions() {
+            let Expr::Call(call) = expr else { continue };
+            let Expr::Name(name) = &*call.func else {
                 continue;
             };
-            let arg = &rest[..close];
-            if arg.is_empty() || arg.contains([',', '(']) {
+            if name.id.as_str() != "len" || call.arguments.args.len() != 1 {
                 continue;
             }
-            out.push(Mutation {
-                file: file.path.clone(),
-                edits: vec![Edit::insertion(" - 1", open + close)],
-                strategy: self.name().to_string(),
-                description: format!("range({arg}) stops one short in {}", entity.qualname),
-                entities: vec![entity.id()],
-            });
+            let edit = cx.replace(expr, format!("({} - 1)", cx.text(expr)));
+            out.push(cx.mutation(self.name(), vec![edit], "a length is one short"));
         }
         out
     }
 }
 
-fn try_main() -> Result<(), Box<dyn std::error::Error>> {
-    let repo = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "examples/demo-repo".into());
-    let root = std::path::Path::new(&repo);
-    let files = python_files(root, &FileOptions::default())?;
-    let mut mutators = procedural_mutators();
-    mutators.push(Box::new(RangeOffByOne));
-    let options = GenerateOptions {
-        strategies: Some(vec!["custom/range_off_by_one".into()]),
-        ..Default::default()
-    };
-    let generated = generate(root, "local/demo", "0000000", &files, &mutators, &options)?;
-    for c in &generated.candidates {
-        println!("{} {}", &c.id[..8], c.description);
-    }
-    println!(
-        "{} candidates from {} files",
-        generated.candidates.len(),
-        generated.files
-    );
-    Ok(())
+/// Run the pipeline on `repo` with only the custom mutator, writing to
+/// `out` (virtualenvs cached in `cache`, if given).
+pub fn custom_mutator_run(repo: &Path, out: &Path, cache: Option<&Path>) -> smith::Result<Summary> {
+    let mut config = Config::new(repo, out);
+    config.cache_dir = cache.map(Path::to_path_buf);
+    config.strategies = Some(vec!["custom/len_off_by_one".into()]);
+    config.max_candidates = Some(4);
+    config.baseline_runs = 2;
+    Pipeline::new(config)
+        .add_mutator(Arc::from(ast_mutator(LenOffByOne)))
+        .run()
 }
 
-fn main() {
-    if let Err(err) = try_main() {
-        eprintln!("error: {err}");
-        let mut source = err.source();
-        while let Some(s) = source {
-            eprintln!("  caused by: {s}");
-            source = s.source();
-        }
-        std::process::exit(1);
-    }
+#[allow(dead_code)]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let repo = args.next().unwrap_or_else(|| "examples/demo-repo".into());
+    let out = args
+        .next()
+        .unwrap_or_else(|| "smith-out/custom-mutator".into());
+    let summary = custom_mutator_run(Path::new(&repo), Path::new(&out), None)?;
+    println!(
+        "{} candidates, {} validated, {} kept, {} instances in {}",
+        summary.candidates,
+        summary.validated,
+        summary.kept,
+        summary.instances,
+        summary.instances_path.display()
+    );
+    Ok(())
 }

@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use smith_core::{
-    Baseline, Candidate, Error, FailingTest, IssueContext, IssueWriter, Result, RunOptions,
-    Sandbox, Shard, SourceFile, TaskInstance, TestId, Validation, Verdict,
+    Baseline, Candidate, Completion, CompletionParams, Error, Executor, FailingTest, IssueContext,
+    IssueWriter, LanguageModel, Message, Mutator, Result, RunOptions, Sandbox, Shard, SourceFile,
+    TaskInstance, TestId, Validation, Verdict,
 };
 use smith_env::Environment;
-use smith_mutate::{GenerateOptions, Generated};
+use smith_mutate::{GenerateOptions, Generated, LmStrategy};
 use smith_validate::{CoverageMap, PytestExecutor, SelectionMode, ValidateOptions};
 
 use crate::repo::{open_repo_checked, RepoInfo, RUN_RECORD};
@@ -57,8 +58,26 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Seed for every random choice.
     pub seed: u64,
-    /// Only these strategies (default: all procedural ones).
+    /// Only these strategies, by name or group (default: every mutator
+    /// of the pipeline, then combining). Groups: `procedural` (every
+    /// mutator: the built-in catalogue and any added), `combine`
+    /// (`combine_file`, `combine_module`), `lm` (`lm_modify`,
+    /// `lm_rewrite`). Single names: a mutator's name (`func_pm_*`),
+    /// `combine_file`, `combine_module`, `lm_modify`, `lm_rewrite`,
+    /// `pr_mirror`, `feature_add`. Unknown names are refused before any
+    /// stage runs; see [`Pipeline::plan`].
     pub strategies: Option<Vec<String>>,
+    /// LM strategies: at most this many entities are sent to the model,
+    /// per strategy (chosen deterministically by seed).
+    pub lm_entities: usize,
+    /// `pr_mirror`: at most this many commits of the history, newest first.
+    pub pr_mirror_commits: usize,
+    /// `feature_add`: the features the model is asked to add, one session
+    /// each.
+    pub features: Vec<String>,
+    /// Prices of the language model in currency units per 1,000 prompt and
+    /// completion tokens, for the summary's cost (`None`: cost unknown).
+    pub lm_prices: Option<(f64, f64)>,
     /// Validate at most this many candidates (chosen deterministically).
     pub max_candidates: Option<usize>,
     /// At most this many mutations per entity and strategy.
@@ -115,6 +134,10 @@ impl Config {
             cache_dir: None,
             seed: 0,
             strategies: None,
+            lm_entities: 20,
+            pr_mirror_commits: 200,
+            features: Vec::new(),
+            lm_prices: None,
             max_candidates: None,
             max_per_entity: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -171,8 +194,13 @@ pub struct Prepared {
     pub env: Environment,
     /// The sandbox that makes workspaces.
     pub sandbox: Arc<dyn Sandbox>,
-    /// The test runner.
-    pub executor: PytestExecutor,
+    /// The test runner every candidate is validated with (smith's pytest
+    /// executor unless the pipeline was given another).
+    pub executor: Arc<dyn Executor>,
+    /// The baseline's test runners: runs alternate between them.
+    baseline_executors: Vec<Arc<dyn Executor>>,
+    /// smith's pytest executor: it maps coverage and counts forked runs.
+    pytest: PytestExecutor,
     /// This process's hold on the output directory.
     _lock: OutDirLock,
 }
@@ -236,8 +264,32 @@ pub struct Summary {
     /// With `--confirm`: share of kept candidates whose full-suite labels agree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_agreement: Option<f64>,
+    /// What the language model strategies spent.
+    #[serde(default)]
+    pub lm: LmUsage,
     /// Where the task instances are.
     pub instances_path: PathBuf,
+}
+
+/// Requests and tokens spent on a language model by the bug strategies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LmUsage {
+    /// The model's name (empty when no model was used).
+    pub model: String,
+    /// Completions asked for (cached answers included).
+    pub requests: u64,
+    /// Of those, answered from a cache.
+    pub cached: u64,
+    /// Failed requests.
+    pub failures: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// What the tokens cost at [`Config::lm_prices`] (`None`: no prices).
+    pub cost: Option<f64>,
+    /// Per LM strategy, answers rejected before validation, by reason.
+    pub rejected: BTreeMap<String, BTreeMap<String, usize>>,
 }
 
 /// The summary of `smith validate`, also written to `validate-summary.json`.
@@ -282,16 +334,76 @@ pub struct ValidateSummary {
     pub confirm_agreement: Option<f64>,
     /// Where the validations are.
     pub validations_path: PathBuf,
+    /// Task instances written for the kept candidates (all of them, earlier
+    /// invocations' included).
+    #[serde(default)]
+    pub instances: usize,
+    /// Where the task instances are.
+    #[serde(default)]
+    pub instances_path: PathBuf,
 }
 
+/// Turns the pipeline's sandbox or executor into another (a wrapper).
+type Wrap<T> = Box<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
+
 /// The pipeline over one repository.
+///
+/// Every plug point can be given as a trait object: mutators
+/// ([`Pipeline::mutators`], [`Pipeline::add_mutator`]), the sandbox
+/// ([`Pipeline::sandbox`], [`Pipeline::wrap_sandbox`]), the executor
+/// ([`Pipeline::executor`], [`Pipeline::wrap_executor`]), the issue writer
+/// and the language model. [`Pipeline::run`] — resume, sharding, sampling,
+/// combining, the summary — works the same with any of them.
 pub struct Pipeline {
     config: Config,
     on_event: Box<dyn Fn(&Event) + Send + Sync>,
     issue_writer: Arc<dyn IssueWriter>,
+    mutators: Vec<Arc<dyn Mutator>>,
+    sandbox: Option<Arc<dyn Sandbox>>,
+    wrap_sandbox: Option<Wrap<dyn Sandbox>>,
+    executor: Option<Arc<dyn Executor>>,
+    wrap_executor: Option<Wrap<dyn Executor>>,
+    language_model: Option<Arc<dyn LanguageModel>>,
+    lm_usage: Arc<Mutex<LmUsage>>,
     /// Every warning emitted, for the summary.
     warnings: Mutex<Vec<String>>,
 }
+
+/// The stages a run's strategies select (see [`Config::strategies`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Mutators to run, by name (empty: no procedural stage).
+    pub mutators: Vec<String>,
+    /// Combine kept bugs of one file.
+    pub combine_file: bool,
+    /// Combine kept bugs of one package.
+    pub combine_module: bool,
+    /// `lm_modify`: the model plants a bug in a function or class.
+    pub lm_modify: bool,
+    /// `lm_rewrite`: the model re-implements a function.
+    pub lm_rewrite: bool,
+    /// `pr_mirror`: undo commits of the repository's history.
+    pub pr_mirror: bool,
+    /// `feature_add`: the model adds a feature; the tests it breaks make
+    /// the task.
+    pub feature_add: bool,
+}
+
+impl Plan {
+    /// Whether a stage needs a language model.
+    pub fn needs_model(&self) -> bool {
+        self.lm_modify || self.lm_rewrite || self.feature_add
+    }
+
+    /// Whether any LM-driven stage (PR mirroring included) runs.
+    fn uses_model(&self) -> bool {
+        self.needs_model() || self.pr_mirror
+    }
+}
+
+/// The strategy names beside mutators' own, for messages.
+const STAGE_NAMES: &str = "procedural, combine, lm (groups); combine_file, combine_module, \
+     lm_modify, lm_rewrite, pr_mirror, feature_add";
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -328,8 +440,176 @@ impl Pipeline {
             config,
             on_event: Box::new(|_| {}),
             issue_writer: Arc::new(smith_issue::TemplateWriter::new()),
+            mutators: smith_mutate::procedural_mutators()
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
+            sandbox: None,
+            wrap_sandbox: None,
+            executor: None,
+            wrap_executor: None,
+            language_model: None,
+            lm_usage: Arc::default(),
             warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Replace the mutator catalogue (by default smith's procedural
+    /// mutators) with `mutators`.
+    pub fn mutators(mut self, mutators: Vec<Arc<dyn Mutator>>) -> Self {
+        self.mutators = mutators;
+        self
+    }
+
+    /// Add `mutator` to the catalogue. Its name must differ from every
+    /// other mutator's and from the stage names.
+    pub fn add_mutator(mut self, mutator: impl Into<Arc<dyn Mutator>>) -> Self {
+        self.mutators.push(mutator.into());
+        self
+    }
+
+    /// The mutator catalogue.
+    pub fn mutator_names(&self) -> Vec<&str> {
+        self.mutators.iter().map(|m| m.name()).collect()
+    }
+
+    /// Make workspaces with `sandbox` instead of the one [`Config::sandbox`]
+    /// picks. It must hold the repository's clean tree
+    /// ([`Prepared::repo`]) with the environment's interpreter on `PATH`,
+    /// as smith's sandboxes do; most users wrap smith's sandbox instead
+    /// ([`Pipeline::wrap_sandbox`]).
+    pub fn sandbox(mut self, sandbox: Arc<dyn Sandbox>) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Wrap the sandbox the pipeline would use (smith's, or the one given to
+    /// [`Pipeline::sandbox`]) in `wrap`'s: e.g. one that logs commands.
+    pub fn wrap_sandbox(
+        mut self,
+        wrap: impl Fn(Arc<dyn Sandbox>) -> Arc<dyn Sandbox> + Send + Sync + 'static,
+    ) -> Self {
+        self.wrap_sandbox = Some(Box::new(wrap));
+        self
+    }
+
+    /// Run every test with `executor` instead of smith's pytest executor
+    /// (baseline and validation; the coverage map is still made by smith's
+    /// pytest executor).
+    pub fn executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    /// Wrap each executor the pipeline runs tests with (smith's pytest
+    /// executors, or the one given to [`Pipeline::executor`]) in `wrap`'s:
+    /// e.g. one that counts runs. The baseline alternates between a forking
+    /// and a fresh-interpreter executor; each is wrapped.
+    pub fn wrap_executor(
+        mut self,
+        wrap: impl Fn(Arc<dyn Executor>) -> Arc<dyn Executor> + Send + Sync + 'static,
+    ) -> Self {
+        self.wrap_executor = Some(Box::new(wrap));
+        self
+    }
+
+    /// The language model of the LM strategies (`lm_modify`, `lm_rewrite`,
+    /// `feature_add`, and the fallback of `pr_mirror`).
+    pub fn language_model(mut self, model: Arc<dyn LanguageModel>) -> Self {
+        self.language_model = Some(Arc::new(Metered {
+            inner: model,
+            usage: self.lm_usage.clone(),
+        }));
+        self
+    }
+
+    /// The stages [`Config::strategies`] selects, or an
+    /// [`Error::Invalid`] naming an unknown strategy, a mutator named like
+    /// another, or an LM strategy without a language model. Every run
+    /// checks this before its first stage.
+    pub fn plan(&self) -> Result<Plan> {
+        let names = self.mutator_names();
+        let mut seen = BTreeSet::new();
+        for n in &names {
+            if !seen.insert(*n) {
+                return Err(Error::invalid(
+                    "mutators",
+                    format!("two mutators are named `{n}`"),
+                ));
+            }
+        }
+        let mut plan = Plan::default();
+        match &self.config.strategies {
+            None => {
+                plan.mutators = names.iter().map(|n| n.to_string()).collect();
+                plan.combine_file = self.config.combine;
+                plan.combine_module = self.config.combine;
+            }
+            Some(list) => {
+                for raw in list {
+                    let name = raw.trim();
+                    match name {
+                        "procedural" => {
+                            for n in &names {
+                                if !plan.mutators.iter().any(|m| m == n) {
+                                    plan.mutators.push(n.to_string());
+                                }
+                            }
+                        }
+                        "combine" => {
+                            plan.combine_file = true;
+                            plan.combine_module = true;
+                        }
+                        "combine_file" | "combine/file" => plan.combine_file = true,
+                        "combine_module" | "combine/module" => plan.combine_module = true,
+                        "lm" => {
+                            plan.lm_modify = true;
+                            plan.lm_rewrite = true;
+                        }
+                        "lm_modify" | "lm/modify" => plan.lm_modify = true,
+                        "lm_rewrite" | "lm/rewrite" => plan.lm_rewrite = true,
+                        "pr_mirror" => plan.pr_mirror = true,
+                        "feature_add" => plan.feature_add = true,
+                        n if names.contains(&n) => {
+                            if !plan.mutators.iter().any(|m| m == n) {
+                                plan.mutators.push(n.to_string());
+                            }
+                        }
+                        other => {
+                            return Err(Error::invalid(
+                                "strategies",
+                                format!(
+                                    "`{other}` is not a strategy: one of {STAGE_NAMES}, or a mutator ({})",
+                                    names.join(", ")
+                                ),
+                            ))
+                        }
+                    }
+                }
+                if !self.config.combine {
+                    plan.combine_file = false;
+                    plan.combine_module = false;
+                }
+            }
+        }
+        if plan.needs_model() && self.language_model.is_none() {
+            let which: Vec<&str> = [
+                (plan.lm_modify, "lm_modify"),
+                (plan.lm_rewrite, "lm_rewrite"),
+                (plan.feature_add, "feature_add"),
+            ]
+            .into_iter()
+            .filter_map(|(on, n)| on.then_some(n))
+            .collect();
+            return Err(Error::invalid(
+                "strategies",
+                format!(
+                    "{} need a language model (--lm-base-url and --lm-model)",
+                    which.join(", ")
+                ),
+            ));
+        }
+        Ok(plan)
     }
 
     /// Report events to `f`.
@@ -419,14 +699,41 @@ impl Pipeline {
         if let Some(warning) = chosen.warning {
             self.emit(Event::Warning(warning));
         }
-        let sandbox = chosen.sandbox;
-        let executor =
+        let mut sandbox = self.sandbox.clone().unwrap_or(chosen.sandbox);
+        if let Some(wrap) = &self.wrap_sandbox {
+            sandbox = wrap(sandbox);
+        }
+        let pytest =
             PytestExecutor::new("python", env.spec.test_cmd.clone()).forking(self.config.fork);
+        let wrap = |e: Arc<dyn Executor>| match &self.wrap_executor {
+            Some(wrap) => wrap(e),
+            None => e,
+        };
+        let (executor, baseline_executors) = match &self.executor {
+            Some(custom) => (wrap(custom.clone()), vec![wrap(custom.clone())]),
+            // With fork servers, baseline runs alternate between a forked
+            // child and a fresh interpreter, so that a test the two treat
+            // differently is flaky rather than a label (whole-suite runs
+            // never use a collected server).
+            None if pytest.is_forking() => (
+                wrap(Arc::new(pytest.clone())),
+                vec![
+                    wrap(Arc::new(pytest.clone().collected(false))),
+                    wrap(Arc::new(pytest.plain())),
+                ],
+            ),
+            None => (
+                wrap(Arc::new(pytest.clone())),
+                vec![wrap(Arc::new(pytest.clone()))],
+            ),
+        };
         Ok(Prepared {
             repo,
             env,
             sandbox,
             executor,
+            baseline_executors,
+            pytest,
             _lock: lock,
         })
     }
@@ -437,6 +744,13 @@ impl Pipeline {
     /// done, or how fast, not what a record says).
     fn settings(&self, candidates_file: Option<&Path>) -> BTreeMap<String, serde_json::Value> {
         let c = &self.config;
+        let uses_model = self.plan().is_ok_and(|p| p.uses_model()) && candidates_file.is_none();
+        let lm_model = self
+            .language_model
+            .as_ref()
+            .filter(|_| uses_model)
+            .map(|m| m.model().to_string());
+        let lm_entities = uses_model.then_some(c.lm_entities);
         let secs = |d: Duration| serde_json::json!(d.as_secs_f64());
         let lower = |d: &dyn std::fmt::Debug| format!("{d:?}").to_lowercase();
         let candidates = candidates_file.map_or_else(
@@ -470,6 +784,8 @@ impl Pipeline {
             ("combine", serde_json::json!(c.combine)),
             ("combine_per_group", serde_json::json!(c.combine_per_group)),
             ("issue_writer", serde_json::json!(self.issue_writer.name())),
+            ("lm_model", serde_json::json!(lm_model)),
+            ("lm_entities", serde_json::json!(lm_entities)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -606,18 +922,11 @@ impl Pipeline {
             detail: format!("running the whole suite {runs} times"),
         });
         let mut ws = p.sandbox.workspace()?;
-        // With fork servers, runs alternate between a forked child and a
-        // fresh interpreter, so that a test the two treat differently is
-        // flaky rather than a label (whole-suite runs never use a collected
-        // server). At least two runs, each under its own hash seed: tests
-        // whose ids or outcomes depend on hash order are flaky too.
-        let plain = p.executor.plain();
-        let forking = p.executor.clone().collected(false);
-        let executors: Vec<&dyn smith_core::Executor> = if p.executor.is_forking() {
-            vec![&forking, &plain]
-        } else {
-            vec![&p.executor]
-        };
+        // Runs alternate between the baseline's executors (see
+        // `prepare`). At least two runs, each under its own hash seed:
+        // tests whose ids or outcomes depend on hash order are flaky too.
+        let executors: Vec<&dyn Executor> =
+            p.baseline_executors.iter().map(|e| e.as_ref()).collect();
         let baseline = smith_validate::run_baseline_with(
             ws.as_mut(),
             &executors,
@@ -656,7 +965,7 @@ impl Pipeline {
             detail: "one suite run under coverage".into(),
         });
         let mut ws = p.sandbox.workspace()?;
-        let map = match CoverageMap::collect(ws.as_mut(), &p.executor, &RunOptions::default()) {
+        let map = match CoverageMap::collect(ws.as_mut(), &p.pytest, &RunOptions::default()) {
             Ok(map) => map,
             Err(e) => {
                 self.emit(Event::Warning(format!(
@@ -680,39 +989,28 @@ impl Pipeline {
         Ok(Some(record.map))
     }
 
-    /// Generate every candidate and write this shard's to `candidates.jsonl`.
+    /// Generate every candidate of the selected strategies and write this
+    /// shard's to `candidates.jsonl`. `feature_add` needs a baseline: it
+    /// runs only in [`Pipeline::run`].
     pub fn mutate(&self, p: &Prepared) -> Result<Generated> {
-        self.emit(Event::Stage {
-            name: "mutate",
-            detail: "procedural bugs".into(),
-        });
-        let files =
-            smith_mutate::python_files(&p.repo.root, &smith_mutate::FileOptions::default())?;
-        let mutators = smith_mutate::procedural_mutators();
-        let options = GenerateOptions {
-            seed: self.config.seed,
-            strategies: self.config.strategies.clone(),
-            max_per_entity: self
-                .config
-                .max_per_entity
-                .or(GenerateOptions::default().max_per_entity),
-            max_candidates: None,
-            // Sampling (`--max-candidates`) picks from every candidate and only
-            // then keeps this shard's, so that shards of a sampled run add up
-            // to the unsharded sample.
-            shard: Shard::ALL,
-            ..Default::default()
-        };
-        let generated = smith_mutate::generate(
-            &p.repo.root,
-            &p.repo.name,
-            &p.repo.base_commit,
-            &files,
-            &mutators,
-            &options,
-        )?;
-        for s in &generated.skipped {
-            self.emit(Event::Warning(format!("skipped {}: {}", s.path, s.reason)));
+        let plan = self.plan()?;
+        self.mutate_planned(p, &plan, None)
+    }
+
+    fn mutate_planned(
+        &self,
+        p: &Prepared,
+        plan: &Plan,
+        baseline: Option<&Baseline>,
+    ) -> Result<Generated> {
+        let mut generated = self.generate(&p.repo, plan)?;
+        if plan.feature_add {
+            match baseline {
+                Some(baseline) => self.feature_add_stage(p, baseline, &mut generated)?,
+                None => self.emit(Event::Warning(
+                    "feature_add runs the suite: it needs the baseline of a whole run".into(),
+                )),
+            }
         }
         let mine: Vec<&Candidate> = generated
             .candidates
@@ -721,6 +1019,280 @@ impl Pipeline {
             .collect();
         store::write_jsonl(&self.path("candidates.jsonl"), &mine)?;
         Ok(generated)
+    }
+
+    /// The candidates of the plan's stages that need no environment, on
+    /// `repo`'s clean tree: the mutators, `lm_modify`, `lm_rewrite` and
+    /// `pr_mirror` (every shard's; sampling and sharding come later).
+    pub fn generate(&self, repo: &RepoInfo, plan: &Plan) -> Result<Generated> {
+        let mut generated = Generated::default();
+        if !plan.mutators.is_empty() {
+            self.emit(Event::Stage {
+                name: "mutate",
+                detail: format!("{} procedural mutators", plan.mutators.len()),
+            });
+            let files =
+                smith_mutate::python_files(&repo.root, &smith_mutate::FileOptions::default())?;
+            let mutators: Vec<Box<dyn Mutator>> = self
+                .mutators
+                .iter()
+                .map(|m| Box::new(m.clone()) as Box<dyn Mutator>)
+                .collect();
+            let options = GenerateOptions {
+                seed: self.config.seed,
+                strategies: Some(plan.mutators.clone()),
+                max_per_entity: self
+                    .config
+                    .max_per_entity
+                    .or(GenerateOptions::default().max_per_entity),
+                max_candidates: None,
+                // Sampling (`--max-candidates`) picks from every candidate and only
+                // then keeps this shard's, so that shards of a sampled run add up
+                // to the unsharded sample.
+                shard: Shard::ALL,
+                ..Default::default()
+            };
+            generated = smith_mutate::generate(
+                &repo.root,
+                &repo.name,
+                &repo.base_commit,
+                &files,
+                &mutators,
+                &options,
+            )?;
+            for s in &generated.skipped {
+                self.emit(Event::Warning(format!("skipped {}: {}", s.path, s.reason)));
+            }
+        }
+        if plan.lm_modify {
+            self.lm_stage(repo, LmStrategy::Modify, &mut generated)?;
+        }
+        if plan.lm_rewrite {
+            self.lm_stage(repo, LmStrategy::Rewrite, &mut generated)?;
+        }
+        if plan.pr_mirror {
+            self.pr_mirror_stage(repo, &mut generated)?;
+        }
+        Ok(generated)
+    }
+
+    /// `lm_modify` / `lm_rewrite`: up to [`Config::lm_entities`] entities,
+    /// chosen by seed, each sent to the model once.
+    fn lm_stage(&self, repo: &RepoInfo, strategy: LmStrategy, out: &mut Generated) -> Result<()> {
+        let model = self
+            .language_model
+            .as_deref()
+            .ok_or_else(|| Error::invalid("strategies", "LM strategies need a language model"))?;
+        let stage = strategy.name().replace('/', "_");
+        let filter = smith_mutate::EntityFilter::default();
+        let mut sites: Vec<(Arc<SourceFile>, smith_core::Entity)> = Vec::new();
+        for path in smith_mutate::python_files(&repo.root, &smith_mutate::FileOptions::default())? {
+            let Ok(text) = std::fs::read_to_string(smith_core::join_rel(&repo.root, &path)) else {
+                continue;
+            };
+            let file = Arc::new(SourceFile::new(path, text));
+            let Ok(entities) = smith_mutate::extract_entities(&file) else {
+                continue;
+            };
+            for e in entities {
+                let fits =
+                    strategy == LmStrategy::Modify || e.kind != smith_core::EntityKind::Class;
+                if fits && filter.accepts(&e) {
+                    sites.push((file.clone(), e));
+                }
+            }
+        }
+        let seed = self.config.seed.to_le_bytes();
+        sites.sort_by_key(|(_, e)| {
+            smith_core::stable_hash(&[&seed, stage.as_bytes(), e.id().as_bytes()])
+        });
+        sites.truncate(self.config.lm_entities);
+        self.emit(Event::Stage {
+            name: "lm",
+            detail: format!("{stage}: {} entities to {}", sites.len(), model.model()),
+        });
+        let prompts = smith_mutate::Prompts::default();
+        let params = CompletionParams {
+            seed: Some(self.config.seed),
+            ..CompletionParams::default()
+        };
+        let request = smith_mutate::LmRequest {
+            repo: &repo.name,
+            base_commit: &repo.base_commit,
+            prompts: &prompts,
+            params: &params,
+        };
+        use rayon::prelude::*;
+        let done = Mutex::new(0usize);
+        let outcomes: Vec<Result<smith_mutate::LmOutcome>> = sites
+            .par_iter()
+            .map(|(file, entity)| {
+                let outcome = smith_mutate::lm_bug(model, strategy, file, entity, &request);
+                let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                *done += 1;
+                self.emit(Event::Progress {
+                    stage: "lm",
+                    done: *done,
+                    total: sites.len(),
+                    kept: 0,
+                });
+                outcome
+            })
+            .collect();
+        let mut lm_stats = smith_mutate::LmStats::default();
+        let mut candidates = Vec::new();
+        for outcome in outcomes {
+            let outcome = outcome?;
+            lm_stats.record(&outcome);
+            if let smith_mutate::LmOutcome::Candidate(c) = outcome {
+                candidates.push(c);
+            }
+        }
+        let stats = out.stats.entry(strategy.name().to_string()).or_default();
+        stats.proposed += lm_stats.asked;
+        for (reason, n) in &lm_stats.rejected {
+            match reason {
+                smith_mutate::Rejection::Unparsable => stats.unparsable += n,
+                smith_mutate::Rejection::Unchanged => stats.unchanged += n,
+                _ => stats.invalid_edit += n,
+            }
+        }
+        {
+            let mut usage = self.lm_usage.lock().unwrap_or_else(|e| e.into_inner());
+            let rejected = usage.rejected.entry(stage.clone()).or_default();
+            for (reason, n) in &lm_stats.rejected {
+                *rejected.entry(reason.label().to_string()).or_default() += n;
+            }
+        }
+        let asked = lm_stats.asked;
+        let accepted = push_new(out, strategy.name(), candidates);
+        if asked > 0 && accepted == 0 {
+            self.emit(Event::Warning(format!(
+                "{stage}: none of {asked} answers of {} was a usable bug",
+                model.model()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `pr_mirror`: each commit of the repository's history whose library
+    /// change can be undone on the clean tree is a candidate. A repository
+    /// without history gets a warning, and the other strategies go on.
+    fn pr_mirror_stage(&self, repo: &RepoInfo, out: &mut Generated) -> Result<()> {
+        self.emit(Event::Stage {
+            name: "pr_mirror",
+            detail: format!(
+                "undoing up to {} commits of the history",
+                self.config.pr_mirror_commits
+            ),
+        });
+        if repo.snapshot {
+            self.emit(Event::Warning(format!(
+                "pr_mirror: {} is not a clean git repository, so it has no history of its own \
+                 (smith snapshotted its files): no PR mirror candidates",
+                self.config.repo.display()
+            )));
+            return Ok(());
+        }
+        let commits = match crate::history::commits(&repo.root, Some(self.config.pr_mirror_commits))
+        {
+            Ok(commits) => commits,
+            Err(e) => {
+                self.emit(Event::Warning(format!(
+                    "pr_mirror: no history to mirror: {e}"
+                )));
+                return Ok(());
+            }
+        };
+        // A commit that only adds files (the first one, typically) would
+        // undo into deleting them: no bug anyone could fix.
+        let commits: Vec<_> = commits
+            .into_iter()
+            .filter(|c| {
+                !smith_mutate::library_part(&c.diff)
+                    .is_ok_and(|fs| fs.iter().all(|f| f.old_path.is_none()))
+            })
+            .collect();
+        if commits.is_empty() {
+            self.emit(Event::Warning(format!(
+                "pr_mirror: {} has no commit that changes library code (besides adding it): no PR mirror candidates",
+                repo.name
+            )));
+            return Ok(());
+        }
+        let current =
+            |path: &str| std::fs::read_to_string(smith_core::join_rel(&repo.root, path)).ok();
+        let options = smith_mutate::MirrorOptions::new(&repo.name, &repo.base_commit);
+        let (candidates, skipped) = smith_mutate::mirror_history(
+            &commits,
+            &current,
+            self.language_model.as_deref(),
+            &options,
+        )?;
+        let stats = out.stats.entry("pr_mirror".to_string()).or_default();
+        stats.proposed += commits.len();
+        stats.invalid_edit += skipped.values().sum::<usize>();
+        push_new(out, "pr_mirror", candidates);
+        Ok(())
+    }
+
+    /// `feature_add`: one agent session per [`Config::features`] entry, on a
+    /// fresh workspace; a session that breaks tests is a candidate.
+    fn feature_add_stage(
+        &self,
+        p: &Prepared,
+        baseline: &Baseline,
+        out: &mut Generated,
+    ) -> Result<()> {
+        let Some(model) = self.language_model.as_deref() else {
+            return Ok(());
+        };
+        if self.config.features.is_empty() {
+            self.emit(Event::Warning(
+                "feature_add: no features to add (Config::features / --feature): no candidates"
+                    .into(),
+            ));
+            return Ok(());
+        }
+        self.emit(Event::Stage {
+            name: "feature_add",
+            detail: format!("{} features", self.config.features.len()),
+        });
+        let options = smith_mutate::FeatureAddOptions::new(&p.repo.name, &p.repo.base_commit);
+        let mut candidates = Vec::new();
+        for feature in &self.config.features {
+            let mut ws = p.sandbox.workspace()?;
+            let outcome = smith_mutate::feature_add(
+                model,
+                ws.as_mut(),
+                p.executor.as_ref(),
+                baseline,
+                feature,
+                &options,
+            )?;
+            candidates.extend(outcome.candidate);
+        }
+        let stats = out.stats.entry("feature_add".to_string()).or_default();
+        stats.proposed += self.config.features.len();
+        push_new(out, "feature_add", candidates);
+        Ok(())
+    }
+
+    /// What the LM strategies spent so far.
+    pub fn lm_usage(&self) -> LmUsage {
+        let mut usage = self
+            .lm_usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(model) = &self.language_model {
+            usage.model = model.model().to_string();
+        }
+        usage.cost = self.config.lm_prices.map(|(prompt, completion)| {
+            (usage.prompt_tokens as f64 * prompt + usage.completion_tokens as f64 * completion)
+                / 1000.0
+        });
+        usage
     }
 
     /// Choose which candidates to validate: all of them, or `max_candidates`
@@ -820,7 +1392,7 @@ impl Pipeline {
         let started = Instant::now();
         smith_validate::validate(
             p.sandbox.as_ref(),
-            &p.executor,
+            p.executor.as_ref(),
             baseline,
             coverage,
             &todo,
@@ -871,6 +1443,23 @@ impl Pipeline {
         candidates: &[Candidate],
         validations: &[Validation],
     ) -> Result<(Vec<Candidate>, Vec<Validation>)> {
+        let plan = Plan {
+            combine_file: true,
+            combine_module: true,
+            ..Plan::default()
+        };
+        self.combine_planned(p, baseline, coverage, candidates, validations, &plan)
+    }
+
+    fn combine_planned(
+        &self,
+        p: &Prepared,
+        baseline: &Baseline,
+        coverage: Option<&CoverageMap>,
+        candidates: &[Candidate],
+        validations: &[Validation],
+        plan: &Plan,
+    ) -> Result<(Vec<Candidate>, Vec<Validation>)> {
         let kept = smith_mutate::kept_with_f2p(candidates, validations);
         let f2p_of: BTreeMap<&str, &BTreeSet<TestId>> =
             kept.iter().map(|(c, f)| (c.id.as_str(), f)).collect();
@@ -886,10 +1475,11 @@ impl Pipeline {
         }
         let kept_refs: Vec<&Candidate> = kept.iter().map(|(c, _)| *c).collect();
         let mut combos = Vec::new();
-        for scope in [
-            smith_mutate::CombineScope::File,
-            smith_mutate::CombineScope::Module,
-        ] {
+        let scopes = [
+            (plan.combine_file, smith_mutate::CombineScope::File),
+            (plan.combine_module, smith_mutate::CombineScope::Module),
+        ];
+        for scope in scopes.into_iter().filter_map(|(on, s)| on.then_some(s)) {
             let options = smith_mutate::CombineOptions {
                 scope,
                 seed: self.config.seed,
@@ -1056,13 +1646,21 @@ impl Pipeline {
             Some(path) => Some(store::read_jsonl::<Candidate>(path)?),
             None => None,
         };
+        // Unknown strategies fail before any stage runs.
+        let plan = match from_file {
+            Some(_) => None,
+            None => Some(self.plan()?),
+        };
         let p = self.prepare_with(candidates_file)?;
         let baseline = self.baseline(&p)?;
         self.check_environment(&p, &baseline)?;
         let coverage = self.coverage(&p)?;
         let all = match from_file {
             Some(candidates) => candidates,
-            None => self.mutate(&p)?.candidates,
+            None => {
+                let plan = plan.as_ref().expect("planned above");
+                self.mutate_planned(&p, plan, Some(&baseline))?.candidates
+            }
         };
         let selected: Vec<Candidate> = self
             .select_candidates(&all)
@@ -1071,6 +1669,8 @@ impl Pipeline {
             .collect();
         let (validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
+        // Kept candidates become task instances, as in `run`.
+        let (instances, _) = self.write_instances(&p, &selected, &validations)?;
         let tally = tally(&validations);
         let kept = tally.f2p.len();
         let summary = ValidateSummary {
@@ -1089,9 +1689,11 @@ impl Pipeline {
             warnings: self.warnings(),
             seconds: started.elapsed().as_secs_f64(),
             seconds_per_candidate: secs / validated_now.max(1) as f64,
-            forked_runs: p.executor.served_runs(),
+            forked_runs: p.pytest.served_runs(),
             confirm_agreement: tally.confirm_agreement,
             validations_path: self.path("validations.jsonl"),
+            instances: instances.len(),
+            instances_path: self.path("instances.jsonl"),
         };
         store::write_json(&self.path("validate-summary.json"), &summary)?;
         Ok(summary)
@@ -1100,11 +1702,13 @@ impl Pipeline {
     /// The whole pipeline.
     pub fn run(&self) -> Result<Summary> {
         let started = Instant::now();
+        // Unknown strategies fail before any stage runs.
+        let plan = self.plan()?;
         let p = self.prepare()?;
         let baseline = self.baseline(&p)?;
         self.check_environment(&p, &baseline)?;
         let coverage = self.coverage(&p)?;
-        let generated = self.mutate(&p)?;
+        let generated = self.mutate_planned(&p, &plan, Some(&baseline))?;
         let selected: Vec<Candidate> = self
             .select_candidates(&generated.candidates)
             .into_iter()
@@ -1113,13 +1717,20 @@ impl Pipeline {
         let (mut validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
         let mut selected = selected;
-        if self.config.combine && self.config.shard.count > 1 {
+        let combining = plan.combine_file || plan.combine_module;
+        if combining && self.config.shard.count > 1 {
             self.emit(Event::Warning(
                 "combining needs every kept bug at once: skipped in a sharded run".into(),
             ));
-        } else if self.config.combine {
-            let (combined, combined_validations) =
-                self.combine(&p, &baseline, coverage.as_ref(), &selected, &validations)?;
+        } else if combining {
+            let (combined, combined_validations) = self.combine_planned(
+                &p,
+                &baseline,
+                coverage.as_ref(),
+                &selected,
+                &validations,
+                &plan,
+            )?;
             selected.extend(combined);
             validations.extend(combined_validations);
         }
@@ -1139,10 +1750,56 @@ impl Pipeline {
         );
         let summary = Summary {
             warnings: self.warnings(),
+            lm: self.lm_usage(),
             ..summary
         };
         store::write_json(&self.path("summary.json"), &summary)?;
         Ok(summary)
+    }
+}
+
+/// Add `candidates` not yet in `out` and count them as emitted under
+/// `strategy`; returns how many were new.
+fn push_new(out: &mut Generated, strategy: &str, candidates: Vec<Candidate>) -> usize {
+    let mut seen: BTreeSet<String> = out.candidates.iter().map(|c| c.id.clone()).collect();
+    let mut added = 0;
+    for c in candidates {
+        if seen.insert(c.id.clone()) {
+            out.candidates.push(c);
+            added += 1;
+        } else {
+            out.stats.entry(strategy.to_string()).or_default().duplicate += 1;
+        }
+    }
+    out.stats.entry(strategy.to_string()).or_default().emitted += added;
+    added
+}
+
+/// A language model whose requests and tokens are counted.
+#[derive(Debug)]
+struct Metered {
+    inner: Arc<dyn LanguageModel>,
+    usage: Arc<Mutex<LmUsage>>,
+}
+
+impl LanguageModel for Metered {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn complete(&self, messages: &[Message], params: &CompletionParams) -> Result<Completion> {
+        let result = self.inner.complete(messages, params);
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        usage.requests += 1;
+        match &result {
+            Ok(c) => {
+                usage.cached += u64::from(c.cached);
+                usage.prompt_tokens += c.prompt_tokens;
+                usage.completion_tokens += c.completion_tokens;
+            }
+            Err(_) => usage.failures += 1,
+        }
+        result
     }
 }
 
@@ -1308,6 +1965,7 @@ fn summarize(
         baseline_tests: pass_rate(baseline).1,
         baseline_pass_rate: pass_rate(baseline).2,
         warnings: Vec::new(),
+        lm: LmUsage::default(),
         seconds: elapsed.as_secs_f64(),
         seconds_per_candidate,
         confirm_agreement: tally.confirm_agreement,

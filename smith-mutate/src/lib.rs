@@ -18,6 +18,7 @@
 //! assert_eq!(mutation.apply(&file.text).unwrap(), "def inc(x):\n    return x - 1\n");
 //! ```
 
+pub mod ast;
 mod combine;
 mod entities;
 mod feature_add;

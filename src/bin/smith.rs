@@ -68,7 +68,10 @@ struct Common {
     /// Seed for every random choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Only these strategies (comma-separated).
+    /// Only these strategies (comma-separated): groups `procedural`,
+    /// `combine`, `lm`, or single names (`func_pm_*`, `combine_file`,
+    /// `combine_module`, `lm_modify`, `lm_rewrite`, `pr_mirror`,
+    /// `feature_add`). Default: procedural, then combine.
     #[arg(long, value_delimiter = ',')]
     strategies: Option<Vec<String>>,
     /// At most this many mutations per entity and strategy.
@@ -248,9 +251,12 @@ struct ValidateArgs {
     common: Common,
     #[command(flatten)]
     validation: ValidationFlags,
+    #[command(flatten)]
+    lm: LmArgs,
 }
 
-/// An OpenAI-compatible chat endpoint, for `--issue lm`.
+/// An OpenAI-compatible chat endpoint, for `--issue lm` and the LM
+/// strategies.
 #[derive(Args, Debug)]
 struct LmArgs {
     /// Base URL of the endpoint (e.g. `http://127.0.0.1:8000/v1`).
@@ -265,6 +271,39 @@ struct LmArgs {
     /// Cache replies here, so a re-run sends nothing (default: <out>/lm-cache).
     #[arg(long)]
     lm_cache: Option<PathBuf>,
+    /// LM strategies: at most this many entities sent to the model per
+    /// strategy.
+    #[arg(long, default_value_t = 20)]
+    lm_entities: usize,
+    /// Price per 1,000 prompt tokens, for the summary's cost.
+    #[arg(long)]
+    lm_price_prompt: Option<f64>,
+    /// Price per 1,000 completion tokens, for the summary's cost.
+    #[arg(long)]
+    lm_price_completion: Option<f64>,
+    /// `feature_add`: a feature the model is asked to add (repeatable).
+    #[arg(long = "feature")]
+    features: Vec<String>,
+}
+
+impl LmArgs {
+    /// The LM settings of `config`, and the model on `pipeline` when an
+    /// endpoint is given.
+    fn apply(&self, config: &mut Config) {
+        config.lm_entities = self.lm_entities;
+        config.features = self.features.clone();
+        config.lm_prices = match (self.lm_price_prompt, self.lm_price_completion) {
+            (None, None) => None,
+            (p, c) => Some((p.unwrap_or(0.0), c.unwrap_or(0.0))),
+        };
+    }
+
+    fn attach(&self, pipeline: Pipeline, out: &Path) -> anyhow::Result<Pipeline> {
+        Ok(match lm_client(self, out)? {
+            Some(model) => pipeline.language_model(model),
+            None => pipeline,
+        })
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -298,6 +337,8 @@ struct MutateArgs {
     out: PathBuf,
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    lm: LmArgs,
 }
 
 #[derive(Args, Debug)]
@@ -630,7 +671,11 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
     let mut config = config_from(&args.repo, &args.out, &args.common)?;
     args.validation.apply(&mut config)?;
     config.combine = !args.no_combine;
-    let mut pipeline = Pipeline::new(config).on_event(progress_sink(json));
+    args.lm.apply(&mut config);
+    let mut pipeline = args
+        .lm
+        .attach(Pipeline::new(config), &args.out)?
+        .on_event(progress_sink(json));
     match args.issue {
         IssueArg::Lm => pipeline = pipeline.issue_writer(lm_writer(&args.lm, &args.out)?),
         IssueArg::Template if args.list_failing_tests => {
@@ -654,7 +699,10 @@ fn run(args: &RunArgs, json: bool) -> anyhow::Result<()> {
 fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
     let mut config = config_from(&args.repo, &args.out, &args.common)?;
     args.validation.apply(&mut config)?;
-    let summary = Pipeline::new(config)
+    args.lm.apply(&mut config);
+    let summary = args
+        .lm
+        .attach(Pipeline::new(config), &args.out)?
         .on_event(progress_sink(json))
         .validate_candidates(args.candidates.as_deref())
         .with_context(|| format!("smith validate {}", args.repo.display()))?;
@@ -685,6 +733,11 @@ fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
     print_verdicts(&summary.verdicts, summary.confirm_agreement);
     print_warnings(&summary.warnings);
     println!("validations  {}", summary.validations_path.display());
+    println!(
+        "tasks        {} instances in {}",
+        summary.instances,
+        summary.instances_path.display()
+    );
     println!("took         {:.1} s", summary.seconds);
     Ok(())
 }
@@ -694,15 +747,47 @@ fn lm_writer(args: &LmArgs, out: &std::path::Path) -> anyhow::Result<Arc<dyn smi
     let (Some(url), Some(model)) = (&args.lm_base_url, &args.lm_model) else {
         return Err(Error::invalid("--issue lm", "needs --lm-base-url and --lm-model").into());
     };
-    let mut config = smith::issue::OpenAiConfig::new(url.clone(), model.clone());
+    Ok(Arc::new(smith::issue::LmIssueWriter::new(openai_client(
+        args, url, model, out,
+    )?)))
+}
+
+/// The model of the LM strategies, when `--lm-base-url` and `--lm-model`
+/// are given.
+#[cfg(feature = "lm")]
+fn lm_client(
+    args: &LmArgs,
+    out: &std::path::Path,
+) -> anyhow::Result<Option<Arc<dyn smith::LanguageModel>>> {
+    let (Some(url), Some(model)) = (&args.lm_base_url, &args.lm_model) else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(openai_client(args, url, model, out)?)))
+}
+
+#[cfg(not(feature = "lm"))]
+fn lm_client(
+    _: &LmArgs,
+    _: &std::path::Path,
+) -> anyhow::Result<Option<Arc<dyn smith::LanguageModel>>> {
+    Ok(None)
+}
+
+#[cfg(feature = "lm")]
+fn openai_client(
+    args: &LmArgs,
+    url: &str,
+    model: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<smith::issue::OpenAiClient> {
+    let mut config = smith::issue::OpenAiConfig::new(url, model);
     config.api_key_env = std::env::var_os(&args.lm_key_env).map(|_| args.lm_key_env.clone());
     config.cache_dir = Some(
         args.lm_cache
             .clone()
             .unwrap_or_else(|| out.join("lm-cache")),
     );
-    let client = smith::issue::OpenAiClient::new(config)?;
-    Ok(Arc::new(smith::issue::LmIssueWriter::new(client)))
+    Ok(smith::issue::OpenAiClient::new(config)?)
 }
 
 #[cfg(not(feature = "lm"))]
@@ -778,6 +863,20 @@ fn print_summary(s: &Summary) {
         );
     }
     print_verdicts(&s.verdicts, s.confirm_agreement);
+    if s.lm.requests > 0 {
+        let cost =
+            s.lm.cost
+                .map_or_else(String::new, |c| format!(", cost {c:.4}"));
+        println!(
+            "lm           {}: {} requests ({} cached, {} failed), {} prompt + {} completion tokens{cost}",
+            s.lm.model,
+            s.lm.requests,
+            s.lm.cached,
+            s.lm.failures,
+            s.lm.prompt_tokens,
+            s.lm.completion_tokens
+        );
+    }
     if !s.skipped_files.is_empty() {
         println!("skipped      {} files:", s.skipped_files.len());
         for f in &s.skipped_files {
@@ -881,38 +980,31 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
     // The repository copy goes to the output file's directory, which a run
     // may be using.
     let _lock = smith::store::OutDirLock::acquire(&work)?;
+    let mut config = config_from(&args.repo, &work, &args.common)?;
+    args.lm.apply(&mut config);
+    let pipeline = args.lm.attach(Pipeline::new(config), &work)?;
+    // Unknown strategies fail before the repository is copied.
+    let plan = pipeline.plan()?;
     let repo = open_beside_run(&args.repo, args.common.repo_name.as_deref(), &work)?;
-    let files = smith::mutate::python_files(&repo.root, &Default::default())?;
-    let options = smith::mutate::GenerateOptions {
-        seed: args.common.seed,
-        strategies: args.common.strategies.clone(),
-        max_per_entity: args
-            .common
-            .max_per_entity
-            .or(smith::mutate::GenerateOptions::default().max_per_entity),
-        shard: args.common.shard.unwrap_or(Shard::ALL),
-        ..Default::default()
-    };
-    let spinner = if json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
-    };
-    spinner.set_message(format!("mutating {} files", files.len()));
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    let generated = smith::mutate::generate(
-        &repo.root,
-        &repo.name,
-        &repo.base_commit,
-        &files,
-        &smith::mutate::procedural_mutators(),
-        &options,
-    )?;
-    spinner.finish_and_clear();
+    // Warnings reach stderr (and the JSON report) in either mode.
+    let warnings: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen, sink) = (warnings.clone(), progress_sink(json));
+    let pipeline = pipeline.on_event(move |event| {
+        if let Event::Warning(w) = event {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(w.clone());
+            if json {
+                eprintln!("warning: {w}");
+            }
+        }
+        sink(event)
+    });
+    let mut generated = pipeline.generate(&repo, &plan)?;
+    let warnings = warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let shard = args.common.shard.unwrap_or(Shard::ALL);
+    generated.candidates.retain(|c| shard.contains(&c.id));
     smith::store::write_jsonl::<Candidate>(&args.out, &generated.candidates)?;
-    for s in &generated.skipped {
-        eprintln!("warning: skipped {}: {}", s.path, s.reason);
-    }
     if json {
         println!(
             "{}",
@@ -921,6 +1013,7 @@ fn mutate(args: &MutateArgs, json: bool) -> anyhow::Result<()> {
                 "files": generated.files,
                 "entities": generated.entities,
                 "skipped": generated.skipped.iter().map(|s| format!("{}: {}", s.path, s.reason)).collect::<Vec<_>>(),
+                "warnings": warnings,
                 "out": args.out,
             })
         );

@@ -309,7 +309,7 @@ impl Drop for ActiveFile {
 
 /// This thread's parse of `file`: the active file, the last parsed file if
 /// its text is the same, or a fresh parse.
-fn cached_parse(file: &SourceFile) -> Rc<CachedParse> {
+pub(crate) fn cached_parse(file: &SourceFile) -> Rc<CachedParse> {
     let key = (file.text.as_ptr() as usize, file.text.len());
     let active = ACTIVE.with(|a| {
         a.borrow()
@@ -334,7 +334,7 @@ fn cached_parse(file: &SourceFile) -> Rc<CachedParse> {
 }
 
 /// The definition whose range (decorators included) is the entity's.
-fn find_def<'a>(module: &'a ModModule, entity: &Entity) -> Option<Def<'a>> {
+pub(crate) fn find_def<'a>(module: &'a ModModule, entity: &Entity) -> Option<Def<'a>> {
     fn search<'a>(body: &'a [Stmt], start: usize, end: usize) -> Option<Def<'a>> {
         for stmt in body {
             let (s, e) = (stmt.start().to_usize(), stmt.end().to_usize());
