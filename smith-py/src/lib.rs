@@ -103,9 +103,7 @@ fn run(py: Python<'_>, repo: PathBuf, out: PathBuf, options: &str) -> PyResult<S
         serde_json::from_str(options).map_err(|e| bad_input("smith.run options", e))?;
     let mut config = Config::new(repo, out);
     args.apply(&mut config);
-    let summary = py
-        .detach(|| Pipeline::new(config).run())
-        .map_err(py_err)?;
+    let summary = py.detach(|| Pipeline::new(config).run()).map_err(py_err)?;
     serde_json::to_string(&summary).map_err(|e| bad_input("summary", e))
 }
 
@@ -168,12 +166,8 @@ fn load_tasks(
     Ok(instances
         .into_iter()
         .map(|i| Task {
-            inner: gym::Task::from_instance(
-                i,
-                grader.sandbox().clone(),
-                grader.executor().clone(),
-            )
-            .with_run_options(run_options(timeout)),
+            inner: gym::Task::from_instance(i, grader.sandbox().clone(), grader.executor().clone())
+                .with_run_options(run_options(timeout)),
         })
         .collect())
 }
@@ -449,8 +443,16 @@ impl Grade {
         d.set_item("reward", self.reward)?;
         d.set_item("applied", self.applied)?;
         for (key, passed, failed) in [
-            ("FAIL_TO_PASS", &self.fail_to_pass_passed, &self.fail_to_pass_failed),
-            ("PASS_TO_PASS", &self.pass_to_pass_passed, &self.pass_to_pass_failed),
+            (
+                "FAIL_TO_PASS",
+                &self.fail_to_pass_passed,
+                &self.fail_to_pass_failed,
+            ),
+            (
+                "PASS_TO_PASS",
+                &self.pass_to_pass_passed,
+                &self.pass_to_pass_failed,
+            ),
         ] {
             let group = PyDict::new(py);
             group.set_item("success", passed)?;
