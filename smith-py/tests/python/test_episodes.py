@@ -18,7 +18,8 @@ def test_tasks_carry_their_instance(tasks, run_dir):
     assert t.fail_to_pass == r["FAIL_TO_PASS"] and t.fail_to_pass
     assert t.pass_to_pass == r["PASS_TO_PASS"]
     assert t.instance["patch"] == t.patch == r["patch"]
-    # load_tasks also takes the records themselves.
+    # None means the run's instances.jsonl; the records themselves do too.
+    assert [x.instance_id for x in smith.load_tasks(None, run_dir)] == [t.instance_id for t in tasks]
     again = smith.load_tasks(records[:2], run_dir)
     assert [x.instance_id for x in again] == [r["instance_id"] for r in records[:2]]
 
