@@ -5,14 +5,15 @@
 //! reset (only touched files are restored), so a [`Task`] keeps a pool of
 //! them and episodes borrow one.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CommandSpec, Executor, Outcome, Patch, Result, RunOptions, RunOutput, Sandbox, TaskInstance,
-    TestId, TestSelection, Workspace,
+    CommandSpec, Error, Executor, FileChange, Outcome, Patch, Result, RunOptions, RunOutput,
+    Sandbox, TaskInstance, TestId, TestSelection, Workspace,
 };
 
 /// Which of a group of tests passed and which did not.
@@ -82,6 +83,8 @@ struct TaskShared {
     sandbox: Arc<dyn Sandbox>,
     executor: Arc<dyn Executor>,
     pool: Mutex<Vec<Box<dyn Workspace>>>,
+    /// The buggy tree, untouched, that [`Episode::diff`] compares against.
+    reference: OnceLock<Mutex<Box<dyn Workspace>>>,
 }
 
 impl Task {
@@ -99,6 +102,7 @@ impl Task {
                 sandbox,
                 executor,
                 pool: Mutex::new(Vec::new()),
+                reference: OnceLock::new(),
             }),
             options: RunOptions::default(),
         }
@@ -196,6 +200,45 @@ impl Episode {
         self.ws().run(command, options)
     }
 
+    /// The episode's changes to the buggy tree as a patch (what an agent
+    /// submits): every text file of the workspace compared with an
+    /// untouched copy of the buggy tree, skipping version control, caches,
+    /// bytecode and smith's own `.smith/` files. Binary files are left out.
+    pub fn diff(&mut self) -> Result<Patch> {
+        let task = self.task.clone();
+        let shared = &task.shared;
+        let reference = match shared.reference.get() {
+            Some(r) => r,
+            None => {
+                let mut ws = shared.sandbox.workspace()?;
+                ws.apply(&shared.bug)?;
+                // Another thread may have made one meanwhile; either will do.
+                let _ = shared.reference.set(Mutex::new(ws));
+                shared.reference.get().expect("the reference was just set")
+            }
+        };
+        let reference = reference
+            .lock()
+            .map_err(|_| Error::invalid("episode diff", "the reference tree's lock is poisoned"))?;
+        let (old, new) = (reference.root(), self.ws().root().to_path_buf());
+        let mut files = BTreeSet::new();
+        list_files(old, "", &mut files)?;
+        list_files(&new, "", &mut files)?;
+        let mut changes = Vec::new();
+        for rel in &files {
+            let before = read_text(old, rel);
+            let after = read_text(&new, rel);
+            if before != after {
+                changes.push(FileChange {
+                    path: rel.clone(),
+                    before,
+                    after,
+                });
+            }
+        }
+        Ok(Patch::from_changes(&changes))
+    }
+
     /// Run the task's tests on the workspace as it is now.
     pub fn grade_current(&mut self) -> Result<Grade> {
         let task = self.task.clone();
@@ -223,6 +266,40 @@ impl Episode {
         }
         self.grade_current()
     }
+}
+
+/// Directories a diff of a workspace never looks into.
+fn skipped_dir(name: &str) -> bool {
+    name == ".smith" || crate::env::tree::EXCLUDED_DIRS.contains(&name)
+}
+
+/// Every regular file under `root/rel`, by `/`-separated relative path.
+fn list_files(root: &Path, rel: &str, out: &mut BTreeSet<String>) -> Result<()> {
+    let dir = root.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+        if kind.is_dir() {
+            if !skipped_dir(&name) {
+                list_files(root, &path, out)?;
+            }
+        } else if kind.is_file() && !name.ends_with(".pyc") {
+            out.insert(path);
+        }
+    }
+    Ok(())
+}
+
+/// A file's text; `None` when it is missing or not UTF-8.
+fn read_text(root: &Path, rel: &str) -> Option<String> {
+    String::from_utf8(std::fs::read(root.join(rel)).ok()?).ok()
 }
 
 impl Drop for Episode {
