@@ -47,7 +47,11 @@ fi
 DEBOOTSTRAP=$(command -v debootstrap || echo /usr/sbin/debootstrap)
 
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/smith-base.XXXXXX")
-cleanup() { $SUDO rm -rf "$ROOT"; }
+cleanup() {
+  # debootstrap mounts /proc and /sys in the new root; never delete through them.
+  for m in proc sys; do $SUDO umount "$ROOT/$m" 2>/dev/null || true; done
+  $SUDO rm -rf --one-file-system "$ROOT" "$ROOT.log"
+}
 trap cleanup EXIT
 
 start=$(date +%s)
@@ -55,8 +59,7 @@ echo "docker-base: debootstrap $SUITE (minbase) into $ROOT" >&2
 $SUDO "$DEBOOTSTRAP" --variant=minbase \
   --include=python3,python3-venv,python3-pip,python-is-python3,git,ca-certificates \
   "$SUITE" "$ROOT" "$MIRROR" >"$ROOT.log" 2>&1 \
-  || { tail -n 30 "$ROOT.log" >&2; rm -f "$ROOT.log"; exit 1; }
-rm -f "$ROOT.log"
+  || { tail -n 30 "$ROOT.log" >&2; exit 1; }
 
 # Trim what an image never needs: package caches, lists, docs, locales.
 $SUDO rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* \
@@ -64,7 +67,7 @@ $SUDO rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* \
   "$ROOT"/usr/share/locale/* "$ROOT"/var/log/* "$ROOT"/tmp/*
 # pip of Debian refuses system-wide installs (PEP 668); venvs are unaffected.
 
-$SUDO tar -C "$ROOT" -c . | "$DOCKER" import \
+$SUDO tar -C "$ROOT" --one-file-system -c . | "$DOCKER" import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   -c 'ENV LANG=C.UTF-8' \
   -c 'CMD ["python3"]' \

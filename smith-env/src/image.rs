@@ -126,13 +126,24 @@ pub fn image_exists(program: &Path, reference: &str) -> bool {
     docker(program, &["image", "inspect", "--format", "{{.Id}}", reference]).is_ok()
 }
 
+/// The tag of smith's local base image: `SMITH_BASE_IMAGE` when set (as
+/// for `scripts/docker-base.sh`), else [`LOCAL_BASE_IMAGE`].
+pub fn local_base_image() -> String {
+    std::env::var("SMITH_BASE_IMAGE")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| LOCAL_BASE_IMAGE.to_string())
+}
+
 /// The base image for `env` when none is given: `python:<version>-slim`
-/// when the engine has it, else [`LOCAL_BASE_IMAGE`] when the engine has
-/// that, else `python:<version>-slim` (for the engine to pull).
+/// when the engine has it, else [`local_base_image`] when the engine has
+/// that, else `python:<version>-slim` (for the engine to pull from a
+/// registry).
 pub fn default_base_image(program: &Path, env: &Environment) -> String {
     let slim = base_image_for(&env.spec);
-    if !image_exists(program, &slim) && image_exists(program, LOCAL_BASE_IMAGE) {
-        LOCAL_BASE_IMAGE.to_string()
+    let local = local_base_image();
+    if !image_exists(program, &slim) && image_exists(program, &local) {
+        local
     } else {
         slim
     }
