@@ -255,8 +255,10 @@ fn remove_orphaned_containers(program: &Path) {
     SWEPT.call_once(|| {
         let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
         let filter = format!("label={OWNER_LABEL}");
-        let Ok(list) = docker(program, &["ps", "-a", "--filter", &filter, "--format", &format])
-        else {
+        let Ok(list) = docker(
+            program,
+            &["ps", "-a", "--filter", &filter, "--format", &format],
+        ) else {
             return;
         };
         for line in list.lines() {
@@ -754,7 +756,10 @@ mod tests {
             exec[..11].join(" "),
             "exec -w /testbed/sub -e A=1 -e B=2 ws1 python3 -I -S"
         );
-        assert_eq!(exec[11..].join(" "), "-c ".to_string() + SUPERVISOR + " r1 python -m pytest");
+        assert_eq!(
+            exec[11..].join(" "),
+            "-c ".to_string() + SUPERVISOR + " r1 python -m pytest"
+        );
         assert_eq!(exec_args("ws1", &env, &cmd, "r1", true).unwrap()[1], "-i");
         cmd.cwd = Some("../etc".into());
         assert!(exec_args("ws1", &env, &cmd, "r1", false).is_err());

@@ -123,7 +123,11 @@ pub(crate) fn docker(program: &Path, args: &[&str]) -> Result<String> {
 
 /// Whether the engine has an image called `reference`.
 pub fn image_exists(program: &Path, reference: &str) -> bool {
-    docker(program, &["image", "inspect", "--format", "{{.Id}}", reference]).is_ok()
+    docker(
+        program,
+        &["image", "inspect", "--format", "{{.Id}}", reference],
+    )
+    .is_ok()
 }
 
 /// The tag of smith's local base image: `SMITH_BASE_IMAGE` when set (as
@@ -352,7 +356,10 @@ mod tests {
             hash_of(&image_dockerfile(&env, "smith/python-base:3", "abc", false)),
             hash
         );
-        assert_ne!(hash_of(&image_dockerfile(&env, "python:3-slim", "abc", false)), hash);
+        assert_ne!(
+            hash_of(&image_dockerfile(&env, "python:3-slim", "abc", false)),
+            hash
+        );
         assert_ne!(
             hash_of(&image_dockerfile(&env, "smith/python-base:3", "abd", false)),
             hash
@@ -360,7 +367,12 @@ mod tests {
         let mut other = env.clone();
         other.spec.install.push("pip install -e .".into());
         assert_ne!(
-            hash_of(&image_dockerfile(&other, "smith/python-base:3", "abc", false)),
+            hash_of(&image_dockerfile(
+                &other,
+                "smith/python-base:3",
+                "abc",
+                false
+            )),
             hash
         );
     }
