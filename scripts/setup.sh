@@ -10,6 +10,10 @@
 # Installs from Debian/Ubuntu packages when missing and running as root (or
 # with passwordless sudo); otherwise says what to install and carries on,
 # because everything except the bubblewrap sandbox works without it.
+#   - where a Docker engine answers, smith's local Python base image
+#     (scripts/docker-base.sh: Debian minbase + python3, venv, pip, git),
+#     which the Docker sandbox builds repository images on when no registry
+#     is reachable; skipped when the image exists.
 # uv is not needed here: smith installs it from PyPI into its cache on first use.
 set -u
 
@@ -71,5 +75,9 @@ elif [ -w /sys/fs/cgroup/memory ] && [ -w /sys/fs/cgroup/pids ]; then
   :
 else
   echo "setup: no writable cgroup memory/pids controllers; process-tree budgets fall back to rlimits" >&2
+fi
+if have docker && docker info >/dev/null 2>&1; then
+  bash "$(dirname "$0")/docker-base.sh" \
+    || echo "setup: building the local docker base image failed; the docker sandbox needs python:<version>-slim" >&2
 fi
 exit 0

@@ -276,11 +276,15 @@ impl Grader {
             .ok_or_else(|| Error::invalid(env_path.display().to_string(), "missing"))?;
         let mut environment = Environment::open(&env.venv)?;
         // The venv may be shared by runs; the clean tree is this run's.
-        if let Some(repo) = store::read_json::<RepoInfo>(&run_dir.join("repo.json"))? {
-            environment.repo = repo.root;
+        let repo = store::read_json::<RepoInfo>(&run_dir.join("repo.json"))?;
+        if let Some(repo) = &repo {
+            environment.repo = repo.root.clone();
         }
         let executor = PytestExecutor::new("python", environment.spec.test_cmd.clone());
-        let chosen = kind.make(&environment)?;
+        let chosen = match &repo {
+            Some(repo) => kind.make_for(&environment, repo)?,
+            None => kind.make(&environment)?,
+        };
         let mut grader = Grader::new(chosen.sandbox, Arc::new(executor));
         grader.warning = chosen.warning;
         Ok(grader)

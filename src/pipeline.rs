@@ -695,7 +695,7 @@ impl Pipeline {
                 "generated": &env.generated,
             }),
         )?;
-        let chosen = self.config.sandbox.make(&env)?;
+        let chosen = self.config.sandbox.make_for(&env, &repo)?;
         if let Some(warning) = chosen.warning {
             self.emit(Event::Warning(warning));
         }
@@ -1547,11 +1547,7 @@ impl Pipeline {
                 self.issue_writer.name()
             ),
         });
-        let image = format!(
-            "smith/{}.{}",
-            p.repo.name.replacen('/', "__", 1),
-            &p.repo.base_commit[..p.repo.base_commit.len().min(8)]
-        );
+        let image = smith_env::image_name_for(&p.repo.name, &p.repo.base_commit);
         let mut leaked = 0;
         for (i, v) in kept.iter().enumerate() {
             if done.contains(&v.candidate_id) {

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use smith_core::{Result, Sandbox};
 use smith_env::docker::docker_available;
 use smith_env::{
-    bwrap_works, BwrapOptions, BwrapSandbox, DockerOptions, DockerSandbox, EnvSandbox, Environment,
-    LocalSandbox,
+    bwrap_works, image_name_for, BwrapOptions, BwrapSandbox, DockerOptions, DockerSandbox,
+    EnvSandbox, Environment, LocalSandbox,
 };
+
+use crate::repo::RepoInfo;
 
 /// Which sandbox runs the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -30,7 +32,8 @@ pub enum SandboxKind {
     Local,
     /// Bubblewrap: read-only system, no network, no capabilities.
     Bwrap,
-    /// Docker: a container per workspace.
+    /// Docker: a long-lived container of the repository's image per
+    /// workspace (per worker).
     Docker,
 }
 
@@ -48,6 +51,18 @@ impl SandboxKind {
     /// Make the sandbox of this kind over `env`. An explicit kind that
     /// cannot run here is an error naming why; `Auto` falls back.
     pub fn make(self, env: &Environment) -> Result<Chosen> {
+        self.make_with(env, DockerOptions::default())
+    }
+
+    /// [`SandboxKind::make`] for the repository `repo`: a Docker sandbox
+    /// runs (and builds, if needed) the image its instances name
+    /// (`image_name`, [`image_name_for`]).
+    pub fn make_for(self, env: &Environment, repo: &RepoInfo) -> Result<Chosen> {
+        self.make_with(env, docker_options_for(repo))
+    }
+
+    /// [`SandboxKind::make`] with these Docker settings.
+    pub fn make_with(self, env: &Environment, docker: DockerOptions) -> Result<Chosen> {
         let chosen = |sandbox: Arc<dyn Sandbox>| Chosen {
             sandbox,
             warning: None,
@@ -55,12 +70,21 @@ impl SandboxKind {
         match self {
             SandboxKind::Local => Ok(chosen(Arc::new(LocalSandbox::new(env)?))),
             SandboxKind::Bwrap => Ok(chosen(Arc::new(BwrapSandbox::new(env)?))),
-            SandboxKind::Docker => Ok(chosen(Arc::new(DockerSandbox::new(
-                env,
-                DockerOptions::default(),
-            )?))),
-            SandboxKind::Auto => auto(env, BwrapOptions::default(), DockerOptions::default()),
+            SandboxKind::Docker => Ok(chosen(Arc::new(DockerSandbox::new(env, docker)?))),
+            SandboxKind::Auto => auto(env, BwrapOptions::default(), docker),
         }
+    }
+}
+
+/// Docker settings for `repo`: its image is the one its instances name.
+/// `SMITH_BASE_IMAGE`, when set, names the base to build it on.
+pub fn docker_options_for(repo: &RepoInfo) -> DockerOptions {
+    DockerOptions {
+        image: Some(image_name_for(&repo.name, &repo.base_commit)),
+        base_image: std::env::var("SMITH_BASE_IMAGE")
+            .ok()
+            .filter(|b| !b.is_empty()),
+        ..DockerOptions::default()
     }
 }
 

@@ -137,6 +137,15 @@ pub trait Workspace: Send + Debug {
     /// in and out, a host-side mirror).
     fn root(&self) -> &Path;
 
+    /// Where commands run in this workspace see the tree: [`root`] for
+    /// sandboxes that show it at its host path, another path for those
+    /// that mount it elsewhere (a container's `/testbed`).
+    ///
+    /// [`root`]: Workspace::root
+    fn command_root(&self) -> PathBuf {
+        self.root().to_path_buf()
+    }
+
     /// Read a file relative to the root.
     fn read(&self, path: &str) -> Result<Vec<u8>>;
 
@@ -171,6 +180,9 @@ pub trait Workspace: Send + Debug {
 impl<T: Workspace + ?Sized> Workspace for Box<T> {
     fn root(&self) -> &Path {
         (**self).root()
+    }
+    fn command_root(&self) -> PathBuf {
+        (**self).command_root()
     }
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         (**self).read(path)

@@ -277,7 +277,7 @@ pub fn check_environment_passes_through(sandbox: &dyn Sandbox) {
     )
     .env("SMITH_CMD_VAR", "from-command");
     let out = ws.run(&cmd, &RunOptions::default()).expect("run");
-    let root = ws.root().display().to_string();
+    let root = ws.command_root().display().to_string();
     let fields: Vec<&str> = out.stdout.trim().split('|').collect();
     assert_eq!(fields.len(), 5, "[{name}] {out:?}");
     assert_eq!(fields[0], "from-command", "[{name}] command env");
@@ -320,7 +320,7 @@ pub fn check_services(sandbox: &dyn Sandbox) {
         Some("ready"),
         "[{name}] service did not start"
     );
-    let root = ws.root().display().to_string();
+    let root = ws.command_root().display().to_string();
     for request in ["one", "two"] {
         service.send(request).expect("send");
         let answer = service.receive(wait).expect("answer");

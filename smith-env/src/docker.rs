@@ -1,20 +1,40 @@
-//! The Docker sandbox: one image per repository, built from a Dockerfile
-//! generated out of the [`EnvSpec`]; one container per workspace, with the
-//! workspace's host-side copy mounted at `/testbed` and `docker exec` per
-//! command. The image is also what `image_name` in task instances refers to.
+//! The Docker sandbox: one image per repository ([`crate::image`]), built
+//! from a Dockerfile generated out of the [`EnvSpec`]; one long-lived
+//! container per workspace (a worker keeps its workspace, and so its
+//! container, for all its candidates: `reset` restores the tree without
+//! restarting anything), with the workspace's host-side copy mounted at
+//! `/testbed` and `docker exec` per command. Containers have no network,
+//! no capabilities, a read-only root and limits on CPUs, memory and
+//! processes. Every command runs under a small `sh` wrapper that kills
+//! what the command left behind in the container when it ends (processes
+//! are found by a per-run variable in their environment), so a run ends
+//! every process it started, and a timed-out run or a dropped service ends
+//! without touching the container's other processes (fork servers).
+//!
+//! Containers are labelled with their owner (`smith.owner`: pid, start time
+//! and PID namespace). Each one has a watcher on the host, in a process
+//! group of its own, that removes it when smith's end of a pipe closes: on
+//! exit, on Ctrl-C and on a kill. Containers whose owner is gone anyway
+//! (the machine lost power) are removed by the next sandbox made.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use smith_core::{
-    stable_hex, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Workspace,
+    stable_hex, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service,
+    Workspace,
 };
 
-use crate::build::Environment;
-use crate::local::new_env_copy;
+use crate::build::{python_env, Environment};
+use crate::image::{build_image, docker, ImageOptions};
+use crate::local::{new_env_copy, owner_gone, owner_stamp};
 use crate::process::run_command;
+use crate::service::ChildService;
 use crate::spec::{shell_quote, EnvSpec};
 use crate::tree::Tree;
 
@@ -24,25 +44,40 @@ pub const TESTBED: &str = "/testbed";
 pub const VENV: &str = "/opt/smith-venv";
 
 /// Settings of the Docker sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DockerOptions {
     /// The docker CLI.
     pub program: PathBuf,
-    /// Base image; `None` derives `python:<version>-slim` from the spec.
+    /// Base image; `None` picks one with
+    /// [`default_base_image`](crate::image::default_base_image).
     pub base_image: Option<String>,
-    /// Image tag; `None` uses [`image_name`].
+    /// Image tag; `None` uses [`image_name`]. The pipeline passes the
+    /// instances' `image_name` ([`image_name_for`](crate::image::image_name_for)).
     pub image: Option<String>,
     /// Allow network access in containers (off by default).
     pub network: bool,
+    /// CPUs per container (`--cpus`); `None`: no limit.
+    pub cpus: Option<f64>,
+    /// Memory per container in bytes (`--memory`, swap included);
+    /// `None`: no limit.
+    pub memory: Option<u64>,
+    /// Processes per container (`--pids-limit`); `None`: no limit.
+    pub processes: Option<u64>,
 }
 
 impl Default for DockerOptions {
+    /// No network; 2 CPUs, and the memory and process limits of
+    /// [`Budget::default`](crate::budget::Budget::default), per container.
     fn default() -> Self {
+        let budget = crate::budget::Budget::default();
         DockerOptions {
             program: PathBuf::from("docker"),
             base_image: None,
             image: None,
             network: false,
+            cpus: Some(2.0),
+            memory: budget.memory,
+            processes: budget.processes,
         }
     }
 }
@@ -95,10 +130,23 @@ pub fn image_name(env: &Environment) -> String {
 /// [`TESTBED`], a venv at [`VENV`] first on `PATH`, the install steps, the
 /// test dependencies, and the same Python settings as the other sandboxes.
 pub fn dockerfile(spec: &EnvSpec, base_image: &str) -> String {
+    dockerfile_with_ca(spec, base_image, None)
+}
+
+/// [`dockerfile`], and when `ca` names a certificate bundle in the build
+/// context (copied to `/testbed` with everything else), that bundle moved
+/// to `/opt/smith-ca.crt` and given to pip (`PIP_CERT`), so installs work
+/// behind the same TLS-inspecting proxy as the host's.
+pub fn dockerfile_with_ca(spec: &EnvSpec, base_image: &str, ca: Option<&str>) -> String {
     let mut out = String::new();
     out.push_str(&format!("FROM {base_image}\n"));
     out.push_str("RUN (command -v git >/dev/null || (apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*))\n");
     out.push_str(&format!("WORKDIR {TESTBED}\nCOPY . {TESTBED}\n"));
+    if let Some(ca) = ca {
+        out.push_str(&format!(
+            "RUN mv {TESTBED}/{ca} /opt/smith-ca.crt\nENV PIP_CERT=/opt/smith-ca.crt\n"
+        ));
+    }
     out.push_str(&format!("RUN python -m venv {VENV}\n"));
     let pythonpath: Vec<String> = spec
         .pythonpath
@@ -118,6 +166,7 @@ pub fn dockerfile(spec: &EnvSpec, base_image: &str) -> String {
     env.insert("PYTHONDONTWRITEBYTECODE".into(), "1".into());
     env.insert("PYTHONHASHSEED".into(), "0".into());
     env.insert("PIP_DISABLE_PIP_VERSION_CHECK".into(), "1".into());
+    env.insert("PIP_NO_CACHE_DIR".into(), "1".into());
     env.extend(spec.env.clone());
     for (k, v) in &env {
         out.push_str(&format!("ENV {k}={}\n", docker_quote(v)));
@@ -172,39 +221,17 @@ pub struct DockerSandbox {
 }
 
 impl DockerSandbox {
-    /// Check the engine, build the image (cached by docker's layer cache)
+    /// Check the engine, build the image (or find it built with the same
+    /// environment, see [`build_image`]), remove containers of dead runs,
     /// and return the sandbox.
     pub fn new(env: &Environment, options: DockerOptions) -> Result<Self> {
         docker_available(&options.program)?;
         let image = options.image.clone().unwrap_or_else(|| image_name(env));
-        let base = options
-            .base_image
-            .clone()
-            .unwrap_or_else(|| base_image_for(&env.spec));
-        // Build from a clean copy so .git, venvs and caches stay out of the image.
-        let context = new_env_copy(env, None, "smith-docker-ctx-")?;
-        let file = context.path().join(".smith.Dockerfile");
-        std::fs::write(&file, dockerfile(&env.spec, &base)).map_err(|e| Error::io(&file, e))?;
-        let mut cmd = Command::new(&options.program);
-        cmd.args(["build", "-q", "-t", &image, "-f"])
-            .arg(&file)
-            .arg(context.path());
-        let display = format!("docker build -t {image}");
-        let out = run_command(
-            cmd,
-            &display,
-            &RunOptions {
-                timeout: Some(Duration::from_secs(3600)),
-                max_output: 1 << 20,
-                test_timeout: None,
-            },
-        )?;
-        if !out.success() {
-            return Err(Error::Environment {
-                path: env.repo.clone(),
-                reason: format!("{display} failed: {}", out.stderr.trim()),
-            });
-        }
+        let mut build = ImageOptions::new(image.clone());
+        build.program = options.program.clone();
+        build.base_image = options.base_image.clone();
+        build_image(env, &build)?;
+        remove_orphaned_containers(&options.program);
         Ok(DockerSandbox {
             env: env.clone(),
             options,
@@ -218,32 +245,72 @@ impl DockerSandbox {
     }
 }
 
-/// `docker run` arguments that start a workspace's container.
-pub fn run_args(image: &str, name: &str, host_root: &Path, network: bool) -> Vec<String> {
-    // Held like the bubblewrap sandbox: read-only but for the workspace and
-    // /tmp, no capabilities, no privilege gained through setuid programs,
-    // and a budget for the container's whole process tree.
-    let budget = crate::budget::Budget::default();
+/// The label naming a container's owner (see [`owner_stamp`]).
+pub const OWNER_LABEL: &str = "smith.owner";
+
+/// Remove containers whose owner is a process of this PID namespace that
+/// is gone, once per process.
+fn remove_orphaned_containers(program: &Path) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let format = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}");
+        let filter = format!("label={OWNER_LABEL}");
+        let Ok(list) = docker(
+            program,
+            &["ps", "-a", "--filter", &filter, "--format", &format],
+        ) else {
+            return;
+        };
+        for line in list.lines() {
+            if let Some((name, owner)) = line.split_once('\t') {
+                if owner_gone(owner) {
+                    let _ = docker(program, &["rm", "-f", name]);
+                }
+            }
+        }
+    });
+}
+
+/// `docker run` arguments that start a workspace's long-lived container
+/// `name`, owned by `owner` (an [`owner_stamp`]), as the caller's uid.
+pub fn run_args(
+    image: &str,
+    name: &str,
+    host_root: &Path,
+    options: &DockerOptions,
+    owner: &str,
+) -> Vec<String> {
+    // Held like the bubblewrap sandbox: read-only but for the workspace,
+    // /tmp and $HOME, no capabilities, no privilege gained through setuid
+    // programs, and limits for the container's whole process tree.
     let mut args: Vec<String> = [
         "run",
         "-d",
-        "--rm",
+        "--init",
         "--read-only",
         "--tmpfs",
-        "/tmp",
+        "/tmp:rw,exec,nosuid,size=2g",
+        "--tmpfs",
+        "/root:rw,exec,nosuid,size=256m",
         "--cap-drop",
         "ALL",
         "--security-opt",
         "no-new-privileges",
         "--name",
         name,
+        "--label",
     ]
     .map(String::from)
     .to_vec();
-    if let Some(n) = budget.processes {
+    args.push(format!("{OWNER_LABEL}={owner}"));
+    args.extend(["--user".to_string(), caller_ids()]);
+    if let Some(cpus) = options.cpus {
+        args.extend(["--cpus".to_string(), format!("{cpus}")]);
+    }
+    if let Some(n) = options.processes {
         args.extend(["--pids-limit".to_string(), n.to_string()]);
     }
-    if let Some(bytes) = budget.memory {
+    if let Some(bytes) = options.memory {
         args.extend([
             "--memory".to_string(),
             bytes.to_string(),
@@ -251,7 +318,7 @@ pub fn run_args(image: &str, name: &str, host_root: &Path, network: bool) -> Vec
             bytes.to_string(),
         ]);
     }
-    if !network {
+    if !options.network {
         args.extend(["--network".to_string(), "none".to_string()]);
     }
     args.extend([
@@ -266,11 +333,89 @@ pub fn run_args(image: &str, name: &str, host_root: &Path, network: bool) -> Vec
     args
 }
 
+/// `uid:gid` of this process: files the container writes in the workspace
+/// belong to the caller.
+fn caller_ids() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    format!("{uid}:{gid}")
+}
+
+/// The variable that marks every process of one run inside a container.
+pub const RUN_VAR: &str = "SMITH_RUN_ID";
+
+/// Kill every process of the container (but this shell) whose environment
+/// holds `RUN_VAR=$1` (a timed-out run, a dropped service), pass after pass
+/// until a pass finds none (a fork bomb forks while it is being killed), at
+/// most 50 passes; `$left` is 0 when none is left.
+const KILL_RUN: &str = r#"left=1; n=0; while [ $left = 1 ] && [ $n -lt 50 ]; do left=0; n=$((n+1)); for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; if grep -qsxz "SMITH_RUN_ID=$1" "$d/environ"; then kill -9 "$p" 2>/dev/null && left=1; fi; done; done"#;
+
+/// The supervisor every command runs under, `python3 -I -S -c SUPERVISOR
+/// <run id> <program> <args>...`: a child subreaper (orphans of the
+/// command are handed to it, not to the container's init) that runs the
+/// command with the run's mark in its environment, and once it exits
+/// kills every descendant left, then exits with the command's status.
+const SUPERVISOR: &str = r#"import ctypes, os, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+os.environ['SMITH_RUN_ID'] = sys.argv[1]
+child = os.fork()
+if child == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    except OSError as e:
+        sys.stderr.write('smith: cannot run %s: %s\n' % (sys.argv[2], e))
+        os._exit(127)
+while True:
+    pid, status = os.waitpid(-1, 0)
+    if pid == child:
+        break
+code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+me = str(os.getpid())
+def children():
+    out = []
+    for name in os.listdir('/proc'):
+        if name.isdigit():
+            try:
+                stat = open('/proc/%s/stat' % name).read()
+            except OSError:
+                continue
+            if stat.rsplit(') ', 1)[1].split()[1] == me:
+                out.append(int(name))
+    return out
+while True:
+    kids = children()
+    if not kids:
+        break
+    for k in kids:
+        try:
+            os.kill(k, 9)
+        except OSError:
+            pass
+    for k in kids:
+        try:
+            os.waitpid(k, 0)
+        except OSError:
+            pass
+sys.exit(code)
+"#;
+
+/// A run id no other run of this process uses.
+fn run_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// `docker exec` arguments for `command` in container `name`.
 pub fn exec_args(
     name: &str,
     env: &BTreeMap<String, String>,
     command: &CommandSpec,
+    run: &str,
+    interactive: bool,
 ) -> Result<Vec<String>> {
     let cwd = match &command.cwd {
         Some(rel) => {
@@ -279,11 +424,23 @@ pub fn exec_args(
         }
         None => TESTBED.to_string(),
     };
-    let mut args = vec!["exec".to_string(), "-w".to_string(), cwd];
+    let mut args = vec!["exec".to_string()];
+    if interactive {
+        args.push("-i".to_string());
+    }
+    args.extend(["-w".to_string(), cwd]);
     for (k, v) in crate::local::merged_env(env, &command.env) {
         args.extend(["-e".to_string(), format!("{k}={v}")]);
     }
-    args.push(name.to_string());
+    args.extend([
+        name.to_string(),
+        "python3".to_string(),
+        "-I".to_string(),
+        "-S".to_string(),
+        "-c".to_string(),
+        SUPERVISOR.to_string(),
+        run.to_string(),
+    ]);
     args.push(command.program.clone());
     args.extend(command.args.iter().cloned());
     Ok(args)
@@ -303,28 +460,80 @@ impl Sandbox for DockerSandbox {
                 &std::process::id().to_le_bytes()
             ])[..16]
         );
+        let owner = owner_stamp(std::process::id()).unwrap_or_default();
+        // The watcher first: a container never exists without one.
+        let watcher = Watcher::start(&self.options.program, &name)?;
         let mut cmd = Command::new(&self.options.program);
         cmd.args(run_args(
             &self.image,
             &name,
             dir.path(),
-            self.options.network,
+            &self.options,
+            &owner,
         ));
         let out = run_command(cmd, "docker run", &RunOptions::default())?;
         if !out.success() {
-            return Err(Error::command("docker run", out.stderr.trim().to_string()));
+            return Err(Error::command(
+                format!("docker run {}", self.image),
+                out.stderr.trim().to_string(),
+            ));
         }
+        let mut env = python_env(Path::new(VENV), Path::new(TESTBED), &self.env.spec);
+        env.insert(
+            "PATH".into(),
+            format!("{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        );
+        env.insert("HOME".into(), "/root".into());
         Ok(Box::new(DockerWorkspace {
             tree: Tree::new(dir.path().to_path_buf()),
             _dir: dir,
             program: self.options.program.clone(),
             container: name,
-            env: self.env.spec.env.clone(),
+            env,
+            watcher,
         }))
     }
 }
 
-/// A workspace of [`DockerSandbox`]: a container removed on drop.
+/// A host process, in a process group of its own (Ctrl-C in a terminal
+/// does not reach it), that removes a container once its stdin closes:
+/// when the workspace is dropped, or when smith ends in any way.
+#[derive(Debug)]
+struct Watcher {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Watcher {
+    fn start(program: &Path, container: &str) -> Result<Watcher> {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "read _; exec \"$0\" rm -f \"$1\" >/dev/null 2>&1",
+            &program.display().to_string(),
+            container,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::command("sh (container watcher)", e.to_string()))?;
+        let stdin = child.stdin.take();
+        Ok(Watcher { child, stdin })
+    }
+
+    /// Remove the container now and wait until it is gone.
+    fn finish(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"done\n");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A workspace of [`DockerSandbox`]: a long-lived container removed on drop.
 #[derive(Debug)]
 pub struct DockerWorkspace {
     _dir: crate::local::Scratch,
@@ -332,19 +541,44 @@ pub struct DockerWorkspace {
     program: PathBuf,
     container: String,
     env: BTreeMap<String, String>,
+    watcher: Watcher,
+}
+
+impl DockerWorkspace {
+    /// The container's name.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
 }
 
 impl Drop for DockerWorkspace {
     fn drop(&mut self) {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(["rm", "-f", &self.container]);
-        let _ = run_command(cmd, "docker rm", &RunOptions::default());
+        self.watcher.finish();
+    }
+}
+
+/// Kill the processes of run `run` in `container`; where that fails (the
+/// container's process limit leaves no room to start the killer, or
+/// processes survive), restart the container, which ends everything in it.
+fn kill_run(program: &Path, container: &str, run: &str) {
+    let script = format!("{KILL_RUN}; [ $left = 0 ]");
+    if docker(
+        program,
+        &["exec", container, "sh", "-c", &script, "smith", run],
+    )
+    .is_err()
+    {
+        let _ = docker(program, &["restart", "-t", "0", container]);
     }
 }
 
 impl Workspace for DockerWorkspace {
     fn root(&self) -> &Path {
         self.tree.root()
+    }
+
+    fn command_root(&self) -> PathBuf {
+        PathBuf::from(TESTBED)
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
@@ -364,17 +598,68 @@ impl Workspace for DockerWorkspace {
     }
 
     fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+        let run = run_id();
         let mut cmd = Command::new(&self.program);
-        cmd.args(exec_args(&self.container, &self.env, command)?);
+        cmd.args(exec_args(&self.container, &self.env, command, &run, false)?);
         let out = run_command(cmd, &command.display(), options)?;
         if out.timed_out {
-            // Killing the client leaves the process running in the container;
-            // a restart kills everything in it and keeps the mount.
-            let mut restart = Command::new(&self.program);
-            restart.args(["restart", "-t", "0", &self.container]);
-            run_command(restart, "docker restart", &RunOptions::default())?;
+            // Killing the client leaves the command running in the
+            // container; end it (and only it) there.
+            kill_run(&self.program, &self.container, &run);
         }
         Ok(out)
+    }
+
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        let run = run_id();
+        let mut cmd = Command::new(&self.program);
+        cmd.args(exec_args(&self.container, &self.env, command, &run, true)?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::command(command.display(), e.to_string()))?;
+        Ok(Box::new(DockerService {
+            inner: Some(ChildService::new(child, command.display())?),
+            program: self.program.clone(),
+            container: self.container.clone(),
+            run,
+        }))
+    }
+}
+
+/// A service in a container: the `docker exec -i` client's pipes, and on
+/// drop, once the client is gone, the service's processes in the container
+/// killed.
+#[derive(Debug)]
+struct DockerService {
+    inner: Option<ChildService>,
+    program: PathBuf,
+    container: String,
+    run: String,
+}
+
+impl Service for DockerService {
+    fn send(&mut self, line: &str) -> Result<()> {
+        match &mut self.inner {
+            Some(s) => s.send(line),
+            None => Err(Error::command("docker exec", "service ended")),
+        }
+    }
+
+    fn receive(&mut self, timeout: Duration) -> Result<Option<String>> {
+        match &mut self.inner {
+            Some(s) => s.receive(timeout),
+            None => Err(Error::command("docker exec", "service ended")),
+        }
+    }
+}
+
+impl Drop for DockerService {
+    fn drop(&mut self) {
+        drop(self.inner.take());
+        kill_run(&self.program, &self.container, &self.run);
     }
 }
 
@@ -431,25 +716,53 @@ mod tests {
 
     #[test]
     fn container_and_exec_arguments() {
-        let run = run_args("smith-env/calc:abc", "ws1", Path::new("/tmp/ws"), false);
-        assert_eq!(
-            run.join(" "),
-            "run -d --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges \
-             --name ws1 --pids-limit 1024 --memory 6442450944 --memory-swap 6442450944 \
-             --network none -v /tmp/ws:/testbed -w /testbed smith-env/calc:abc sleep infinity"
-        );
-        assert!(!run_args("i", "n", Path::new("/w"), true).contains(&"none".to_string()));
+        let options = DockerOptions {
+            cpus: Some(1.5),
+            memory: Some(1 << 30),
+            processes: Some(256),
+            ..DockerOptions::default()
+        };
+        let run = run_args(
+            "smith/calc.abc",
+            "ws1",
+            Path::new("/tmp/ws"),
+            &options,
+            "7 99 pid:[1]",
+        )
+        .join(" ");
+        for part in [
+            "run -d --init --read-only ",
+            " --cap-drop ALL --security-opt no-new-privileges ",
+            " --name ws1 --label smith.owner=7 99 pid:[1] --user ",
+            " --cpus 1.5 --pids-limit 256 --memory 1073741824 --memory-swap 1073741824 ",
+            " --network none -v /tmp/ws:/testbed -w /testbed smith/calc.abc sleep infinity",
+        ] {
+            assert!(run.contains(part), "{part:?} not in {run}");
+        }
+        let open = DockerOptions {
+            network: true,
+            cpus: None,
+            ..DockerOptions::default()
+        };
+        let run = run_args("i", "n", Path::new("/w"), &open, "o");
+        assert!(!run.contains(&"none".to_string()));
+        assert!(!run.contains(&"--cpus".to_string()));
         let mut env = BTreeMap::new();
         env.insert("A".to_string(), "1".to_string());
         let mut cmd = CommandSpec::new("python", ["-m", "pytest"]).env("B", "2");
         cmd.cwd = Some("sub".into());
-        let exec = exec_args("ws1", &env, &cmd).unwrap();
+        let exec = exec_args("ws1", &env, &cmd, "r1", false).unwrap();
         assert_eq!(
-            exec.join(" "),
-            "exec -w /testbed/sub -e A=1 -e B=2 ws1 python -m pytest"
+            exec[..11].join(" "),
+            "exec -w /testbed/sub -e A=1 -e B=2 ws1 python3 -I -S"
         );
+        assert_eq!(
+            exec[11..].join(" "),
+            "-c ".to_string() + SUPERVISOR + " r1 python -m pytest"
+        );
+        assert_eq!(exec_args("ws1", &env, &cmd, "r1", true).unwrap()[1], "-i");
         cmd.cwd = Some("../etc".into());
-        assert!(exec_args("ws1", &env, &cmd).is_err());
+        assert!(exec_args("ws1", &env, &cmd, "r1", false).is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! the repository into temp directories and runs commands on the host;
 //! [`BwrapSandbox`] runs them under bubblewrap (user namespace without
 //! capabilities, read-only system, no network, own PID namespace);
-//! [`DockerSandbox`] in containers. Every command's whole process tree is
+//! [`DockerSandbox`] in long-lived containers of the repository's image
+//! ([`build_image`]). Every command's whole process tree is
 //! held to a [`Budget`] and ends with it ([`budget`]); patches and writes
 //! never leave the workspace, not even through symbolic links
 //! ([`tree`]). [`conformance`] is the test suite every sandbox passes.
@@ -44,6 +45,7 @@ mod collect;
 pub mod conformance;
 pub mod detect;
 pub mod docker;
+pub mod image;
 mod local;
 pub mod process;
 mod service;
@@ -59,6 +61,7 @@ pub use build::{
 pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace, SANDBOX_UID};
 pub use collect::{collect_in, plugin_module, Collection};
 pub use docker::{DockerOptions, DockerSandbox};
+pub use image::{build_image, image_name_for, Image, ImageOptions, LOCAL_BASE_IMAGE};
 pub use local::{LocalSandbox, LocalWorkspace};
 pub use service::ChildService;
 pub use spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};

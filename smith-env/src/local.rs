@@ -101,7 +101,7 @@ pub(crate) const OWNER_FILE: &str = "owner";
 /// [`OWNER_FILE`]: the start time tells a live owner from a later process
 /// that got its pid, and the namespace keeps a run from judging owners it
 /// cannot see (another container sharing the temp dir).
-fn owner_stamp(pid: u32) -> Option<String> {
+pub(crate) fn owner_stamp(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22 (start time) counts from the field after the command name.
     let start = stat.rsplit_once(") ")?.1.split(' ').nth(19)?.to_string();
@@ -120,6 +120,12 @@ fn orphaned(dir: &Path) -> bool {
     let Ok(marker) = std::fs::read_to_string(dir.join(OWNER_FILE)) else {
         return false;
     };
+    owner_gone(&marker)
+}
+
+/// Whether the owner stamp `marker` (see [`owner_stamp`]) names a process of
+/// this PID namespace that is gone.
+pub(crate) fn owner_gone(marker: &str) -> bool {
     let fields: Vec<&str> = marker.split_whitespace().collect();
     let [pid, _, namespace] = fields[..] else {
         return false;

@@ -325,6 +325,23 @@ struct EnvArgs {
     /// Where to cache virtualenvs.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// `owner/name` to record (default: git remote or `local/<dir>`); names
+    /// the image.
+    #[arg(long)]
+    repo_name: Option<String>,
+    /// Also build the repository's Docker image, tagged as its instances'
+    /// `image_name` (`smith/<owner>__<repo>.<commit8>`): the environment
+    /// installed, the repository at /testbed. Rebuilt only when the
+    /// environment changes.
+    #[arg(long)]
+    image: bool,
+    /// Base image for --image (default: python:<version>-slim where the
+    /// engine has it, else smith's local base from scripts/docker-base.sh).
+    #[arg(long, requires = "image")]
+    base_image: Option<String>,
+    /// Rebuild the image even when one with the same environment exists.
+    #[arg(long, requires = "image")]
+    rebuild: bool,
 }
 
 #[derive(Args, Debug)]
@@ -935,7 +952,7 @@ fn open_beside_run(
 fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
     let work = &args.out;
     let _lock = smith::store::OutDirLock::acquire(work)?;
-    let repo = open_beside_run(&args.repo, None, work)?;
+    let repo = open_beside_run(&args.repo, args.repo_name.as_deref(), work)?;
     let options = smith::env::EnvOptions::new(
         args.cache_dir
             .clone()
@@ -943,6 +960,29 @@ fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
     );
     let started = std::time::Instant::now();
     let env = smith::env::build_environment(&repo.root, &options)?;
+    let image = if args.image {
+        let mut image = smith::env::ImageOptions::new(smith::env::image_name_for(
+            &repo.name,
+            &repo.base_commit,
+        ));
+        image.base_image = args
+            .base_image
+            .clone()
+            .or_else(|| std::env::var("SMITH_BASE_IMAGE").ok());
+        image.force = args.rebuild;
+        let spinner = if json {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new_spinner()
+        };
+        spinner.set_message(format!("building image {}", image.tag));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        let built = smith::env::build_image(&env, &image);
+        spinner.finish_and_clear();
+        Some(built?)
+    } else {
+        None
+    };
     if json {
         println!(
             "{}",
@@ -951,10 +991,21 @@ fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
                 "venv": env.venv,
                 "pytest_version": env.pytest_version,
                 "generated": env.generated,
+                "image": image,
                 "seconds": started.elapsed().as_secs_f64(),
             })
         );
     } else {
+        if let Some(image) = &image {
+            println!(
+                "image {} ({}, {:.0} MB, base {}, {:.1} s)",
+                image.tag,
+                if image.built { "built" } else { "up to date" },
+                image.size as f64 / 1e6,
+                image.base_image,
+                image.secs
+            );
+        }
         println!("{}", serde_json::to_string_pretty(&env.spec)?);
         println!(
             "venv {} with pytest {} ({:.1} s)",
