@@ -377,6 +377,17 @@ impl CoverageMap {
         let changed = changed_lines_of(&files);
         let mut tests = BTreeSet::new();
         for fp in &files {
+            // A memoized function's body runs in the first test that asks
+            // for each value; later tests read the cache and are not in
+            // the map (see `crate::memo`).
+            if let (Some(lines), Some(old)) = (
+                changed.get(fp.path()),
+                fp.old_path.as_deref().and_then(source),
+            ) {
+                if crate::memo::touches_memoized(fp.path(), &old, lines) {
+                    return CandidateSelection::Full;
+                }
+            }
             let by_lines = match changed.get(fp.path()) {
                 Some(lines) if !lines.is_empty() && keeps_definitions(fp) => {
                     self.tests_for(fp.path(), lines.iter().copied())
@@ -1035,6 +1046,36 @@ mod tests {
         let p = Patch::from_changes(&[FileChange::modified("m.py", before, after)]);
         let lines = changed_lines(&p).unwrap();
         assert_eq!(lines["m.py"], [2, 6, 7].into());
+    }
+
+    #[test]
+    fn a_change_in_a_memoized_function_runs_the_whole_suite() {
+        let m = map();
+        // Line 15 decorates the `def` at 16, whose body (17..18) t.py::b runs.
+        let source = |decorator: &str| {
+            let mut lines: Vec<String> = (1..=14).map(|i| format!("x{i} = {i}")).collect();
+            lines.extend([decorator, "def f(x):", "    y = x", "    return y"].map(String::from));
+            lines.join("\n") + "\n"
+        };
+        for (decorator, expected) in [
+            (
+                "@staticmethod",
+                CandidateSelection::Tests(ids(&["t.py::b"])),
+            ),
+            (
+                "@functools.lru_cache(maxsize=None)",
+                CandidateSelection::Full,
+            ),
+        ] {
+            let before = source(decorator);
+            let cand = candidate(&before, &before.replace("y = x", "y = -x"));
+            let old = |_: &str| Some(before.clone());
+            assert_eq!(
+                m.selection_with_sources(&cand, &old),
+                expected,
+                "{decorator}"
+            );
+        }
     }
 
     #[test]

@@ -45,6 +45,7 @@ mod classify;
 mod coverage;
 mod failures;
 mod fork;
+mod memo;
 mod parse;
 mod pytest;
 mod structure;
