@@ -324,7 +324,14 @@ impl Executor for PytestExecutor {
         }
         let output = match forked {
             Some(output) => output,
-            None => workspace.run(&spec, options)?,
+            None => {
+                // The plugin keeps the per-test limit a fork server would.
+                let spec = match options.test_timeout {
+                    Some(limit) => spec.env("SMITH_TEST_TIMEOUT", limit.as_secs_f64().to_string()),
+                    None => spec,
+                };
+                workspace.run(&spec, options)?
+            }
         };
         let events = workspace.read(EVENTS_PATH).unwrap_or_default();
         Ok(build_report(&String::from_utf8_lossy(&events), &output))
@@ -493,16 +500,19 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
             PluginEvent::Call {} | PluginEvent::Uses { .. } => {}
         }
     }
+    // A run the plugin ended for a test over its limit timed out, as one a
+    // fork server ends does.
+    let timed_out = output.timed_out || over_test_limit.is_some();
     let mut report = TestReport {
         wall_secs: output.duration.as_secs_f64(),
-        exit_code: output.exit_code,
-        timed_out: output.timed_out,
+        exit_code: if timed_out { None } else { output.exit_code },
+        timed_out,
         over_test_limit,
         ..TestReport::default()
     };
     for (id, p) in &phases {
         // A test cut off by the time limit did not fail: it ran out of time.
-        if output.timed_out && !p.finished {
+        if timed_out && !p.finished {
             continue;
         }
         if let Some(outcome) = p.outcome() {
@@ -526,7 +536,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
     // collection error (node id ""). Exit 5 means nothing was collected.
     if report.outcomes.is_empty()
         && collection_errors.is_empty()
-        && !output.timed_out
+        && !timed_out
         && !matches!(output.exit_code, Some(0) | Some(5))
     {
         collection_errors.push(String::new());

@@ -19,11 +19,20 @@ It does three things for smith's validator:
   `f:<fixture name>` while a fixture wider than one function is set up, so
   lines map to exact tests (fixtures set up once serve many tests); and
   Python processes the tests start measure themselves under the context
-  that started them (see `_follow_children`).
+  that started them (see `_follow_children`);
+* a per-test time limit: with SMITH_TEST_TIMEOUT set (seconds), a thread
+  watches the CPU time the process spends in the current test's call and,
+  past the limit, appends `{"event": "over_limit", "nodeid": ...}` to the
+  event log and kills the process: a looping mutant costs the limit, not
+  the whole run's. A fork server does the same from outside its children
+  and does not set the variable.
 """
 
 import json
 import os
+import signal
+import threading
+import time
 
 import pytest
 
@@ -37,6 +46,8 @@ _WANTED_UNDER = None
 _out = None
 _cov = None
 _context = ""
+# (process CPU seconds at the call's start, node id) while a call runs.
+_call = None
 
 
 def pytest_configure(config):
@@ -61,6 +72,32 @@ def pytest_configure(config):
     if _COVERAGE:
         _drop_disabled_cov(config)
         _follow_children()
+    limit = os.environ.get("SMITH_TEST_TIMEOUT")
+    if limit and _EVENTS:
+        try:
+            limit = float(limit)
+        except ValueError:
+            limit = None
+        if limit and limit > 0:
+            threading.Thread(target=_watch_calls, args=(limit,), daemon=True).start()
+
+
+def _watch_calls(limit):
+    """Kill the process when one test's call has used `limit` seconds of
+    CPU. Pure-Python loops let this thread run between bytecodes; code that
+    holds the interpreter lock for good is left to the run's own limit."""
+    while True:
+        time.sleep(0.05)
+        call = _call
+        if call is None or time.process_time() - call[0] <= limit:
+            continue
+        line = json.dumps({"event": "over_limit", "nodeid": call[1]}) + "\n"
+        try:
+            fd = os.open(_EVENTS, os.O_WRONLY | os.O_APPEND)
+            os.write(fd, line.encode("utf-8"))
+            os.close(fd)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -377,8 +414,13 @@ def pytest_runtest_logreport(report):
 def pytest_runtest_call(item):
     # Marks the start of the test's own code, for the fork server's per-test
     # time limit (setup may include a session fixture's first set-up).
+    global _call
     _emit({"event": "call", "nodeid": item.nodeid})
-    yield
+    _call = (time.process_time(), item.nodeid)
+    try:
+        yield
+    finally:
+        _call = None
 
 
 def pytest_runtest_logfinish(nodeid, location):

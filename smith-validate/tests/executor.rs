@@ -503,9 +503,20 @@ fn without_timings(log: &str) -> String {
 /// set up before the call, and a call that only waits, do not count.
 #[test]
 fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
+    stops_one_test_over_its_limit(true);
+}
+
+/// A fresh interpreter keeps the same per-test limit (the plugin watches
+/// the call), so a looping mutant costs the limit there too.
+#[test]
+fn a_fresh_interpreter_stops_one_test_that_outlasts_its_limit() {
+    stops_one_test_over_its_limit(false);
+}
+
+fn stops_one_test_over_its_limit(forking: bool) {
     let sandbox = CopySandbox::new(fixture("hang"));
     let mut ws = sandbox.workspace().unwrap();
-    let exec = pytest().forking(true).collected(false);
+    let exec = pytest().forking(forking).collected(false);
     exec.prepare(&mut ws).unwrap();
     let per_test = RunOptions {
         timeout: None,
@@ -519,7 +530,11 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
             &per_test,
         )
         .unwrap();
-    assert!(report.timed_out);
+    assert!(report.timed_out, "{}", report.log);
+    assert_eq!(
+        report.over_test_limit,
+        Some(TestId::from("tests/test_hang.py::test_loops"))
+    );
     assert!(report.outcomes.is_empty());
     let report = exec
         .run_tests(
@@ -544,7 +559,7 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
             ("tests/test_slow_setup.py::test_waits", Outcome::Passed),
         ])
     );
-    assert_eq!(exec.served_runs(), 2);
+    assert_eq!(exec.served_runs(), if forking { 2 } else { 0 });
 }
 
 /// The part of a log from its failures to its short summary: the
