@@ -25,16 +25,87 @@ It does three things for smith's validator:
   past the limit, appends `{"event": "over_limit", "nodeid": ...}` to the
   event log and kills the process: a looping mutant costs the limit, not
   the whole run's. A fork server does the same from outside its children
-  and does not set the variable.
+  and does not set the variable;
+* cached traceback parsing: pytest parses a frame's whole source file for
+  every failure it prints; parsed trees are kept by their exact text, so
+  a mutant failing a hundred tests costs one parse per file (the printed
+  failure is the same).
 """
 
+import ast
+import bisect
 import json
 import os
 import signal
 import threading
 import time
+import types
 
 import pytest
+
+# pytest formats a failure's traceback by parsing the whole source file of
+# every frame, and walking its tree, once per failure (in a fresh interpreter
+# and in a fork server's children alike): on a large test file
+# that is a fifth of a second per failing test, more than the test. Trees are
+# cached by the exact text parsed, and statement positions by tree.
+_parsed = {}
+_starts = {}
+
+
+def _statement_starts(tree):
+    """0-based first lines of every statement (decorators included, and the
+    `else`/`finally` parts as statements of their own), sorted: what pytest
+    uses to cut one statement out of a file."""
+    starts = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.stmt, ast.ExceptHandler)):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                starts.extend(d.lineno - 1 for d in node.decorator_list)
+            starts.append(node.lineno - 1)
+            for part in ("finalbody", "orelse"):
+                body = getattr(node, part, None)
+                if body:
+                    starts.append(body[0].lineno - 2)
+    starts.sort()
+    return starts
+
+
+def _cached_parse(text, filename, mode):
+    key = (text, filename, mode)
+    tree = _parsed.get(key)
+    if tree is None:
+        tree = ast.parse(text, filename, mode)
+        _parsed[key] = tree
+    return tree
+
+
+try:
+    from _pytest._code import source as _source
+
+    if hasattr(_source, "get_statement_startend2") and _source.ast is ast:
+        _shim = types.ModuleType("ast")
+        _shim.__dict__.update(ast.__dict__)
+
+        def _parse(text, filename="<unknown>", mode="exec", *args, **kwargs):
+            if isinstance(text, str) and not args and not kwargs:
+                return _cached_parse(text, filename, mode)
+            return ast.parse(text, filename, mode, *args, **kwargs)
+
+        def _startend(lineno, node):
+            hit = _starts.get(id(node))
+            if hit is None or hit[0] is not node:
+                hit = (node, _statement_starts(node))
+                _starts[id(node)] = hit
+            starts = hit[1]
+            i = bisect.bisect_right(starts, lineno)
+            return starts[i - 1], (starts[i] if i < len(starts) else None)
+
+        _shim.parse = _parse
+        _source.ast = _shim
+        _source.get_statement_startend2 = _startend
+except Exception:  # pragma: no cover - a pytest without these internals
+    pass
+
 
 _SELECT = None
 _EVENTS = None

@@ -36,7 +36,6 @@ stdin closes or its workspace directory is deleted.
 """
 
 import ast
-import bisect
 import json
 import os
 import runpy
@@ -117,75 +116,37 @@ except Exception:  # pragma: no cover - a pytest without these internals
     _rewrite = None
 
 
-# pytest formats a failure's traceback by parsing the whole source file of
-# every frame, and walking its tree, once per failure: on a large test file
-# that is a fifth of a second per failing test, more than the test. Trees are
-# cached by the exact text parsed, and statement positions by tree.
-_parsed = {}
-_starts = {}
 
+def _load_plugin_copy():
+    """smith's plugin, loaded under a private name: loading it installs its
+    cache of traceback parses (which every child then inherits, filled at
+    warm-up), while pytest's own `-p smith_pytest_plugin` still finds the
+    plugin unimported and rewrites its asserts as usual."""
+    import importlib.util
 
-def _statement_starts(tree):
-    """0-based first lines of every statement (decorators included, and the
-    `else`/`finally` parts as statements of their own), sorted: what pytest
-    uses to cut one statement out of a file."""
-    starts = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.stmt, ast.ExceptHandler)):
-            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                starts.extend(d.lineno - 1 for d in node.decorator_list)
-            starts.append(node.lineno - 1)
-            for part in ("finalbody", "orelse"):
-                body = getattr(node, part, None)
-                if body:
-                    starts.append(body[0].lineno - 2)
-    starts.sort()
-    return starts
-
-
-def _cached_parse(text, filename, mode):
-    key = (text, filename, mode)
-    tree = _parsed.get(key)
-    if tree is None:
-        tree = ast.parse(text, filename, mode)
-        _parsed[key] = tree
-    return tree
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(
+        "_smith_plugin_copy", os.path.join(here, "smith_pytest_plugin.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 try:
-    from _pytest._code import source as _source
-
-    if hasattr(_source, "get_statement_startend2") and _source.ast is ast:
-        _shim = types.ModuleType("ast")
-        _shim.__dict__.update(ast.__dict__)
-
-        def _parse(text, filename="<unknown>", mode="exec", *args, **kwargs):
-            if isinstance(text, str) and not args and not kwargs:
-                return _cached_parse(text, filename, mode)
-            return ast.parse(text, filename, mode, *args, **kwargs)
-
-        def _startend(lineno, node):
-            hit = _starts.get(id(node))
-            if hit is None or hit[0] is not node:
-                hit = (node, _statement_starts(node))
-                _starts[id(node)] = hit
-            starts = hit[1]
-            i = bisect.bisect_right(starts, lineno)
-            return starts[i - 1], (starts[i] if i < len(starts) else None)
-
-        _shim.parse = _parse
-        _source.ast = _shim
-        _source.get_statement_startend2 = _startend
-except Exception:  # pragma: no cover - a pytest without these internals
-    pass
+    _plugin = _load_plugin_copy()
+except Exception:  # pragma: no cover - no plugin beside the server
+    _plugin = None
 
 
 def _prepare_traceback_source(path):
     """Parse `path` the way pytest will when a traceback shows it."""
+    if _plugin is None:
+        return
     with tokenize.open(path) as f:
         text = "\n".join(line.rstrip() for line in f.readlines())
-    tree = _cached_parse(text, "source", "exec")
-    _starts[id(tree)] = (tree, _statement_starts(tree))
+    tree = _plugin._cached_parse(text, "source", "exec")
+    _plugin._starts[id(tree)] = (tree, _plugin._statement_starts(tree))
 
 
 # ------------------------------------------------- the workspace stays out
