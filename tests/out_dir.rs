@@ -538,4 +538,20 @@ fn two_out_dirs_share_the_environment_and_give_identical_instances() {
     assert!(!tasks(&one).is_empty(), "{first}");
     assert_eq!(tasks(&one), tasks(&two));
     assert_eq!(first["instances"], second["instances"]);
+    // Where validation time went: every candidate validated is timed, and
+    // the runs are counted by how they ran.
+    let phases = &second["phases"];
+    assert_eq!(phases["candidates"], second["validated"], "{phases}");
+    assert!(phases["test_runs"].as_f64().unwrap() > 0.0, "{phases}");
+    let runs = &second["runs"];
+    let mut total = 0;
+    for kind in ["collected", "plain", "fresh"] {
+        let k = &runs[kind];
+        total += k["runs"].as_u64().unwrap();
+        assert!(
+            k["test_seconds"].as_f64().unwrap() <= k["seconds"].as_f64().unwrap() + 1e-6,
+            "{runs}"
+        );
+    }
+    assert!(total >= 1, "{runs}");
 }
