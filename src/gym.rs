@@ -165,6 +165,7 @@ impl Task {
             workspace: Some(workspace),
             dirty: false,
             reused,
+            pristine: false,
         };
         episode.reset()?;
         Ok(episode)
@@ -186,6 +187,9 @@ pub struct Episode {
     /// The workspace came back from the pool (it served an earlier
     /// episode without an arbitrary command): worth fork servers.
     reused: bool,
+    /// Nothing touched the workspace since the last reset (no borrow of
+    /// it, no command, no test run): it holds the buggy tree.
+    pristine: bool,
 }
 
 impl Episode {
@@ -202,6 +206,7 @@ impl Episode {
 
     /// Back to the buggy tree.
     pub fn reset(&mut self) -> Result<()> {
+        self.pristine = false;
         if self.dirty {
             // Commands may have written anywhere; start from a new copy.
             self.workspace = Some(self.task.shared.sandbox.workspace()?);
@@ -211,11 +216,14 @@ impl Episode {
         let bug = self.task.shared.bug.clone();
         let ws = self.ws();
         ws.reset()?;
-        ws.apply(&bug)
+        ws.apply(&bug)?;
+        self.pristine = true;
+        Ok(())
     }
 
     /// The workspace, for reading and writing files.
     pub fn workspace(&mut self) -> &mut dyn Workspace {
+        self.pristine = false;
         self.ws()
     }
 
@@ -230,6 +238,7 @@ impl Episode {
     /// for good, and its helpers (fork servers) stop before the command can
     /// reach them.
     fn make_dirty(&mut self) {
+        self.pristine = false;
         if !self.dirty {
             let executor = self.task.shared.executor.clone();
             executor.release(self.ws());
@@ -318,6 +327,7 @@ impl Episode {
         };
         let selection = self.selection();
         let options = self.task.options.clone();
+        self.pristine = false;
         executor.run_tests(self.ws(), &selection, &options)
     }
 
@@ -333,7 +343,11 @@ impl Episode {
         &mut self,
         model_patch: &Patch,
     ) -> Result<(Grade, Option<TestReport>, Option<String>)> {
-        self.reset()?;
+        // A new episode holds the buggy tree already.
+        if !self.pristine {
+            self.reset()?;
+        }
+        self.pristine = false;
         let forked = self.reused && !self.dirty && servable(model_patch);
         if forked {
             // The buggy tree, exactly as reset left it: the one state the
