@@ -521,6 +521,20 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
         .unwrap();
     assert!(report.timed_out);
     assert!(report.outcomes.is_empty());
+    // A subtest's report comes from inside the call: the clock goes on.
+    let looping = TestId::from("tests/test_subtests.py::Subtests::test_loops_after_a_subtest");
+    let report = exec
+        .run_tests(
+            &mut ws,
+            &TestSelection::Only(vec![looping.clone()]),
+            &RunOptions {
+                timeout: Some(Duration::from_secs(60)),
+                ..per_test.clone()
+            },
+        )
+        .unwrap();
+    assert!(report.timed_out, "{}", report.log);
+    assert_eq!(report.over_test_limit, Some(looping), "{}", report.log);
     let report = exec
         .run_tests(
             &mut ws,
@@ -544,7 +558,7 @@ fn a_fork_server_stops_one_test_that_outlasts_its_limit() {
             ("tests/test_slow_setup.py::test_waits", Outcome::Passed),
         ])
     );
-    assert_eq!(exec.served_runs(), 2);
+    assert_eq!(exec.served_runs(), 3);
 }
 
 /// The part of a log from its failures to its short summary: the
