@@ -30,8 +30,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use smith_core::{
-    Error, Executor, Outcome, Patch, Result, RunOptions, Sandbox, TaskInstance, TestId, TestReport,
-    TestSelection,
+    Error, Executor, Outcome, Patch, Result, RunOptions, Sandbox, TaskInstance, TestId,
 };
 use smith_env::Environment;
 use smith_validate::PytestExecutor;
@@ -237,6 +236,11 @@ impl Default for GradeOptions {
 }
 
 /// Grades predictions in one repository environment.
+///
+/// Each prediction is graded in an episode of its own [`Task`], in a new
+/// workspace: a fresh interpreter runs the tests, since fork servers pay
+/// off only on a workspace graded again. Tasks made from
+/// [`Grader::executor`] for repeated episodes (the gym) do use them.
 #[derive(Debug, Clone)]
 pub struct Grader {
     sandbox: Arc<dyn Sandbox>,
@@ -280,7 +284,12 @@ impl Grader {
         if let Some(repo) = &repo {
             environment.repo = repo.root.clone();
         }
-        let executor = PytestExecutor::new("python", environment.spec.test_cmd.clone());
+        // Fork servers, prepared on each task's buggy tree: episodes and
+        // repeated grades of an instance skip interpreter start and
+        // collection. Where a server could not be exact, a fresh
+        // interpreter runs the tests (see `gym`).
+        let executor =
+            PytestExecutor::new("python", environment.spec.test_cmd.clone()).forking(true);
         let chosen = match &repo {
             Some(repo) => kind.make_for(&environment, repo)?,
             None => kind.make(&environment)?,
@@ -336,24 +345,13 @@ impl Grader {
         .with_run_options(self.options.run_options.clone());
         let mut episode = task.episode()?;
         let patch = Patch::from_text(prediction.model_patch.clone().unwrap_or_default());
-        if !patch.is_empty() {
-            if let Err(e) = episode.workspace().apply(&patch) {
-                report.error = Some(format!("patch did not apply: {e}"));
-                return Ok(report);
-            }
-        }
+        let (_, run, not_applied) = episode.grade_with_report(&patch)?;
+        let (Some(run), None) = (run, not_applied.clone()) else {
+            let reason = not_applied.unwrap_or_default();
+            report.error = Some(format!("patch did not apply: {reason}"));
+            return Ok(report);
+        };
         report.patch_successfully_applied = true;
-        let tests: Vec<TestId> = instance
-            .fail_to_pass
-            .iter()
-            .chain(&instance.pass_to_pass)
-            .cloned()
-            .collect();
-        let run: TestReport = self.executor.run_tests(
-            episode.workspace(),
-            &TestSelection::Only(tests),
-            &self.options.run_options,
-        )?;
         let status = TestsStatus::score(instance, &run.outcomes);
         report.resolved = status.resolved();
         report.tests_status = Some(status);

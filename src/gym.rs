@@ -4,6 +4,21 @@
 //! Workspaces are expensive to make (a copy of the repository) and cheap to
 //! reset (only touched files are restored), so a [`Task`] keeps a pool of
 //! them and episodes borrow one.
+//!
+//! Grading on a workspace taken back from the pool goes through the
+//! executor's fork servers (for the pytest executor: a server that has
+//! collected the task's test files on the buggy tree and forks a child per
+//! grade, swapping in the function bodies a patch changes), prepared on the
+//! buggy tree right after reset and kept with the workspace across
+//! episodes. The servers' parents never run a patch's code, so nothing of
+//! one episode reaches the next. A fresh interpreter grades instead where
+//! a server could not see the tree exactly as a fresh run would: the
+//! workspace's first episode (so that a workspace used once costs no
+//! server start), a workspace an arbitrary command ran in, a patch that
+//! adds, deletes or renames files or touches anything but existing `.py`
+//! files, and [`Episode::grade_current`]. The executor itself falls back
+//! further (a change the collected server cannot swap in goes to a plain
+//! server, a lost server to a fresh interpreter).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -13,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     CommandSpec, Error, Executor, FileChange, Outcome, Patch, Result, RunOptions, RunOutput,
-    Sandbox, TaskInstance, TestId, TestSelection, Workspace,
+    Sandbox, TaskInstance, TestId, TestReport, TestSelection, Workspace,
 };
 
 /// Which of a group of tests passed and which did not.
@@ -64,6 +79,18 @@ pub fn grade_report(instance: &TaskInstance, outcomes: &BTreeMap<TestId, Outcome
             passed: status.pass_to_pass.success,
             failed: status.pass_to_pass.failure,
         },
+    }
+}
+
+impl Drop for TaskShared {
+    fn drop(&mut self) {
+        // The executor may outlive the task: stop the servers of its
+        // workspaces with them.
+        if let Ok(pool) = self.pool.get_mut() {
+            for ws in pool.iter() {
+                self.executor.release(&**ws);
+            }
+        }
     }
 }
 
@@ -128,6 +155,7 @@ impl Task {
     /// its own handle on the task, so it can outlive this borrow.
     pub fn episode(&self) -> Result<Episode> {
         let pooled = self.shared.pool.lock().ok().and_then(|mut p| p.pop());
+        let reused = pooled.is_some();
         let workspace = match pooled {
             Some(ws) => ws,
             None => self.shared.sandbox.workspace()?,
@@ -136,6 +164,8 @@ impl Task {
             task: self.clone(),
             workspace: Some(workspace),
             dirty: false,
+            reused,
+            pristine: false,
         };
         episode.reset()?;
         Ok(episode)
@@ -154,6 +184,12 @@ pub struct Episode {
     task: Task,
     workspace: Option<Box<dyn Workspace>>,
     dirty: bool,
+    /// The workspace came back from the pool (it served an earlier
+    /// episode without an arbitrary command): worth fork servers.
+    reused: bool,
+    /// Nothing touched the workspace since the last reset (no borrow of
+    /// it, no command, no test run): it holds the buggy tree.
+    pristine: bool,
 }
 
 impl Episode {
@@ -170,33 +206,50 @@ impl Episode {
 
     /// Back to the buggy tree.
     pub fn reset(&mut self) -> Result<()> {
+        self.pristine = false;
         if self.dirty {
             // Commands may have written anywhere; start from a new copy.
             self.workspace = Some(self.task.shared.sandbox.workspace()?);
             self.dirty = false;
+            self.reused = false;
         }
         let bug = self.task.shared.bug.clone();
         let ws = self.ws();
         ws.reset()?;
-        ws.apply(&bug)
+        ws.apply(&bug)?;
+        self.pristine = true;
+        Ok(())
     }
 
     /// The workspace, for reading and writing files.
     pub fn workspace(&mut self) -> &mut dyn Workspace {
+        self.pristine = false;
         self.ws()
     }
 
     /// Run a command in the workspace, within the task's limits.
     pub fn exec(&mut self, command: &CommandSpec) -> Result<RunOutput> {
-        self.dirty = true;
+        self.make_dirty();
         let options = self.task.options.clone();
         self.ws().run(command, &options)
+    }
+
+    /// An arbitrary command is about to run: the workspace leaves the pool
+    /// for good, and its helpers (fork servers) stop before the command can
+    /// reach them.
+    fn make_dirty(&mut self) {
+        self.pristine = false;
+        if !self.dirty {
+            let executor = self.task.shared.executor.clone();
+            executor.release(self.ws());
+            self.dirty = true;
+        }
     }
 
     /// Run a command in the workspace with limits of its own (an agent's
     /// shell command gets a shorter time limit than a test run).
     pub fn exec_with(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
-        self.dirty = true;
+        self.make_dirty();
         self.ws().run(command, options)
     }
 
@@ -239,33 +292,97 @@ impl Episode {
         Ok(Patch::from_changes(&changes))
     }
 
-    /// Run the task's tests on the workspace as it is now.
+    /// Run the task's tests on the workspace as it is now, in a fresh
+    /// interpreter (the tree may hold anything).
     pub fn grade_current(&mut self) -> Result<Grade> {
-        let task = self.task.clone();
-        let inst = &task.shared.instance;
-        let tests: Vec<TestId> = inst
-            .fail_to_pass
-            .iter()
-            .chain(&inst.pass_to_pass)
-            .cloned()
-            .collect();
-        let executor = self.task.shared.executor.clone();
+        let report = self.run_task_tests(false)?;
+        Ok(grade_report(&self.task.shared.instance, &report.outcomes))
+    }
+
+    /// The task's FAIL_TO_PASS and PASS_TO_PASS tests.
+    fn selection(&self) -> TestSelection {
+        let inst = &self.task.shared.instance;
+        TestSelection::Only(
+            inst.fail_to_pass
+                .iter()
+                .chain(&inst.pass_to_pass)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Run the task's tests: through the executor as it is when `forked`
+    /// (its servers were prepared on this workspace's buggy tree), else
+    /// through its fresh-interpreter twin.
+    fn run_task_tests(&mut self, forked: bool) -> Result<TestReport> {
+        let shared = self.task.shared.clone();
+        let fresh = if forked {
+            None
+        } else {
+            shared.executor.fresh()
+        };
+        let executor: &dyn Executor = match &fresh {
+            Some(fresh) => &**fresh,
+            None => &*shared.executor,
+        };
+        let selection = self.selection();
         let options = self.task.options.clone();
-        let report = executor.run_tests(self.ws(), &TestSelection::Only(tests), &options)?;
-        Ok(grade_report(inst, &report.outcomes))
+        self.pristine = false;
+        executor.run_tests(self.ws(), &selection, &options)
     }
 
     /// Reset to the buggy tree, apply `model_patch`, run the task's tests.
     /// A patch that does not apply grades as unresolved with every test failed.
     pub fn grade(&mut self, model_patch: &Patch) -> Result<Grade> {
-        self.reset()?;
-        if !model_patch.is_empty() && self.ws().apply(model_patch).is_err() {
-            let mut g = grade_report(&self.task.shared.instance, &BTreeMap::new());
-            g.applied = false;
-            return Ok(g);
-        }
-        self.grade_current()
+        Ok(self.grade_with_report(model_patch)?.0)
     }
+
+    /// [`grade`](Episode::grade), with the test run's report (`None` when
+    /// the patch did not apply) and why the patch did not apply.
+    pub fn grade_with_report(
+        &mut self,
+        model_patch: &Patch,
+    ) -> Result<(Grade, Option<TestReport>, Option<String>)> {
+        // A new episode holds the buggy tree already.
+        if !self.pristine {
+            self.reset()?;
+        }
+        self.pristine = false;
+        let forked = self.reused && !self.dirty && servable(model_patch);
+        if forked {
+            // The buggy tree, exactly as reset left it: the one state the
+            // servers may start from (and compare later runs with).
+            let shared = self.task.shared.clone();
+            let selection = self.selection();
+            shared.executor.prepare_for(self.ws(), &selection)?;
+        }
+        if !model_patch.is_empty() {
+            if let Err(e) = self.ws().apply(model_patch) {
+                let mut g = grade_report(&self.task.shared.instance, &BTreeMap::new());
+                g.applied = false;
+                return Ok((g, None, Some(e.to_string())));
+            }
+        }
+        let report = self.run_task_tests(forked)?;
+        let grade = grade_report(&self.task.shared.instance, &report.outcomes);
+        Ok((grade, Some(report), None))
+    }
+}
+
+/// Whether a fork server may grade `patch`: it only changes existing
+/// Python files in place (a server compares those with what it holds and
+/// swaps in or hands back; an added, deleted or renamed file, or a data file
+/// read at import, it would not see).
+fn servable(patch: &Patch) -> bool {
+    if patch.is_empty() {
+        return true;
+    }
+    let Ok(files) = patch.files() else {
+        return false;
+    };
+    files
+        .iter()
+        .all(|f| f.old_path.is_some() && f.old_path == f.new_path && f.path().ends_with(".py"))
 }
 
 /// Directories a diff of a workspace never looks into.
@@ -305,6 +422,7 @@ fn read_text(root: &Path, rel: &str) -> Option<String> {
 impl Drop for Episode {
     fn drop(&mut self) {
         if self.dirty {
+            // Released when it became dirty; dropped with this episode.
             return;
         }
         if let (Some(ws), Ok(mut pool)) = (self.workspace.take(), self.task.shared.pool.lock()) {

@@ -31,7 +31,9 @@ use smith_core::{
 };
 use smith_env::Environment;
 use smith_mutate::{GenerateOptions, Generated, LmStrategy};
-use smith_validate::{CoverageMap, PytestExecutor, SelectionMode, ValidateOptions};
+use smith_validate::{
+    CoverageMap, PhaseTimes, PytestExecutor, RunTimes, SelectionMode, ValidateOptions,
+};
 
 use crate::repo::{open_repo_checked, RepoInfo, RUN_RECORD};
 use crate::store::{self, JsonlWriter, OutDirLock};
@@ -54,7 +56,12 @@ pub struct Config {
     pub out: PathBuf,
     /// `owner/name` to record; default from the git remote or the directory name.
     pub repo_name: Option<String>,
-    /// Where virtualenvs are cached; default `<out>/.env-cache`.
+    /// Where virtualenvs are cached; default the user's cache
+    /// ([`smith_env::default_cache_dir`]: `$SMITH_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/smith`, else `~/.cache/smith`), shared by every
+    /// output directory. Venvs there are keyed by what determines the
+    /// install (packaging files' content, spec, installer), not by where
+    /// the repository is; concurrent builds of one venv wait on a lock.
     pub cache_dir: Option<PathBuf>,
     /// Seed for every random choice.
     pub seed: u64,
@@ -201,6 +208,11 @@ pub struct Prepared {
     baseline_executors: Vec<Arc<dyn Executor>>,
     /// smith's pytest executor: it maps coverage and counts forked runs.
     pytest: PytestExecutor,
+    /// Seconds per phase of the validations this process ran.
+    phases: Arc<smith_validate::PhaseClock>,
+    /// Those validations' test runs by how they ran (smith's pytest
+    /// executor's only).
+    validation_runs: Arc<Mutex<RunTimes>>,
     /// This process's hold on the output directory.
     _lock: OutDirLock,
 }
@@ -269,6 +281,17 @@ pub struct Summary {
     pub lm: LmUsage,
     /// Where the task instances are.
     pub instances_path: PathBuf,
+    /// The environment came from the cache (no install ran).
+    #[serde(default)]
+    pub env_reused: bool,
+    /// Seconds per phase of validation, summed over the candidates this
+    /// run validated (and so over workers).
+    #[serde(default)]
+    pub phases: PhaseTimes,
+    /// Validation's test runs by how they ran: collected server, plain
+    /// server, fresh interpreter (smith's pytest executor's runs only).
+    #[serde(default)]
+    pub runs: RunTimes,
 }
 
 /// Requests and tokens spent on a language model by the bug strategies.
@@ -329,6 +352,17 @@ pub struct ValidateSummary {
     pub seconds_per_candidate: f64,
     /// Test runs that went through fork servers.
     pub forked_runs: usize,
+    /// The environment came from the cache (no install ran).
+    #[serde(default)]
+    pub env_reused: bool,
+    /// Seconds per phase of validation, summed over the candidates
+    /// validated now (and so over workers).
+    #[serde(default)]
+    pub phases: PhaseTimes,
+    /// Validation's test runs by how they ran: collected server, plain
+    /// server, fresh interpreter (smith's pytest executor's runs only).
+    #[serde(default)]
+    pub runs: RunTimes,
     /// With `--confirm`: share of kept candidates whose full-suite labels agree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_agreement: Option<f64>,
@@ -680,7 +714,7 @@ impl Pipeline {
             self.config
                 .cache_dir
                 .clone()
-                .unwrap_or_else(|| out.join(".env-cache")),
+                .unwrap_or_else(smith_env::default_cache_dir),
         );
         // The collection check imports the project's code: it runs in the
         // sandbox every later stage uses.
@@ -693,6 +727,8 @@ impl Pipeline {
                 "venv": &env.venv,
                 "pytest_version": &env.pytest_version,
                 "generated": &env.generated,
+                "reused": env.reused,
+                "build_secs": env.build_secs(),
             }),
         )?;
         let chosen = self.config.sandbox.make_for(&env, &repo)?;
@@ -734,6 +770,8 @@ impl Pipeline {
             executor,
             baseline_executors,
             pytest,
+            phases: Arc::default(),
+            validation_runs: Arc::default(),
             _lock: lock,
         })
     }
@@ -1390,7 +1428,8 @@ impl Pipeline {
             ..Default::default()
         };
         let started = Instant::now();
-        smith_validate::validate(
+        let runs_before = p.pytest.run_times();
+        let validated = smith_validate::validate_timed(
             p.sandbox.as_ref(),
             p.executor.as_ref(),
             baseline,
@@ -1415,7 +1454,12 @@ impl Pipeline {
                     kept: counts.1,
                 });
             },
-        )?;
+            &p.phases,
+        );
+        if let Ok(mut runs) = p.validation_runs.lock() {
+            *runs = runs.plus(&p.pytest.run_times().minus(&runs_before));
+        }
+        validated?;
         let secs = started.elapsed().as_secs_f64();
         if let Some(e) = counts.into_inner().unwrap_or_else(|e| e.into_inner()).2 {
             return Err(e);
@@ -1686,6 +1730,13 @@ impl Pipeline {
             seconds: started.elapsed().as_secs_f64(),
             seconds_per_candidate: secs / validated_now.max(1) as f64,
             forked_runs: p.pytest.served_runs(),
+            env_reused: p.env.reused,
+            phases: p.phases.times(),
+            runs: p
+                .validation_runs
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_default(),
             confirm_agreement: tally.confirm_agreement,
             validations_path: self.path("validations.jsonl"),
             instances: instances.len(),
@@ -1816,7 +1867,7 @@ pub struct RunRecord {
 }
 
 /// The records of a run in its output directory: what `force` removes.
-/// Caches (`.env-cache`, `lm-cache`) stay.
+/// Caches (an `.env-cache` given as `--cache-dir`, `lm-cache`) stay.
 const RECORD_FILES: &[&str] = &[
     RUN_RECORD,
     "repo.json",
@@ -1966,6 +2017,13 @@ fn summarize(
         seconds_per_candidate,
         confirm_agreement: tally.confirm_agreement,
         instances_path,
+        env_reused: p.env.reused,
+        phases: p.phases.times(),
+        runs: p
+            .validation_runs
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
     }
 }
 

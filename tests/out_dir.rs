@@ -478,3 +478,80 @@ fn a_full_disk_is_an_environment_error_naming_the_file() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains(out.to_str().unwrap()), "{err}");
 }
+
+#[test]
+fn two_out_dirs_share_the_environment_and_give_identical_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = demo_checkout(dir.path());
+    let cache = cache_dir();
+    let run = |out: &Path| {
+        json(&smith_in(
+            dir.path(),
+            &[
+                "--json",
+                "run",
+                repo.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--max-candidates",
+                "6",
+                "--baseline-runs",
+                "1",
+                "--no-combine",
+            ],
+        ))
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let first = run(&one);
+    let second = run(&two);
+    // Each run snapshots the repository into its own out dir; the venv is
+    // keyed by content, so the second run finds the first one's.
+    assert_eq!(second["env_reused"], true, "{second}");
+    let venv = |out: &Path| {
+        let env: Value =
+            serde_json::from_slice(&std::fs::read(out.join("env.json")).unwrap()).unwrap();
+        assert!(env["venv"]
+            .as_str()
+            .unwrap()
+            .starts_with(cache.to_str().unwrap()));
+        env["venv"].clone()
+    };
+    assert_eq!(venv(&one), venv(&two));
+    let env: Value = serde_json::from_slice(&std::fs::read(two.join("env.json")).unwrap()).unwrap();
+    assert_eq!(env["reused"], true, "{env}");
+    // The same tasks.
+    let tasks = |out: &Path| -> Vec<String> {
+        let mut v: Vec<String> = records(&out.join("instances.jsonl"))
+            .into_iter()
+            .map(|i| {
+                format!(
+                    "{} {} {} {}",
+                    i["instance_id"], i["patch"], i["FAIL_TO_PASS"], i["PASS_TO_PASS"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!tasks(&one).is_empty(), "{first}");
+    assert_eq!(tasks(&one), tasks(&two));
+    assert_eq!(first["instances"], second["instances"]);
+    // Where validation time went: every candidate validated is timed, and
+    // the runs are counted by how they ran.
+    let phases = &second["phases"];
+    assert_eq!(phases["candidates"], second["validated"], "{phases}");
+    assert!(phases["test_runs"].as_f64().unwrap() > 0.0, "{phases}");
+    let runs = &second["runs"];
+    let mut total = 0;
+    for kind in ["collected", "plain", "fresh"] {
+        let k = &runs[kind];
+        total += k["runs"].as_u64().unwrap();
+        assert!(
+            k["test_seconds"].as_f64().unwrap() <= k["seconds"].as_f64().unwrap() + 1e-6,
+            "{runs}"
+        );
+    }
+    assert!(total >= 1, "{runs}");
+}

@@ -305,6 +305,23 @@ pub trait Executor: Send + Sync + Debug {
         Ok(())
     }
 
+    /// [`prepare`](Executor::prepare) for runs of `selection` only: an
+    /// executor may get ready for exactly those runs (the pytest executor's
+    /// collected server then collects only the files of the selected tests,
+    /// as a fresh run of them does). `workspace` holds the tree later runs
+    /// are compared with. The default is `prepare`.
+    fn prepare_for(&self, workspace: &mut dyn Workspace, selection: &TestSelection) -> Result<()> {
+        let _ = selection;
+        self.prepare(workspace)
+    }
+
+    /// Stop the helpers started for `workspace`: it is about to be
+    /// discarded, or it may now hold changes that no helper must ever see
+    /// (an arbitrary command ran in it). The default does nothing.
+    fn release(&self, workspace: &dyn Workspace) {
+        let _ = workspace;
+    }
+
     /// The same executor with every run in a fresh interpreter, as a
     /// grader runs tests, when this one's runs may not be (fork servers);
     /// `None` (the default) when its runs already are. Validators confirm
@@ -331,6 +348,12 @@ macro_rules! forward_executor {
             }
             fn prepare(&self, workspace: &mut dyn Workspace) -> Result<()> {
                 (**self).prepare(workspace)
+            }
+            fn prepare_for(&self, workspace: &mut dyn Workspace, selection: &TestSelection) -> Result<()> {
+                (**self).prepare_for(workspace, selection)
+            }
+            fn release(&self, workspace: &dyn Workspace) {
+                (**self).release(workspace)
             }
             fn fresh(&self) -> Option<Box<dyn Executor>> {
                 (**self).fresh()

@@ -383,6 +383,9 @@ pub fn build_environment_with(
                     venv.display().to_string(),
                 );
                 env.steps = builder.steps;
+                // The venv is keyed by content: it may have been built for
+                // another copy of the repository (another run's snapshot).
+                env.repo = repo.clone();
                 return Ok(env);
             }
         }
@@ -982,10 +985,14 @@ fn stamp_key(venv: &Path) -> Option<String> {
 
 /// The cache key: repository path, packaging files' contents, the user spec
 /// file and the installer.
+/// The key of a venv in the cache: what determines the install (the
+/// packaging and requirements files, by path inside the repository and
+/// content, a spec file's content, the installer), never where the
+/// repository is, so that every snapshot of one repository (a run's
+/// `<out>/repo`) shares the venv.
 fn cache_key(repo: &Path, spec_file: Option<&Path>, installer: &Installer) -> String {
     let mut parts: Vec<Vec<u8>> = vec![
         CACHE_VERSION.as_bytes().to_vec(),
-        repo.as_os_str().as_encoded_bytes().to_vec(),
         installer.name().as_bytes().to_vec(),
     ];
     let mut files: Vec<PathBuf> = PACKAGING_FILES.iter().map(|f| repo.join(f)).collect();
@@ -1004,10 +1011,14 @@ fn cache_key(repo: &Path, spec_file: Option<&Path>, installer: &Installer) -> St
             files.extend(reqs);
         }
     }
-    files.extend(spec_file.map(Path::to_path_buf));
     for file in files {
-        parts.push(file.as_os_str().as_encoded_bytes().to_vec());
+        let rel = file.strip_prefix(repo).unwrap_or(&file);
+        parts.push(rel.as_os_str().as_encoded_bytes().to_vec());
         parts.push(std::fs::read(&file).unwrap_or_default());
+    }
+    if let Some(file) = spec_file {
+        parts.push(b"spec file".to_vec());
+        parts.push(std::fs::read(file).unwrap_or_default());
     }
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     stable_hex(&refs)
@@ -1144,6 +1155,20 @@ mod tests {
         assert_eq!(env["VIRTUAL_ENV"], "/v");
         assert_eq!(env["PYTHONDONTWRITEBYTECODE"], "1");
         assert_eq!(env["TZ"], "UTC");
+    }
+
+    #[test]
+    fn cache_key_follows_content_not_location() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for dir in [a.path(), b.path()] {
+            std::fs::write(dir.join("pyproject.toml"), "[project]\nname='a'\n").unwrap();
+            std::fs::write(dir.join("requirements-dev.txt"), "pytest\n").unwrap();
+        }
+        let key = |d: &Path| cache_key(d, None, &Installer::Pip);
+        assert_eq!(key(a.path()), key(b.path()), "same content, other place");
+        std::fs::write(b.path().join("requirements-dev.txt"), "pytest<8\n").unwrap();
+        assert_ne!(key(a.path()), key(b.path()));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use smith_env::{
 
 #[test]
 fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
-    // A fixed location, so that the cache key (which includes the repo path)
-    // matches on every run and the second half can check reuse.
+    // A fixed location under the test cache (the key follows content, not
+    // location; the second half checks reuse).
     let repo = common::cache_dir().join("fixtures").join("calc");
     common::write_files(&repo, common::CALC);
     let options = EnvOptions::new(common::cache_dir());
@@ -90,6 +90,32 @@ fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
             "the venv is writable from the sandbox"
         );
     }
+}
+
+#[test]
+fn another_copy_of_a_repository_reuses_its_venv_and_runs_its_own_tree() {
+    // Two copies with the same packaging files in different places (two
+    // runs' snapshots): one venv, each environment on its own tree.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("one/calc"), dir.path().join("two/calc"));
+    common::write_files(&a, common::CALC);
+    common::write_files(&b, common::CALC);
+    let broken = "def add(a, b):\n    return a - b\n";
+    std::fs::write(b.join("src/calc/__init__.py"), broken).unwrap();
+    let options = EnvOptions::new(common::cache_dir());
+    let first = build_environment(&a, &options).unwrap();
+    let second = build_environment(&b, &options).unwrap();
+    assert!(second.reused, "{:#?}", second.steps);
+    assert_eq!(second.venv, first.venv);
+    assert_eq!(second.repo, b.canonicalize().unwrap());
+    let run = |env: &smith_env::Environment| {
+        let mut ws = LocalSandbox::new(env).unwrap().workspace().unwrap();
+        ws.run(&env.test_command(), &RunOptions::default()).unwrap()
+    };
+    let out = run(&first);
+    assert!(out.stdout.contains("2 passed"), "{}", out.stdout);
+    let out = run(&second);
+    assert!(out.stdout.contains("1 failed, 1 passed"), "{}", out.stdout);
 }
 
 #[test]

@@ -54,6 +54,9 @@ struct Server {
     /// It has had the learned module report (a server started before
     /// anything was learned gets it at a later `prepare`).
     warmed: bool,
+    /// A collected server's pytest arguments (what it collected); empty
+    /// for a plain server.
+    argv: Vec<String>,
 }
 
 /// The servers of one executor (and its clones), by workspace root.
@@ -230,7 +233,7 @@ impl ServerPool {
                 self.failed_start(&root, &key, false);
             }
         }
-        if collect && self.wants(&self.collected, &root, &key, true) {
+        if collect && self.wants(&self.collected, &root, &key, &spec.args[2..]) {
             match self.start_collected(workspace, spec, &key) {
                 Some(server) => {
                     if let Ok(mut collected) = self.collected.lock() {
@@ -242,24 +245,42 @@ impl ServerPool {
         }
     }
 
-    /// Whether `servers` needs a new server for `root` and `key`: it has
-    /// none for that key (one for another key is dropped), and none failed
-    /// to start before.
+    /// Whether `servers` (the collected ones) needs a new server for
+    /// `root`, `key` and the pytest arguments `argv`: it has none that
+    /// collected those (one for another key or other arguments is
+    /// dropped), and none failed to start before.
     fn wants(
         &self,
         servers: &Mutex<HashMap<PathBuf, Server>>,
         root: &Path,
         key: &ServerKey,
-        collected: bool,
+        argv: &[String],
     ) -> bool {
         let Ok(mut servers) = servers.lock() else {
             return false;
         };
-        if servers.get(root).is_some_and(|s| s.key == *key) {
+        if servers
+            .get(root)
+            .is_some_and(|s| s.key == *key && s.argv == argv)
+        {
             return false;
         }
         servers.remove(root);
-        !self.failed_before(root, key, collected)
+        !self.failed_before(root, key, true)
+    }
+
+    /// Stop and forget every server of the workspace at `root` (it is
+    /// being discarded, or may have changed in ways no server must see).
+    pub(crate) fn release(&self, root: &Path) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.remove(root);
+        }
+        if let Ok(mut collected) = self.collected.lock() {
+            collected.remove(root);
+        }
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.retain(|(r, _, _)| r != root);
+        }
     }
 
     fn failed_before(&self, root: &Path, key: &ServerKey, collected: bool) -> bool {
@@ -313,6 +334,7 @@ impl ServerPool {
             }
         };
         self.started.fetch_add(1, Ordering::Relaxed);
+        server.argv = spec.args[2..].to_vec();
         let line = serde_json::json!({ "collect": { "argv": &spec.args[2..] } }).to_string();
         let answer = server
             .service
@@ -335,27 +357,33 @@ impl ServerPool {
     /// Run `spec`, which selects `ids`, through `workspace`'s collected
     /// server. `None` when there is none, it cannot take this change, or it
     /// failed (then it is dropped): the caller runs the command another way.
+    /// The flag says whether a server was asked (and so the time spent
+    /// before `None` went into a hand-back).
     pub(crate) fn run_collected(
         &self,
         workspace: &mut dyn Workspace,
         spec: &CommandSpec,
         ids: &[TestId],
         options: &RunOptions,
-    ) -> Option<RunOutput> {
+    ) -> (Option<RunOutput>, bool) {
         let root = workspace.root().to_path_buf();
-        let mut server = {
-            let mut servers = self.collected.lock().ok()?;
+        let taken = self.collected.lock().ok().and_then(|mut servers| {
             if servers.get(&root)?.key != server_key(spec) {
                 return None;
             }
-            servers.remove(&root)?
+            servers.remove(&root)
+        });
+        let Some(mut server) = taken else {
+            return (None, false);
         };
         let answer = request(&mut server, spec, options, false, Some(ids));
         // A server that answered stays; one that failed is dropped.
         if matches!(answer, Ok((Answer::Done(_) | Answer::FallBack(_), _))) {
-            self.collected.lock().ok()?.insert(root, server);
+            if let Ok(mut servers) = self.collected.lock() {
+                servers.insert(root, server);
+            }
         }
-        match answer {
+        let output = match answer {
             Ok((Answer::Done(output), _)) => {
                 self.served.fetch_add(1, Ordering::Relaxed);
                 self.served_collected.fetch_add(1, Ordering::Relaxed);
@@ -374,7 +402,8 @@ impl ServerPool {
                 tracing::debug!(error = %e, "collected server run failed; dropping it");
                 None
             }
-        }
+        };
+        (output, true)
     }
 
     /// The workspace files servers compile ahead of time (learned from the
@@ -492,6 +521,7 @@ fn start(workspace: &mut dyn Workspace, key: ServerKey) -> Result<Server> {
         service,
         key,
         warmed: false,
+        argv: Vec::new(),
     })
 }
 

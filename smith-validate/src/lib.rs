@@ -47,6 +47,7 @@ mod failures;
 mod fork;
 mod memo;
 mod parse;
+mod phases;
 mod pytest;
 mod structure;
 mod validate;
@@ -56,5 +57,8 @@ pub use classify::{classify, collection_failed, eligible, missing_tests};
 pub use coverage::{changed_lines, CandidateSelection, CoverageMap, FileCoverage};
 pub use failures::{failure_excerpt, FAILURE_LOG_BYTES};
 pub use parse::{parse_junit_xml, parse_pytest_log, JunitCase, JunitReport};
+pub use phases::{PhaseClock, PhaseTimes, RunKind, RunTimes};
 pub use pytest::PytestExecutor;
-pub use validate::{labels, select_tests, validate, validate_one, SelectionMode, ValidateOptions};
+pub use validate::{
+    labels, select_tests, validate, validate_one, validate_timed, SelectionMode, ValidateOptions,
+};

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 use smith_core::{
@@ -22,6 +23,7 @@ use smith_core::{
 
 use crate::fork::ServerPool;
 use crate::parse::{merge_outcome, parse_pytest_log};
+use crate::phases::{Route, RunStats, RunTimes};
 
 /// The plugin's source, written into every workspace before a run.
 pub(crate) const PLUGIN_SOURCE: &str = include_str!("smith_pytest_plugin.py");
@@ -89,6 +91,8 @@ pub struct PytestExecutor {
     fork: bool,
     collect: bool,
     pool: Arc<ServerPool>,
+    /// Runs by route; shared by clones and the [`plain`](Self::plain) twin.
+    stats: Arc<RunStats>,
 }
 
 impl PartialEq for PytestExecutor {
@@ -116,6 +120,7 @@ impl PytestExecutor {
             fork: false,
             collect: true,
             pool: Arc::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -175,6 +180,13 @@ impl PytestExecutor {
             self.pool.started.load(std::sync::atomic::Ordering::Relaxed),
             self.pool.refused_modules(),
         )
+    }
+
+    /// Every run of this executor, its clones and its
+    /// [`plain`](Self::plain) twins so far, by how it ran (collected
+    /// server, plain server, fresh interpreter) with wall and test seconds.
+    pub fn run_times(&self) -> RunTimes {
+        self.stats.times()
     }
 
     /// The same executor with every run in a fresh interpreter.
@@ -315,26 +327,40 @@ impl Executor for PytestExecutor {
         }
         let forking = self.is_forking();
         let mut forked = None;
+        let mut started = Instant::now();
         if let (true, TestSelection::Only(ids)) = (forking && self.collect, selection) {
-            forked = self.pool.run_collected(workspace, &spec, ids, options);
+            let (output, asked) = self.pool.run_collected(workspace, &spec, ids, options);
+            forked = output.map(|o| (o, Route::Collected));
+            if forked.is_none() && asked {
+                self.stats.handed_back(started.elapsed());
+                started = Instant::now();
+            }
         }
         if forked.is_none() && forking {
             let whole_suite = *selection == TestSelection::All;
-            forked = self.pool.run(workspace, &spec, options, whole_suite);
+            forked = self
+                .pool
+                .run(workspace, &spec, options, whole_suite)
+                .map(|o| (o, Route::Plain));
         }
-        let output = match forked {
-            Some(output) => output,
+        let (output, route) = match forked {
+            Some(run) => run,
             None => {
                 // The plugin keeps the per-test limit a fork server would.
                 let spec = match options.test_timeout {
                     Some(limit) => spec.env("SMITH_TEST_TIMEOUT", limit.as_secs_f64().to_string()),
                     None => spec,
                 };
-                workspace.run(&spec, options)?
+                (workspace.run(&spec, options)?, Route::Fresh)
             }
         };
+        let ran = started.elapsed();
+        let parsing = Instant::now();
         let events = workspace.read(EVENTS_PATH).unwrap_or_default();
-        Ok(build_report(&String::from_utf8_lossy(&events), &output))
+        let report = build_report(&String::from_utf8_lossy(&events), &output);
+        let tests: f64 = report.durations.values().sum();
+        self.stats.run(route, ran, tests, parsing.elapsed());
+        Ok(report)
     }
 
     /// With forking on, start the workspace's fork servers from the clean
@@ -348,6 +374,26 @@ impl Executor for PytestExecutor {
             self.pool.prepare(workspace, &spec, self.collect);
         }
         Ok(())
+    }
+
+    /// [`prepare`](Executor::prepare) for runs of `selection`: the
+    /// collected server collects what a run of `selection` collects (for
+    /// [`TestSelection::Only`], the files of its tests, which is what a
+    /// fresh run of them imports), not the whole suite. The gym grades
+    /// through this, once per workspace holding a task's buggy tree.
+    fn prepare_for(&self, workspace: &mut dyn Workspace, selection: &TestSelection) -> Result<()> {
+        if self.is_forking() {
+            workspace.write(PLUGIN_PATH, PLUGIN_SOURCE.as_bytes())?;
+            workspace.write(EVENTS_PATH, b"")?;
+            let (spec, _) = self.command(selection, &[]);
+            self.pool.prepare(workspace, &spec, self.collect);
+        }
+        Ok(())
+    }
+
+    /// Stop `workspace`'s fork servers and forget them.
+    fn release(&self, workspace: &dyn Workspace) {
+        self.pool.release(workspace.root());
     }
 
     /// With forking on, [`plain`](PytestExecutor::plain).

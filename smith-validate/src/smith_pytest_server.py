@@ -453,7 +453,11 @@ class _CallClock:
                 if kind == "call":
                     self.since = self._now()
                     self.nodeid = event.get("nodeid")
-                elif kind == "finish" or (kind == "report" and event.get("when") == "call"):
+                elif kind == "finish" or (
+                    kind == "report" and event.get("when") == "call" and not event.get("subtest")
+                ):
+                    # A subtest's report comes from inside the call, which
+                    # goes on (and must stay on the clock).
                     self.since = None
         if self.since is None:
             return False

@@ -16,6 +16,7 @@ use crate::baseline::{run_timeout, test_timeout};
 use crate::classify::{classify, missing_tests};
 use crate::coverage::{CandidateSelection, CoverageMap};
 use crate::failures::{failure_excerpt, FAILURE_LOG_BYTES};
+use crate::phases::{Phase, PhaseClock};
 
 /// How tests are chosen for a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -157,12 +158,31 @@ pub fn validate_one(
     candidate: &Candidate,
     options: &ValidateOptions,
 ) -> Result<Validation> {
+    let clock = PhaseClock::default();
+    validate_one_timed(
+        workspace, executor, baseline, coverage, candidate, options, &clock,
+    )
+}
+
+/// [`validate_one`], adding the seconds of each phase to `clock`.
+#[allow(clippy::too_many_arguments)]
+fn validate_one_timed(
+    workspace: &mut dyn Workspace,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    coverage: Option<&CoverageMap>,
+    candidate: &Candidate,
+    options: &ValidateOptions,
+    clock: &PhaseClock,
+) -> Result<Validation> {
     let start = Instant::now();
+    clock.candidate();
     let source = |path: &str| {
         let bytes = workspace.read(path).ok()?;
         String::from_utf8(bytes).ok()
     };
     let chosen = select_tests(coverage, candidate, options.selection, &source);
+    clock.add(Phase::Selection, start.elapsed());
     let mut validation = Validation {
         candidate_id: candidate.id.clone(),
         strategy: candidate.strategy.clone(),
@@ -185,8 +205,13 @@ pub fn validate_one(
             chosen.to_test_selection()
         }
     };
-    if let Err(e) = workspace.apply(&candidate.patch) {
+    let applying = Instant::now();
+    let applied = workspace.apply(&candidate.patch);
+    clock.add(Phase::Apply, applying.elapsed());
+    if let Err(e) = applied {
+        let resetting = Instant::now();
         workspace.reset()?;
+        clock.add(Phase::Reset, resetting.elapsed());
         validation.verdict = Verdict::Unappliable {
             reason: e.to_string(),
         };
@@ -201,8 +226,11 @@ pub fn validate_one(
         selection,
         options,
         &mut validation,
+        clock,
     );
+    let resetting = Instant::now();
     let reset = workspace.reset();
+    clock.add(Phase::Reset, resetting.elapsed());
     judged?;
     reset?;
     validation.seconds = start.elapsed().as_secs_f64();
@@ -319,6 +347,7 @@ fn judge(
 
 /// Run the tests of an applied candidate and fill in its verdict, log and
 /// confirmations.
+#[allow(clippy::too_many_arguments)]
 fn run_and_judge(
     workspace: &mut dyn Workspace,
     executor: &dyn Executor,
@@ -327,16 +356,20 @@ fn run_and_judge(
     selection: TestSelection,
     options: &ValidateOptions,
     validation: &mut Validation,
+    clock: &PhaseClock,
 ) -> Result<()> {
+    let running = Instant::now();
     let Judged {
         mut selection,
         mut report,
         verdict,
     } = judge(workspace, executor, baseline, candidate, selection, options)?;
+    clock.add(Phase::TestRuns, running.elapsed());
     if selection.is_whole_suite() {
         validation.selected = None;
     }
     validation.verdict = verdict;
+    let confirming = Instant::now();
     if validation.verdict.is_kept() && options.confirm {
         validation.confirmed = Some(true);
         if selection != TestSelection::All {
@@ -363,6 +396,8 @@ fn run_and_judge(
     // would obtain them: the same tests (every FAIL_TO_PASS test among
     // them) in a fresh interpreter. Where the verdicts differ, the fresh
     // one is the truth.
+    clock.add(Phase::Confirm, confirming.elapsed());
+    let checking = Instant::now();
     if validation.verdict.is_kept() && options.fresh_check {
         if let Some(fresh) = executor.fresh() {
             let again = judge(workspace, &*fresh, baseline, candidate, selection, options)?;
@@ -381,6 +416,7 @@ fn run_and_judge(
             }
         }
     }
+    clock.add(Phase::FreshCheck, checking.elapsed());
     if let Verdict::Kept { fail_to_pass, .. } = &validation.verdict {
         let f2p: Vec<&TestId> = fail_to_pass.iter().collect();
         validation.log = failure_excerpt(&report.log, &f2p, options.log_bytes);
@@ -406,6 +442,25 @@ pub fn validate(
     candidates: &[Candidate],
     options: &ValidateOptions,
     on_result: &(dyn Fn(&Candidate, &Validation) + Sync),
+) -> Result<()> {
+    let clock = PhaseClock::default();
+    validate_timed(
+        sandbox, executor, baseline, coverage, candidates, options, on_result, &clock,
+    )
+}
+
+/// [`validate`], adding the seconds each phase of each candidate takes to
+/// `clock` (see [`crate::PhaseTimes`]).
+#[allow(clippy::too_many_arguments)]
+pub fn validate_timed(
+    sandbox: &dyn Sandbox,
+    executor: &dyn Executor,
+    baseline: &Baseline,
+    coverage: Option<&CoverageMap>,
+    candidates: &[Candidate],
+    options: &ValidateOptions,
+    on_result: &(dyn Fn(&Candidate, &Validation) + Sync),
+    clock: &PhaseClock,
 ) -> Result<()> {
     if candidates.is_empty() {
         return Ok(());
@@ -437,16 +492,19 @@ pub fn validate(
                     };
                     // The workspace is clean between candidates: the one
                     // time an executor may (re)start its helpers.
+                    let preparing = Instant::now();
                     if let Err(e) = executor.prepare(&mut *workspace) {
                         return fail(e);
                     }
-                    match validate_one(
+                    clock.add(Phase::Prepare, preparing.elapsed());
+                    match validate_one_timed(
                         &mut *workspace,
                         executor,
                         baseline,
                         coverage,
                         candidate,
                         options,
+                        clock,
                     ) {
                         Ok(v) => on_result(candidate, &v),
                         Err(e) => return fail(e),

@@ -536,6 +536,20 @@ fn stops_one_test_over_its_limit(forking: bool) {
         Some(TestId::from("tests/test_hang.py::test_loops"))
     );
     assert!(report.outcomes.is_empty());
+    // A subtest's report comes from inside the call: the clock goes on.
+    let looping = TestId::from("tests/test_subtests.py::Subtests::test_loops_after_a_subtest");
+    let report = exec
+        .run_tests(
+            &mut ws,
+            &TestSelection::Only(vec![looping.clone()]),
+            &RunOptions {
+                timeout: Some(Duration::from_secs(60)),
+                ..per_test.clone()
+            },
+        )
+        .unwrap();
+    assert!(report.timed_out, "{}", report.log);
+    assert_eq!(report.over_test_limit, Some(looping), "{}", report.log);
     let report = exec
         .run_tests(
             &mut ws,
@@ -559,7 +573,7 @@ fn stops_one_test_over_its_limit(forking: bool) {
             ("tests/test_slow_setup.py::test_waits", Outcome::Passed),
         ])
     );
-    assert_eq!(exec.served_runs(), if forking { 2 } else { 0 });
+    assert_eq!(exec.served_runs(), if forking { 3 } else { 0 });
 }
 
 /// The part of a log from its failures to its short summary: the

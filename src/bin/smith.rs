@@ -151,7 +151,8 @@ struct ValidationFlags {
     /// local with a warning).
     #[arg(long, value_enum, default_value_t = SandboxArg::Auto)]
     sandbox: SandboxArg,
-    /// Where to cache virtualenvs (default: <out>/.env-cache).
+    /// Where to cache virtualenvs (default: $SMITH_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/smith, else ~/.cache/smith; shared by out dirs).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Stop (exit 4) when fewer than this share of the suite's tests pass
@@ -322,7 +323,8 @@ struct EnvArgs {
     /// Output directory (the environment cache lives under it).
     #[arg(long, default_value = "smith-out")]
     out: PathBuf,
-    /// Where to cache virtualenvs.
+    /// Where to cache virtualenvs (default: $SMITH_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/smith, else ~/.cache/smith; shared by out dirs).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// `owner/name` to record (default: git remote or `local/<dir>`); names
@@ -956,7 +958,7 @@ fn env(args: &EnvArgs, json: bool) -> anyhow::Result<()> {
     let options = smith::env::EnvOptions::new(
         args.cache_dir
             .clone()
-            .unwrap_or_else(|| work.join(".env-cache")),
+            .unwrap_or_else(smith::env::default_cache_dir),
     );
     let started = std::time::Instant::now();
     let env = smith::env::build_environment(&repo.root, &options)?;
