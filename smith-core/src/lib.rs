@@ -31,6 +31,7 @@ mod hash;
 mod instance;
 pub mod memory;
 mod patch;
+pub mod pytest_log;
 mod report;
 mod service;
 mod traits;

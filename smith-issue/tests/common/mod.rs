@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use smith_core::{Candidate, FailingTest, FileChange, IssueContext, Patch, TestId};
-use smith_issue::{failure_excerpt, test_source};
+use smith_issue::{test_failure, test_source};
 
 /// One bug of the calc fixture: replace `from` by `to` in `file`.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +98,7 @@ impl FixtureMutation {
             .into_iter()
             .map(|id| FailingTest {
                 source: test_source(tree, &id),
-                output: failure_excerpt(log, &id).unwrap_or_default(),
+                output: test_failure(log, &id).unwrap_or_default(),
                 id,
             })
             .collect();
