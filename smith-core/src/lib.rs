@@ -33,6 +33,7 @@ pub mod memory;
 mod patch;
 pub mod pytest_log;
 mod report;
+pub mod rng;
 mod service;
 mod traits;
 

@@ -28,7 +28,6 @@ mod lm;
 mod mutators;
 mod parse;
 mod pr_mirror;
-mod rng;
 mod text;
 
 pub use combine::{

@@ -22,7 +22,7 @@ use ruff_text_size::Ranged;
 use smith_core::{Edit, Entity, EntityKind, Mutation, Mutator, SourceFile};
 
 use crate::entities::Def;
-use crate::rng::Rng;
+use smith_core::rng::Rng;
 
 /// One way a rule can plant a bug: edits plus what they do.
 #[derive(Debug, Clone)]
