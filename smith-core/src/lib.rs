@@ -32,6 +32,8 @@ mod instance;
 pub mod memory;
 mod patch;
 pub mod pytest_log;
+#[cfg(feature = "python")]
+pub mod python;
 mod report;
 pub mod rng;
 mod service;

@@ -262,7 +262,7 @@ pub(crate) struct CachedParse {
 impl CachedParse {
     /// Parse `file` (the error is the parser's message).
     pub(crate) fn parse(file: &SourceFile, keep_text: bool) -> Rc<CachedParse> {
-        let parsed = crate::parse::parse(&file.path, &file.text).map_err(|e| match e {
+        let parsed = smith_core::python::parse(&file.path, &file.text).map_err(|e| match e {
             smith_core::Error::Parse { message, .. } => message,
             other => other.to_string(),
         });
