@@ -245,7 +245,8 @@ impl DockerSandbox {
     }
 }
 
-/// The label naming a container's owner (see [`owner_stamp`]).
+/// The label naming a container's owner: `pid start-time pid-namespace`
+/// of the process that made it.
 pub const OWNER_LABEL: &str = "smith.owner";
 
 /// Remove containers whose owner is a process of this PID namespace that
@@ -272,7 +273,8 @@ fn remove_orphaned_containers(program: &Path) {
 }
 
 /// `docker run` arguments that start a workspace's long-lived container
-/// `name`, owned by `owner` (an [`owner_stamp`]), as the caller's uid.
+/// `name`, owned by `owner` (`pid start-time pid-namespace` of the
+/// creating process), as the caller's uid.
 pub fn run_args(
     image: &str,
     name: &str,
