@@ -1618,7 +1618,7 @@ impl Pipeline {
                     .map(|t| FailingTest {
                         id: t.clone(),
                         source: smith_issue::test_source(&p.repo.root, t),
-                        output: smith_issue::failure_excerpt(&v.log, t).unwrap_or_default(),
+                        output: smith_issue::test_failure(&v.log, t).unwrap_or_default(),
                     })
                     .collect(),
                 original_code: original_code(&p.repo.root, candidate),

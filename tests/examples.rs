@@ -4,12 +4,15 @@
 mod common;
 
 #[path = "../examples/custom_mutator.rs"]
+#[allow(unreachable_pub)] // examples are binaries: their items are `pub` for readers
 mod custom_mutator;
 
 #[path = "../examples/counting_executor.rs"]
+#[allow(unreachable_pub)] // examples are binaries: their items are `pub` for readers
 mod counting_executor;
 
 #[path = "../examples/logging_sandbox.rs"]
+#[allow(unreachable_pub)] // examples are binaries: their items are `pub` for readers
 mod logging_sandbox;
 
 fn demo() -> std::path::PathBuf {

@@ -79,8 +79,8 @@ proptest! {
         let refs: Vec<&TestId> = tests.iter().collect();
         let excerpt = failure_excerpt(&log, &refs, budget);
         for t in &tests {
-            let _ = smith::issue::failure_excerpt(&log, t);
-            let _ = smith::issue::failure_excerpt(&excerpt, t);
+            let _ = smith::issue::test_failure(&log, t);
+            let _ = smith::issue::test_failure(&excerpt, t);
         }
     }
 }

@@ -31,7 +31,11 @@ mod hash;
 mod instance;
 pub mod memory;
 mod patch;
+pub mod pytest_log;
+#[cfg(feature = "python")]
+pub mod python;
 mod report;
+pub mod rng;
 mod service;
 mod traits;
 

@@ -15,7 +15,7 @@ use smith_core::{
     stable_hex, CommandSpec, Error, Result, RunOptions, RunOutput, Sandbox, Workspace,
 };
 
-pub use crate::collect::Collection;
+pub(crate) use crate::collect::Collection;
 use crate::detect::{detect, PACKAGING_FILES};
 use crate::process::run_command;
 use crate::spec::{requirement_name, set_requirement, shell_quote, EnvSpec, SPEC_FILE_NAMES};
@@ -169,7 +169,7 @@ pub struct Environment {
     /// Files the install steps generated inside the repository's Python
     /// packages (a version module written by setuptools-scm or hatch-vcs,
     /// an extension built in place), relative to the repository root. They
-    /// are kept in the venv's [`GENERATED_DIR`] and laid over every
+    /// are kept in the venv's `smith-generated` directory and laid over every
     /// workspace copy, as they would be in a repository installed in place.
     #[serde(default)]
     pub generated: Vec<String>,
@@ -793,7 +793,7 @@ impl Builder<'_> {
 
 /// The directory of a venv that holds the files its install generated in
 /// the repository's packages.
-pub const GENERATED_DIR: &str = "smith-generated";
+pub(crate) const GENERATED_DIR: &str = "smith-generated";
 
 /// Files an install wrote into `tree` (a scratch copy of `repo`) that the
 /// repository lacks, inside directories of the repository that hold Python

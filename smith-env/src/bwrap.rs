@@ -21,15 +21,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smith_core::{
-    CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
-};
+use smith_core::{CommandSpec, Error, Result, RunOptions, RunOutput, Sandbox, Service, Workspace};
 
 use crate::budget::{Budget, Lease};
 use crate::build::Environment;
 use crate::local::new_env_copy;
 use crate::process::run_command;
-use crate::tree::Tree;
+use crate::tree::{Runner, TreeWorkspace};
 
 /// System directories bound read-only into every sandbox (those that exist).
 const SYSTEM_DIRS: &[&str] = &[
@@ -351,32 +349,40 @@ impl Sandbox for BwrapSandbox {
         let root = dir.path().to_path_buf();
         let mut args = self.args.clone();
         bind_args(&mut args, "--bind", &root);
-        Ok(Box::new(BwrapWorkspace {
+        let runner = BwrapRunner {
             base_env: self.env.command_env(&root),
-            tree: Tree::new(root),
-            _dir: dir,
             program: self.options.program.clone(),
             args,
             budget: self.options.budget(),
-        }))
+        };
+        Ok(Box::new(TreeWorkspace::new(dir, runner)))
     }
 }
 
 /// A workspace of [`BwrapSandbox`].
+pub type BwrapWorkspace = TreeWorkspace<BwrapRunner>;
+
+impl BwrapWorkspace {
+    /// The full `bwrap` argument list for `command` (for logs and tests).
+    pub fn argv(&self, command: &CommandSpec) -> Result<Vec<String>> {
+        self.runner().argv(self.root(), command)
+    }
+}
+
+/// How a [`BwrapWorkspace`] runs commands: under `bwrap`, with the
+/// workspace bound read-write and the rest of the host as the sandbox's
+/// options say.
 #[derive(Debug)]
-pub struct BwrapWorkspace {
-    _dir: crate::local::Scratch,
-    tree: Tree,
+pub struct BwrapRunner {
     base_env: BTreeMap<String, String>,
     program: PathBuf,
     args: Vec<String>,
     budget: Budget,
 }
 
-impl BwrapWorkspace {
-    /// The full `bwrap` argument list for `command` (for logs and tests).
-    pub fn argv(&self, command: &CommandSpec) -> Result<Vec<String>> {
-        let root = self.tree.root();
+impl BwrapRunner {
+    /// The full `bwrap` argument list for `command` over the tree at `root`.
+    fn argv(&self, root: &Path, command: &CommandSpec) -> Result<Vec<String>> {
         let cwd = match &command.cwd {
             Some(rel) => {
                 let rel = crate::tree::inside_workspace(rel, "cwd")?;
@@ -399,8 +405,8 @@ impl BwrapWorkspace {
     }
 
     /// The `bwrap` command that runs `command` inside.
-    fn host_command(&self, command: &CommandSpec) -> Result<Command> {
-        let argv = self.argv(command)?;
+    fn host_command(&self, root: &Path, command: &CommandSpec) -> Result<Command> {
+        let argv = self.argv(root, command)?;
         let mut cmd = Command::new(&self.program);
         // bwrap passes its own environment on and looks the program up on
         // that PATH, so the venv comes first inside too.
@@ -412,34 +418,19 @@ impl BwrapWorkspace {
     }
 }
 
-impl Workspace for BwrapWorkspace {
-    fn root(&self) -> &Path {
-        self.tree.root()
-    }
-
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.tree.read(path)
-    }
-
-    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
-        self.tree.write(path, contents)
-    }
-
-    fn apply(&mut self, patch: &Patch) -> Result<()> {
-        self.tree.apply(patch)
-    }
-
-    fn reset(&mut self) -> Result<()> {
-        self.tree.reset()
-    }
-
-    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
-        let cmd = self.host_command(command)?;
+impl Runner for BwrapRunner {
+    fn run(
+        &mut self,
+        root: &Path,
+        command: &CommandSpec,
+        options: &RunOptions,
+    ) -> Result<RunOutput> {
+        let cmd = self.host_command(root, command)?;
         crate::process::run_contained(cmd, &command.display(), options, &self.budget)
     }
 
-    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
-        let cmd = self.host_command(command)?;
+    fn spawn(&mut self, root: &Path, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        let cmd = self.host_command(root, command)?;
         let service = crate::process::spawn_contained(cmd, &command.display(), &self.budget)?;
         Ok(Box::new(service))
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use smith_core::{CommandSpec, FileChange, Patch, RunOptions, Sandbox};
+use smith_core::{CommandSpec, FileChange, Patch, RunOptions, Sandbox, Workspace};
 
 use crate::build::{Environment, Installer};
 use crate::spec::EnvSpec;
@@ -62,16 +62,39 @@ pub fn fixture_environment(repo: &Path) -> Environment {
     }
 }
 
-/// Run every check that applies to all sandboxes.
+/// Run every check that applies to all sandboxes that run real commands.
 pub fn check_all(sandbox: &dyn Sandbox) {
-    check_apply_reset_is_byte_identical(sandbox);
-    check_workspaces_are_independent(sandbox);
+    check_files(sandbox);
     check_timeout_kills_the_whole_group(sandbox);
     check_output_is_capped(sandbox);
     check_environment_passes_through(sandbox);
 }
 
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// The checks that need only the [`Workspace`] trait's file operations and a
+/// `cat` command: every sandbox passes them, the in-memory one included.
+pub fn check_files(sandbox: &dyn Sandbox) {
+    check_apply_reset_is_byte_identical(sandbox);
+    check_workspaces_are_independent(sandbox);
+}
+
+/// The file the apply/reset check's patch adds, in directories it creates.
+const NEW_FILE: &str = "pkg/fresh/sub/new.py";
+
+/// The fixture's files and [`NEW_FILE`] as the workspace reads them
+/// (`None`: absent).
+fn snapshot(ws: &dyn Workspace) -> BTreeMap<String, Option<Vec<u8>>> {
+    FIXTURE
+        .iter()
+        .map(|(path, _)| *path)
+        .chain([NEW_FILE])
+        .map(|path| (path.to_string(), ws.read(path).ok()))
+        .collect()
+}
+
+/// Every file and directory under `root` on disk, for workspaces that are
+/// directories: reset must also remove the directories a patch made and
+/// leave no stray file.
+fn disk_snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -79,7 +102,6 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                // Directories count too: reset must remove the ones a patch made.
                 let rel = path.strip_prefix(root).unwrap_or(&path).join("");
                 out.insert(rel, b"<dir>".to_vec());
                 walk(root, &path, out);
@@ -90,7 +112,9 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
+    if root.is_dir() {
+        walk(root, root, &mut out);
+    }
     out
 }
 
@@ -99,13 +123,25 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 pub fn check_apply_reset_is_byte_identical(sandbox: &dyn Sandbox) {
     let name = sandbox.name();
     let mut ws = sandbox.workspace().expect("workspace");
-    let clean = snapshot(ws.root());
-    assert!(!clean.is_empty(), "[{name}] workspace is empty");
+    let clean = snapshot(ws.as_ref());
+    let clean_disk = disk_snapshot(ws.root());
+    assert!(
+        clean.values().filter(|v| v.is_some()).count() == FIXTURE.len(),
+        "[{name}] workspace lacks fixture files: {:?}",
+        clean
+            .keys()
+            .filter(|k| clean[*k].is_none())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        clean[NEW_FILE].is_none(),
+        "[{name}] {NEW_FILE} exists early"
+    );
     let calc = String::from_utf8(ws.read("pkg/calc.py").expect("read")).expect("utf-8");
     let patch = Patch::from_changes(&[
         FileChange::modified("pkg/calc.py", calc.clone(), calc.replace("a + b", "a - b")),
         FileChange {
-            path: "pkg/fresh/sub/new.py".into(),
+            path: NEW_FILE.into(),
             before: None,
             after: Some("x = 1\n".into()),
         },
@@ -116,7 +152,16 @@ pub fn check_apply_reset_is_byte_identical(sandbox: &dyn Sandbox) {
         },
     ]);
     ws.apply(&patch).expect("apply");
-    assert_ne!(snapshot(ws.root()), clean, "[{name}] apply changed nothing");
+    let applied = snapshot(ws.as_ref());
+    assert_eq!(
+        applied[NEW_FILE].as_deref(),
+        Some(&b"x = 1\n"[..]),
+        "[{name}] apply did not add {NEW_FILE}"
+    );
+    assert_eq!(
+        applied["data/blob.txt"], None,
+        "[{name}] apply did not delete"
+    );
     assert!(ws
         .read("pkg/calc.py")
         .expect("read")
@@ -135,14 +180,28 @@ pub fn check_apply_reset_is_byte_identical(sandbox: &dyn Sandbox) {
     );
     ws.reset().expect("reset");
     assert_eq!(
-        snapshot(ws.root()),
+        snapshot(ws.as_ref()),
         clean,
         "[{name}] reset is not byte-identical"
+    );
+    assert_eq!(
+        disk_snapshot(ws.root()),
+        clean_disk,
+        "[{name}] reset left the directory different"
     );
     // And again, to catch state kept across resets.
     ws.apply(&patch).expect("apply twice");
     ws.reset().expect("reset twice");
-    assert_eq!(snapshot(ws.root()), clean, "[{name}] second reset differs");
+    assert_eq!(
+        snapshot(ws.as_ref()),
+        clean,
+        "[{name}] second reset differs"
+    );
+    assert_eq!(
+        disk_snapshot(ws.root()),
+        clean_disk,
+        "[{name}] second reset left the directory different"
+    );
 }
 
 /// Two workspaces of one sandbox do not see each other's changes.
@@ -150,7 +209,9 @@ pub fn check_workspaces_are_independent(sandbox: &dyn Sandbox) {
     let name = sandbox.name();
     let mut a = sandbox.workspace().expect("workspace a");
     let b = sandbox.workspace().expect("workspace b");
-    assert_ne!(a.root(), b.root(), "[{name}] workspaces share a root");
+    if a.root().is_dir() {
+        assert_ne!(a.root(), b.root(), "[{name}] workspaces share a directory");
+    }
     a.write("pkg/calc.py", b"broken").expect("write");
     assert_ne!(
         b.read("pkg/calc.py").expect("read"),

@@ -26,8 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use smith_core::{
-    stable_hex, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service,
-    Workspace,
+    stable_hex, CommandSpec, Error, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
 };
 
 use crate::build::{python_env, Environment};
@@ -36,7 +35,7 @@ use crate::local::{new_env_copy, owner_gone, owner_stamp};
 use crate::process::run_command;
 use crate::service::ChildService;
 use crate::spec::{shell_quote, EnvSpec};
-use crate::tree::Tree;
+use crate::tree::{Runner, TreeWorkspace};
 
 /// Where the repository lives inside the image (SWE-bench's convention).
 pub const TESTBED: &str = "/testbed";
@@ -245,7 +244,8 @@ impl DockerSandbox {
     }
 }
 
-/// The label naming a container's owner (see [`owner_stamp`]).
+/// The label naming a container's owner: `pid start-time pid-namespace`
+/// of the process that made it.
 pub const OWNER_LABEL: &str = "smith.owner";
 
 /// Remove containers whose owner is a process of this PID namespace that
@@ -272,7 +272,8 @@ fn remove_orphaned_containers(program: &Path) {
 }
 
 /// `docker run` arguments that start a workspace's long-lived container
-/// `name`, owned by `owner` (an [`owner_stamp`]), as the caller's uid.
+/// `name`, owned by `owner` (`pid start-time pid-namespace` of the
+/// creating process), as the caller's uid.
 pub fn run_args(
     image: &str,
     name: &str,
@@ -484,14 +485,13 @@ impl Sandbox for DockerSandbox {
             format!("{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         );
         env.insert("HOME".into(), "/root".into());
-        Ok(Box::new(DockerWorkspace {
-            tree: Tree::new(dir.path().to_path_buf()),
-            _dir: dir,
+        let runner = DockerRunner {
             program: self.options.program.clone(),
             container: name,
             env,
             watcher,
-        }))
+        };
+        Ok(Box::new(TreeWorkspace::new(dir, runner)))
     }
 }
 
@@ -534,24 +534,27 @@ impl Watcher {
 }
 
 /// A workspace of [`DockerSandbox`]: a long-lived container removed on drop.
+pub type DockerWorkspace = TreeWorkspace<DockerRunner>;
+
+impl DockerWorkspace {
+    /// The container's name.
+    pub fn container(&self) -> &str {
+        &self.runner().container
+    }
+}
+
+/// How a [`DockerWorkspace`] runs commands: `docker exec` in its
+/// long-lived container, which sees the workspace at `/testbed`. The
+/// container is removed when the runner is dropped.
 #[derive(Debug)]
-pub struct DockerWorkspace {
-    _dir: crate::local::Scratch,
-    tree: Tree,
+pub struct DockerRunner {
     program: PathBuf,
     container: String,
     env: BTreeMap<String, String>,
     watcher: Watcher,
 }
 
-impl DockerWorkspace {
-    /// The container's name.
-    pub fn container(&self) -> &str {
-        &self.container
-    }
-}
-
-impl Drop for DockerWorkspace {
+impl Drop for DockerRunner {
     fn drop(&mut self) {
         self.watcher.finish();
     }
@@ -572,32 +575,17 @@ fn kill_run(program: &Path, container: &str, run: &str) {
     }
 }
 
-impl Workspace for DockerWorkspace {
-    fn root(&self) -> &Path {
-        self.tree.root()
-    }
-
-    fn command_root(&self) -> PathBuf {
+impl Runner for DockerRunner {
+    fn command_root(&self, _root: &Path) -> PathBuf {
         PathBuf::from(TESTBED)
     }
 
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.tree.read(path)
-    }
-
-    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
-        self.tree.write(path, contents)
-    }
-
-    fn apply(&mut self, patch: &Patch) -> Result<()> {
-        self.tree.apply(patch)
-    }
-
-    fn reset(&mut self) -> Result<()> {
-        self.tree.reset()
-    }
-
-    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+    fn run(
+        &mut self,
+        _root: &Path,
+        command: &CommandSpec,
+        options: &RunOptions,
+    ) -> Result<RunOutput> {
         let run = run_id();
         let mut cmd = Command::new(&self.program);
         cmd.args(exec_args(&self.container, &self.env, command, &run, false)?);
@@ -610,7 +598,7 @@ impl Workspace for DockerWorkspace {
         Ok(out)
     }
 
-    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+    fn spawn(&mut self, _root: &Path, command: &CommandSpec) -> Result<Box<dyn Service>> {
         let run = run_id();
         let mut cmd = Command::new(&self.program);
         cmd.args(exec_args(&self.container, &self.env, command, &run, true)?)

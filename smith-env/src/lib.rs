@@ -58,10 +58,13 @@ pub use build::{
     build_environment, build_environment_with, default_cache_dir, find_or_install_uv, BuildStep,
     EnvOptions, EnvSandbox, Environment, Installer, STAMP_FILE,
 };
-pub use bwrap::{bwrap_works, BwrapOptions, BwrapSandbox, BwrapWorkspace, SANDBOX_UID};
+pub use bwrap::{
+    bwrap_works, BwrapOptions, BwrapRunner, BwrapSandbox, BwrapWorkspace, SANDBOX_UID,
+};
 pub use collect::{collect_in, plugin_module, Collection};
 pub use docker::{DockerOptions, DockerSandbox};
 pub use image::{build_image, image_name_for, Image, ImageOptions, LOCAL_BASE_IMAGE};
-pub use local::{LocalSandbox, LocalWorkspace};
+pub use local::{LocalRunner, LocalSandbox, LocalWorkspace};
 pub use service::ChildService;
 pub use spec::{default_test_cmd, requirement_name, shell_quote, EnvSpec, SPEC_FILE_NAMES};
+pub use tree::{Runner, TreeWorkspace};

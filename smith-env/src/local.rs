@@ -12,14 +12,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smith_core::{
-    CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Sandbox, Service, Workspace,
-};
+use smith_core::{CommandSpec, Error, Result, RunOptions, RunOutput, Sandbox, Service, Workspace};
 
 use crate::budget::{Budget, Lease};
 use crate::build::Environment;
 use crate::process::{run_contained, spawn_contained, DEFAULT_MEMORY_LIMIT};
-use crate::tree::{copy_tree, Tree};
+use crate::tree::{copy_tree, Runner, TreeWorkspace};
 
 /// Makes temp-copy workspaces of an [`Environment`]'s repository.
 #[derive(Debug, Clone)]
@@ -201,22 +199,22 @@ impl Sandbox for LocalSandbox {
 
     fn workspace(&self) -> Result<Box<dyn Workspace>> {
         let dir = new_env_copy(&self.env, self.scratch.as_deref(), "smith-ws-")?;
-        let tree = Tree::new(dir.path().to_path_buf());
         let base_env = self.env.command_env(dir.path());
-        Ok(Box::new(LocalWorkspace {
-            _dir: dir,
-            tree,
+        let runner = LocalRunner {
             base_env,
             budget: self.budget,
-        }))
+        };
+        Ok(Box::new(TreeWorkspace::new(dir, runner)))
     }
 }
 
 /// A workspace of [`LocalSandbox`]: a temp directory removed on drop.
+pub type LocalWorkspace = TreeWorkspace<LocalRunner>;
+
+/// How a [`LocalWorkspace`] runs commands: on the host, in a process group
+/// (and where possible a PID namespace) of their own, within the budget.
 #[derive(Debug)]
-pub struct LocalWorkspace {
-    _dir: Scratch,
-    tree: Tree,
+pub struct LocalRunner {
     base_env: BTreeMap<String, String>,
     budget: Budget,
 }
@@ -326,34 +324,19 @@ pub(crate) fn merged_env(
     env
 }
 
-impl Workspace for LocalWorkspace {
-    fn root(&self) -> &Path {
-        self.tree.root()
-    }
-
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.tree.read(path)
-    }
-
-    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
-        self.tree.write(path, contents)
-    }
-
-    fn apply(&mut self, patch: &Patch) -> Result<()> {
-        self.tree.apply(patch)
-    }
-
-    fn reset(&mut self) -> Result<()> {
-        self.tree.reset()
-    }
-
-    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
-        let cmd = host_command(self.tree.root(), &self.base_env, command, true)?;
+impl Runner for LocalRunner {
+    fn run(
+        &mut self,
+        root: &Path,
+        command: &CommandSpec,
+        options: &RunOptions,
+    ) -> Result<RunOutput> {
+        let cmd = host_command(root, &self.base_env, command, true)?;
         run_contained(cmd, &command.display(), options, &self.budget)
     }
 
-    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
-        let cmd = host_command(self.tree.root(), &self.base_env, command, false)?;
+    fn spawn(&mut self, root: &Path, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        let cmd = host_command(root, &self.base_env, command, false)?;
         let service = spawn_contained(cmd, &command.display(), &self.budget)?;
         Ok(Box::new(service))
     }

@@ -1,12 +1,99 @@
 //! A working copy of a repository on the host's disk: copying it in,
 //! applying patches in process, and resetting exactly the files touched.
-//! Shared by the local and bubblewrap sandboxes, which differ only in how
-//! they run commands.
+//! [`TreeWorkspace`] is the one [`Workspace`] over such a copy, shared by
+//! the local, bubblewrap and Docker sandboxes, which differ only in how
+//! they run commands (their [`Runner`]s).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use smith_core::{join_rel, Error, Patch, Result};
+use smith_core::{
+    join_rel, CommandSpec, Error, Patch, Result, RunOptions, RunOutput, Service, Workspace,
+};
+
+use crate::local::Scratch;
+
+/// How a [`TreeWorkspace`] runs commands: the part in which the local,
+/// bubblewrap and Docker sandboxes differ. `root` is the tree's directory
+/// on the host.
+pub trait Runner: std::fmt::Debug + Send {
+    /// Where the tree appears to commands (default: where it is on the
+    /// host).
+    fn command_root(&self, root: &Path) -> PathBuf {
+        root.to_path_buf()
+    }
+
+    /// Run `command` over the tree to completion.
+    fn run(
+        &mut self,
+        root: &Path,
+        command: &CommandSpec,
+        options: &RunOptions,
+    ) -> Result<RunOutput>;
+
+    /// Start `command` as a long-lived service over the tree.
+    fn spawn(&mut self, root: &Path, command: &CommandSpec) -> Result<Box<dyn Service>>;
+}
+
+/// A [`Workspace`] whose files are a [`Tree`] in a scratch directory and
+/// whose commands go to a [`Runner`]. On drop the runner goes first (a
+/// Docker runner removes its container), then the directory.
+#[derive(Debug)]
+pub struct TreeWorkspace<R> {
+    tree: Tree,
+    runner: R,
+    _dir: Scratch,
+}
+
+impl<R> TreeWorkspace<R> {
+    /// A workspace over the copy in `dir`.
+    pub(crate) fn new(dir: Scratch, runner: R) -> Self {
+        TreeWorkspace {
+            tree: Tree::new(dir.path().to_path_buf()),
+            runner,
+            _dir: dir,
+        }
+    }
+
+    /// How this workspace runs commands.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+}
+
+impl<R: Runner> Workspace for TreeWorkspace<R> {
+    fn root(&self) -> &Path {
+        self.tree.root()
+    }
+
+    fn command_root(&self) -> PathBuf {
+        self.runner.command_root(self.tree.root())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.tree.read(path)
+    }
+
+    fn write(&mut self, path: &str, contents: &[u8]) -> Result<()> {
+        self.tree.write(path, contents)
+    }
+
+    fn apply(&mut self, patch: &Patch) -> Result<()> {
+        self.tree.apply(patch)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.tree.reset()
+    }
+
+    fn run(&mut self, command: &CommandSpec, options: &RunOptions) -> Result<RunOutput> {
+        self.runner.run(self.tree.root(), command, options)
+    }
+
+    fn spawn(&mut self, command: &CommandSpec) -> Result<Box<dyn Service>> {
+        self.runner.spawn(self.tree.root(), command)
+    }
+}
 
 /// Directory names never copied into a workspace: version control, venvs,
 /// caches. Bytecode caches in particular must not leak in, because a stale

@@ -1,5 +1,8 @@
-//! The shared conformance suite against the local and bubblewrap sandboxes.
+//! The shared conformance suite against the local, bubblewrap and in-memory
+//! sandboxes.
 
+use smith_core::memory::MemorySandbox;
+use smith_core::RunOutput;
 use smith_env::conformance::{self, fixture_environment, write_fixture};
 use smith_env::{bwrap_works, BwrapOptions, BwrapSandbox, LocalSandbox};
 
@@ -16,6 +19,27 @@ fn local_sandbox_conforms() {
     conformance::check_all(&sandbox);
     conformance::check_services(&sandbox);
     conformance::check_run_ends_every_process(&sandbox);
+}
+
+/// The in-memory sandbox over the fixture, answering `cat FILE` from its
+/// files: the file checks work through the `Workspace` trait alone.
+#[test]
+fn memory_sandbox_passes_the_file_checks() {
+    let files = conformance::FIXTURE
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()));
+    let sandbox = MemorySandbox::new(files).with_handler(|files, command| {
+        let text = match (command.program.as_str(), command.args.as_slice()) {
+            ("cat", [path]) => files.get(path).cloned(),
+            _ => None,
+        };
+        RunOutput {
+            exit_code: Some(if text.is_some() { 0 } else { 1 }),
+            stdout: String::from_utf8_lossy(&text.unwrap_or_default()).into_owned(),
+            ..Default::default()
+        }
+    });
+    conformance::check_files(&sandbox);
 }
 
 /// Small budgets for the budget checks: a fork bomb and a memory hog hit

@@ -8,8 +8,9 @@
 //!   replace.
 //! - [`check_leak`] rejects statements that give the fix away, and
 //!   [`write_checked`] regenerates (bounded) until a statement is clean.
-//! - [`test_source`] and [`failure_excerpt`] gather what writers read: a
-//!   test's source from the repository and its failure from a pytest log.
+//! - [`test_source`] and [`test_failure`] gather what writers read: a
+//!   test's source from the repository and its failure from a pytest log
+//!   (the log model is [`smith_core::pytest_log`]).
 //! - With the `lm` feature, `OpenAiClient` talks to any OpenAI-compatible
 //!   chat completions endpoint, with retries, a concurrency limit, an
 //!   on-disk cache and token accounting.
@@ -50,7 +51,8 @@ pub use leak::{check_leak, Leak, LeakKind};
 pub use lm::{strip_reply, LmIssueWriter, PromptTemplates};
 #[cfg(feature = "lm")]
 pub use openai::{OpenAiClient, OpenAiConfig, Usage};
-pub use pytest::{failure_excerpt, test_source, Symptom};
+pub use pytest::{test_source, Symptom};
+pub use smith_core::pytest_log::test_failure;
 pub use template::TemplateWriter;
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,7 @@
 //! What issue writers read from a repository and a pytest run: the source of
-//! a test function ([`test_source`]), one test's failure section of a run log
-//! ([`failure_excerpt`]) and the symptom it shows ([`Symptom`]).
+//! a test function ([`test_source`]) and the symptom a test's failure output
+//! shows ([`Symptom`]). The failure output itself comes from
+//! [`smith_core::pytest_log`].
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -349,104 +350,6 @@ pub(crate) fn strip_strings(line: &str) -> String {
     out
 }
 
-// ---------------------------------------------------------------- logs
-
-/// The failure section of one test in a pytest log run with `-rA` or
-/// `--tb=long|short`: the traceback, the `E   ` lines, the exception type and
-/// message, and the location line. Both a failure and a setup/teardown error
-/// of the test are returned, in log order, as is a collection error of its
-/// file. Accepts whole logs and logs already cut down to failure sections
-/// (smith-validate's `Validation::log`). `None` if the log has no section
-/// for the test.
-pub fn failure_excerpt(log: &str, test: &TestId) -> Option<String> {
-    let head = head_line(test);
-    let file = test.file();
-    let mut sections: Vec<String> = Vec::new();
-    let mut fallback: Vec<String> = Vec::new();
-    for section in failure_sections(log) {
-        let name = section.title.as_str();
-        let matches = name == head
-            // Subtests: `test_x (i=1)`.
-            || name.strip_prefix(head.as_str()).is_some_and(|r| r.starts_with(" ("))
-            || name
-                .strip_prefix("ERROR at setup of ")
-                .or_else(|| name.strip_prefix("ERROR at teardown of "))
-                .or_else(|| name.strip_prefix("ERROR at call of "))
-                .is_some_and(|n| n == head)
-            || name.strip_prefix("ERROR collecting ") == Some(file);
-        if !matches {
-            continue;
-        }
-        let text = section.lines.join("\n").trim_matches('\n').to_string();
-        // Two files may have tests of the same name; the location line says
-        // which file a section is about.
-        if text.contains(&format!("{file}:")) {
-            sections.push(format!("{}\n{text}", section.header));
-        } else {
-            fallback.push(format!("{}\n{text}", section.header));
-        }
-    }
-    let chosen = if sections.is_empty() {
-        fallback
-    } else {
-        sections
-    };
-    if chosen.is_empty() {
-        None
-    } else {
-        Some(chosen.join("\n") + "\n")
-    }
-}
-
-/// The name pytest prints in a section header for a node id:
-/// `tests/t.py::TestA::test_b[x]` gives `TestA.test_b[x]`.
-fn head_line(test: &TestId) -> String {
-    let mut parts = test.as_str().splitn(2, "::");
-    parts.next();
-    parts
-        .next()
-        .map_or_else(|| test.as_str().to_string(), |rest| rest.replace("::", "."))
-}
-
-struct Section<'a> {
-    header: &'a str,
-    title: String,
-    lines: Vec<&'a str>,
-}
-
-/// The `___ name ___` sections inside the FAILURES and ERRORS parts of a
-/// log, or outside any part.
-fn failure_sections(log: &str) -> Vec<Section<'_>> {
-    static PART: OnceLock<Regex> = OnceLock::new();
-    static HEAD: OnceLock<Regex> = OnceLock::new();
-    let part = PART.get_or_init(|| Regex::new(r"^={3,} (.+?) ={3,}$").expect("valid regex"));
-    let head = HEAD.get_or_init(|| Regex::new(r"^_{3,} (.+?) _{3,}$").expect("valid regex"));
-    let mut out: Vec<Section<'_>> = Vec::new();
-    // Text before any `=== part ===` line counts: excerpts that a validator
-    // already cut out of a log (smith-validate's `Validation::log`) are bare
-    // sections.
-    let mut in_failures = true;
-    for line in log.lines() {
-        if let Some(caps) = part.captures(line) {
-            in_failures = matches!(&caps[1], "FAILURES" | "ERRORS");
-            continue;
-        }
-        if !in_failures {
-            continue;
-        }
-        if let Some(caps) = head.captures(line) {
-            out.push(Section {
-                header: line,
-                title: caps[1].to_string(),
-                lines: Vec::new(),
-            });
-        } else if let Some(section) = out.last_mut() {
-            section.lines.push(line);
-        }
-    }
-    out
-}
-
 /// What a failing test's output shows a user: the exception, the assertion,
 /// the values compared, the failing line of the test.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -473,8 +376,9 @@ pub struct Symptom {
 }
 
 impl Symptom {
-    /// Read the symptom from one test's failure output (an excerpt from
-    /// [`failure_excerpt`], or any text with pytest's `E   ` lines).
+    /// Read the symptom from one test's failure output (from
+    /// [`test_failure`](smith_core::pytest_log::test_failure), or any text
+    /// with pytest's `E   ` lines).
     pub fn parse(output: &str) -> Symptom {
         static EXC: OnceLock<Regex> = OnceLock::new();
         static ASSERT: OnceLock<Regex> = OnceLock::new();

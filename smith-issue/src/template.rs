@@ -2,6 +2,7 @@
 //! failing tests show, phrased by seed, checked against the leak rules
 //! before it is returned.
 
+use smith_core::rng::Rng;
 use smith_core::{stable_hash, FailingTest, IssueContext, IssueWriter, Result, TestId};
 
 use crate::leak::LeakChecker;
@@ -817,29 +818,6 @@ fn capitalize(s: &str) -> String {
     match chars.next() {
         Some(c) => c.to_uppercase().chain(chars).collect(),
         None => String::new(),
-    }
-}
-
-/// SplitMix64: a small, stable generator (the phrasing must not change with
-/// a dependency's algorithm).
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::{calc_repo, failing_tests, fixtures, mutation};
 use smith_core::TestId;
-use smith_issue::{failure_excerpt, test_source, Symptom};
+use smith_issue::{test_failure, test_source, Symptom};
 
 #[test]
 fn test_source_finds_functions_methods_and_parametrized_tests() {
@@ -74,10 +74,9 @@ fn test_source_handles_nested_classes_and_multiline_signatures() {
 }
 
 #[test]
-fn failure_excerpt_takes_one_tests_section_from_long_tracebacks() {
+fn test_failure_takes_one_tests_section_from_long_tracebacks() {
     let log = mutation("mean_len").log();
-    let single =
-        failure_excerpt(&log, &TestId::from("tests/test_calc.py::test_mean_single")).unwrap();
+    let single = test_failure(&log, &TestId::from("tests/test_calc.py::test_mean_single")).unwrap();
     assert!(single.starts_with("_"), "{single}");
     assert!(
         single.contains("E       ZeroDivisionError: division by zero"),
@@ -93,23 +92,23 @@ fn failure_excerpt_takes_one_tests_section_from_long_tracebacks() {
     );
     assert!(!single.contains("PASSED"), "{single}");
 
-    let mean = failure_excerpt(&log, &TestId::from("tests/test_calc.py::test_mean")).unwrap();
+    let mean = test_failure(&log, &TestId::from("tests/test_calc.py::test_mean")).unwrap();
     assert!(mean.contains("E       assert 6.0 == 4"), "{mean}");
     assert!(!mean.contains("ZeroDivisionError"), "{mean}");
 
     // A passing test has no failure section.
-    assert!(failure_excerpt(&log, &TestId::from("tests/test_calc.py::test_add")).is_none());
+    assert!(test_failure(&log, &TestId::from("tests/test_calc.py::test_add")).is_none());
     // Same name in another file: not this section.
     assert!(
-        failure_excerpt(&log, &TestId::from("tests/other.py::test_mean"))
+        test_failure(&log, &TestId::from("tests/other.py::test_mean"))
             .is_some_and(|e| e.contains("assert 6.0 == 4"))
     );
 }
 
 #[test]
-fn failure_excerpt_reads_methods_params_and_short_tracebacks() {
+fn test_failure_reads_methods_params_and_short_tracebacks() {
     let log = mutation("stack_pop").log();
-    let lifo = failure_excerpt(
+    let lifo = test_failure(
         &log,
         &TestId::from("tests/test_calc.py::TestStack::test_lifo"),
     )
@@ -122,7 +121,7 @@ fn failure_excerpt_reads_methods_params_and_short_tracebacks() {
     let short = std::fs::read_to_string(fixtures().join("logs/add_op_short.log")).unwrap();
     let ids = failing_tests(&short);
     assert_eq!(ids.len(), 3, "{ids:?}");
-    let p = failure_excerpt(
+    let p = test_failure(
         &short,
         &TestId::from("tests/test_calc.py::test_add_many[-1-1-0]"),
     )
@@ -132,7 +131,7 @@ fn failure_excerpt_reads_methods_params_and_short_tracebacks() {
 }
 
 #[test]
-fn failure_excerpt_finds_setup_errors() {
+fn test_failure_finds_setup_errors() {
     let log = "\
 ==================================== ERRORS ====================================
 _____________________ ERROR at setup of test_uses_fixture ______________________
@@ -146,7 +145,7 @@ tests/test_f.py:34: RuntimeError
 =========================== short test summary info ============================
 ERROR tests/test_f.py::test_uses_fixture - RuntimeError: fixture boom
 ";
-    let e = failure_excerpt(log, &TestId::from("tests/test_f.py::test_uses_fixture")).unwrap();
+    let e = test_failure(log, &TestId::from("tests/test_f.py::test_uses_fixture")).unwrap();
     assert!(e.contains("ERROR at setup of test_uses_fixture"));
     let s = Symptom::parse(&e);
     assert_eq!(s.exception.as_deref(), Some("RuntimeError"));
@@ -157,7 +156,7 @@ ERROR tests/test_f.py::test_uses_fixture - RuntimeError: fixture boom
 fn symptoms_of_each_fixture_bug() {
     let repo = calc_repo();
     let _ = repo;
-    let excerpt = |m: &str, t: &str| failure_excerpt(&mutation(m).log(), &TestId::from(t)).unwrap();
+    let excerpt = |m: &str, t: &str| test_failure(&mutation(m).log(), &TestId::from(t)).unwrap();
 
     let s = Symptom::parse(&excerpt(
         "add_op",
@@ -215,7 +214,7 @@ fn expected_on_the_left_is_recognised() {
 }
 
 #[test]
-fn failure_excerpt_reads_logs_already_cut_to_sections() {
+fn test_failure_reads_logs_already_cut_to_sections() {
     // A validator keeps only the failure sections of a run, re-headed.
     let cut = "\
 ____ test_mean ____
@@ -230,16 +229,16 @@ E   ImportError: cannot import name 'gone'
 ____ test_loop (i=2) ____
 E       assert 3 == 2
 ";
-    let mean = failure_excerpt(cut, &TestId::from("tests/test_calc.py::test_mean")).unwrap();
+    let mean = test_failure(cut, &TestId::from("tests/test_calc.py::test_mean")).unwrap();
     assert!(mean.contains("E       assert 6.0 == 4"), "{mean}");
     assert!(!mean.contains("ImportError"), "{mean}");
-    let collect = failure_excerpt(cut, &TestId::from("tests/test_broken.py::test_any")).unwrap();
+    let collect = test_failure(cut, &TestId::from("tests/test_broken.py::test_any")).unwrap();
     assert!(collect.contains("ImportError"), "{collect}");
-    let sub = failure_excerpt(cut, &TestId::from("tests/test_s.py::test_loop")).unwrap();
+    let sub = test_failure(cut, &TestId::from("tests/test_s.py::test_loop")).unwrap();
     assert!(sub.contains("assert 3 == 2"), "{sub}");
     // Passing tests' captured output in a full log is not a failure.
     let full = "==== PASSES ====\n____ test_ok ____\nprinted\n==== short test summary info ====\n";
-    assert!(failure_excerpt(full, &TestId::from("t.py::test_ok")).is_none());
+    assert!(test_failure(full, &TestId::from("t.py::test_ok")).is_none());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use smith_core::{Candidate, FailingTest, FileChange, IssueContext, IssueWriter, Patch, TestId};
-use smith_issue::{check_leak, failure_excerpt, test_source, Symptom, TemplateWriter};
+use smith_issue::{check_leak, test_failure, test_source, Symptom, TemplateWriter};
 
 fn unicode_repo() -> std::path::PathBuf {
     common::fixtures().join("unicode_repo")
@@ -197,8 +197,8 @@ proptest! {
     }
 
     #[test]
-    fn failure_excerpts_and_symptoms_never_panic(log in text(), test in node_id()) {
-        let excerpt = failure_excerpt(&log, &test);
+    fn test_failures_and_symptoms_never_panic(log in text(), test in node_id()) {
+        let excerpt = test_failure(&log, &test);
         if let Some(e) = &excerpt {
             let _ = Symptom::parse(e);
         }

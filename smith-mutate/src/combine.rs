@@ -15,7 +15,7 @@ use smith_core::{
     Candidate, Error, FileChange, LineKind, Patch, Result, TestId, Validation, Verdict,
 };
 
-use crate::rng::Rng;
+use smith_core::rng::Rng;
 
 /// Which candidates may be combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -80,7 +80,7 @@ impl EntityFilter {
 /// assert_eq!(names, ["m.py::A", "m.py::A.f"]);
 /// ```
 pub fn extract_entities(file: &SourceFile) -> Result<Vec<Entity>> {
-    let parsed = crate::parse::parse(&file.path, &file.text)?;
+    let parsed = smith_core::python::parse(&file.path, &file.text)?;
     Ok(entities_with_defs(file, parsed.syntax())
         .into_iter()
         .map(|(e, _)| e)

@@ -15,7 +15,7 @@ use smith_core::{
 
 use crate::entities::{entities_with_defs, EntityFilter};
 use crate::mutators::{ActiveFile, CachedParse};
-use crate::parse::{changes_ast, Verdict};
+use smith_core::python::{changes_ast, AstChange};
 
 /// Options for [`generate`].
 #[derive(Debug, Clone, PartialEq)]
@@ -278,11 +278,11 @@ fn process_file(
                 }
                 let patch = match bug_patch(&file, module, &lines, &mut region, mutation) {
                     Ok(patch) => patch,
-                    Err(Verdict::Unparsable) => {
+                    Err(AstChange::Unparsable) => {
                         stats.unparsable += 1;
                         continue;
                     }
-                    Err(Verdict::Unchanged) => {
+                    Err(AstChange::Unchanged) => {
                         stats.unchanged += 1;
                         continue;
                     }
@@ -385,7 +385,7 @@ impl Region {
     }
 }
 
-/// The patch planting `mutation`, or why it is dropped (`Verdict::Changed`
+/// The patch planting `mutation`, or why it is dropped (`AstChange::Changed`
 /// stands for invalid edits here).
 fn bug_patch(
     file: &SourceFile,
@@ -393,7 +393,7 @@ fn bug_patch(
     lines: &LineIndex,
     region: &mut Region,
     mutation: &Mutation,
-) -> std::result::Result<Patch, Verdict> {
+) -> std::result::Result<Patch, AstChange> {
     let text = file.text.as_str();
     let inside = mutation
         .edits
@@ -411,12 +411,12 @@ fn bug_patch(
                 )
             })
             .collect();
-        let new_lines =
-            apply_edits(&text[region.start..region.end], &shifted).map_err(|_| Verdict::Changed)?;
+        let new_lines = apply_edits(&text[region.start..region.end], &shifted)
+            .map_err(|_| AstChange::Changed)?;
         let snippet = region.snippet(&new_lines);
         let original = region.original(text).expect("checked above");
         match changes_ast(original, &snippet) {
-            Verdict::Changed => {}
+            AstChange::Changed => {}
             other => return Err(other),
         }
         if let Some(patch) = window_patch(file, lines, region, &new_lines) {
@@ -433,9 +433,9 @@ fn bug_patch(
             after,
         )]));
     }
-    let after = mutation.apply(text).map_err(|_| Verdict::Changed)?;
+    let after = mutation.apply(text).map_err(|_| AstChange::Changed)?;
     match changes_ast(module, &after) {
-        Verdict::Changed => Ok(Patch::from_changes(&[FileChange::modified(
+        AstChange::Changed => Ok(Patch::from_changes(&[FileChange::modified(
             file.path.as_str(),
             text,
             after,

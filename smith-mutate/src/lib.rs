@@ -26,9 +26,7 @@ mod files;
 mod generate;
 mod lm;
 mod mutators;
-mod parse;
 mod pr_mirror;
-mod rng;
 mod text;
 
 pub use combine::{
@@ -44,8 +42,10 @@ pub use lm::{
     Rejection,
 };
 pub use mutators::{procedural_mutators, procedural_names, Procedural};
-pub use parse::{parse as parse_python, MAX_FILE_BYTES, MAX_NESTING, MAX_OPERATOR_CHAIN};
 pub use pr_mirror::{
     is_library_path, library_part, mirror_commit, mirror_history, parse_git_log, HistoryCommit,
     MirrorOptions, MirrorOutcome, MirrorSkip, GIT_LOG_FORMAT,
+};
+pub use smith_core::python::{
+    parse as parse_python, MAX_FILE_BYTES, MAX_NESTING, MAX_OPERATOR_CHAIN,
 };

@@ -25,7 +25,7 @@ use smith_core::{
 };
 
 use crate::entities::{entities_with_defs, Def};
-use crate::parse::{changes_ast, parse, Verdict};
+use smith_core::python::{changes_ast, parse, AstChange};
 
 const DEFAULT_MODIFY: &str = include_str!("../prompts/modify.md");
 const DEFAULT_REWRITE: &str = include_str!("../prompts/rewrite.md");
@@ -251,9 +251,9 @@ pub fn lm_bug(
     let mut new_text = file.text.clone();
     new_text.replace_range(entity.range.start..entity.range.end, &replacement);
     match changes_ast(parsed.syntax(), &new_text) {
-        Verdict::Unparsable => return Ok(LmOutcome::Rejected(Rejection::Unparsable)),
-        Verdict::Unchanged => return Ok(LmOutcome::Rejected(Rejection::Unchanged)),
-        Verdict::Changed => {}
+        AstChange::Unparsable => return Ok(LmOutcome::Rejected(Rejection::Unparsable)),
+        AstChange::Unchanged => return Ok(LmOutcome::Rejected(Rejection::Unchanged)),
+        AstChange::Changed => {}
     }
     let patch = Patch::from_changes(&[FileChange::modified(
         file.path.clone(),

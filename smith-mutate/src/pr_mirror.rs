@@ -23,7 +23,7 @@ use smith_core::{
 use crate::entities::extract_entities;
 use crate::files::is_test_path;
 use crate::lm::extract_code_block;
-use crate::parse::{changes_ast, parse, Verdict};
+use smith_core::python::{changes_ast, parse, AstChange};
 
 const DEFAULT_PROMPT: &str = include_str!("../prompts/pr_mirror.md");
 
@@ -201,9 +201,11 @@ pub fn mirror_commit(
             }
         };
         match changes_ast(original.syntax(), &undone) {
-            Verdict::Unparsable => return Ok(MirrorOutcome::Skipped(MirrorSkip::Unparsable(path))),
-            Verdict::Changed => any_changed = true,
-            Verdict::Unchanged => {}
+            AstChange::Unparsable => {
+                return Ok(MirrorOutcome::Skipped(MirrorSkip::Unparsable(path)))
+            }
+            AstChange::Changed => any_changed = true,
+            AstChange::Unchanged => {}
         }
         changes.push(FileChange::modified(path, text, undone));
     }

@@ -365,7 +365,7 @@ impl CoverageMap {
     /// (`source(path)`) when its lines alone would send the candidate to
     /// the whole suite: a file whose two sides differ only in whole
     /// functions (changed, or methods removed or moved) selects the tests
-    /// that call those functions, under the rules of [`crate::structure`].
+    /// that call those functions (the rules are in `structure.rs`).
     pub fn selection_with_sources(
         &self,
         candidate: &Candidate,

@@ -43,7 +43,6 @@
 mod baseline;
 mod classify;
 mod coverage;
-mod failures;
 mod fork;
 mod memo;
 mod parse;
@@ -55,10 +54,10 @@ mod validate;
 pub use baseline::{run_baseline, run_baseline_with, run_timeout, test_timeout};
 pub use classify::{classify, collection_failed, eligible, missing_tests};
 pub use coverage::{changed_lines, CandidateSelection, CoverageMap, FileCoverage};
-pub use failures::{failure_excerpt, FAILURE_LOG_BYTES};
 pub use parse::{parse_junit_xml, parse_pytest_log, JunitCase, JunitReport};
 pub use phases::{PhaseClock, PhaseTimes, RunKind, RunTimes};
 pub use pytest::PytestExecutor;
+pub use smith_core::pytest_log::{failure_excerpt, FAILURE_LOG_BYTES};
 pub use validate::{
     labels, select_tests, validate, validate_one, validate_timed, SelectionMode, ValidateOptions,
 };

@@ -31,7 +31,7 @@ use ruff_text_size::Ranged;
 /// function. `false` when `source` does not parse: the caller's other rules
 /// decide then.
 pub(crate) fn touches_memoized(path: &str, source: &str, lines: &BTreeSet<u32>) -> bool {
-    let Ok(tree) = smith_mutate::parse_python(path, source) else {
+    let Ok(tree) = smith_core::python::parse(path, source) else {
         return false;
     };
     let mut scan = Scan {

@@ -623,13 +623,7 @@ fn ceil_char(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// The last `n` bytes of `s` (on a character boundary).
-pub(crate) fn tail(s: &str, n: usize) -> String {
-    if s.len() <= n {
-        return s.to_string();
-    }
-    s[ceil_char(s, s.len() - n)..].to_string()
-}
+pub(crate) use smith_core::pytest_log::tail;
 
 #[cfg(test)]
 mod tests {

@@ -65,8 +65,8 @@ pub(crate) struct FunctionAt {
 /// `new` (see the module docs), or `None` when the two differ in anything
 /// else or either does not parse.
 pub(crate) fn changed_functions(path: &str, old: &str, new: &str) -> Option<Vec<FunctionAt>> {
-    let old_tree = smith_mutate::parse_python(path, old).ok()?;
-    let new_tree = smith_mutate::parse_python(path, new).ok()?;
+    let old_tree = smith_core::python::parse(path, old).ok()?;
+    let new_tree = smith_core::python::parse(path, new).ok()?;
     let module = &old_tree.syntax().body;
     let sides = Sides {
         old,

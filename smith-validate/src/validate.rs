@@ -15,8 +15,8 @@ use smith_core::{
 use crate::baseline::{run_timeout, test_timeout};
 use crate::classify::{classify, missing_tests};
 use crate::coverage::{CandidateSelection, CoverageMap};
-use crate::failures::{failure_excerpt, FAILURE_LOG_BYTES};
 use crate::phases::{Phase, PhaseClock};
+use smith_core::pytest_log::{failure_excerpt, FAILURE_LOG_BYTES};
 
 /// How tests are chosen for a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -18,12 +18,12 @@ use smith::{Candidate, Error, Shard};
 mod exit {
     /// Bad input: missing path, not a Python project, bad record or option,
     /// an output directory in use or holding another run's records.
-    pub const INPUT: u8 = 3;
+    pub(crate) const INPUT: u8 = 3;
     /// The Python environment could not be built, its tests not collected,
     /// too few of them pass on the clean tree, or the disk is full.
-    pub const ENVIRONMENT: u8 = 4;
+    pub(crate) const ENVIRONMENT: u8 = 4;
     /// Anything else.
-    pub const FAILURE: u8 = 1;
+    pub(crate) const FAILURE: u8 = 1;
 }
 
 #[derive(Parser, Debug)]

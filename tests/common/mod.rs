@@ -11,18 +11,18 @@ use smith::pipeline::{Config, Pipeline};
 use smith::TaskInstance;
 
 /// The crate root.
-pub fn manifest_dir() -> PathBuf {
+pub(crate) fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Shared virtualenv cache for the demo repository.
-pub fn env_cache() -> PathBuf {
+pub(crate) fn env_cache() -> PathBuf {
     manifest_dir().join("target/test-cache/envs")
 }
 
 /// The pipeline output directory of a small run on the demo repository.
 /// A run that is already there is resumed (nothing is redone).
-pub fn demo_run() -> &'static Path {
+pub(crate) fn demo_run() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let out = manifest_dir().join("target/test-cache/grade-demo-run");
@@ -42,6 +42,6 @@ pub fn demo_run() -> &'static Path {
 }
 
 /// The instances of the demo run.
-pub fn demo_instances() -> Vec<TaskInstance> {
+pub(crate) fn demo_instances() -> Vec<TaskInstance> {
     smith::store::read_jsonl(&demo_run().join("instances.jsonl")).unwrap()
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The venv cache shared by all tests (under the workspace's `target/`), so a
 /// clean clone builds each fixture venv once and reruns reuse it.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("target")
@@ -15,7 +15,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Write `files` under a new temp dir.
-pub fn write_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn write_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("smith-env-fixture-")
         .tempdir()
@@ -25,7 +25,7 @@ pub fn write_repo(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 /// Write `files` under `root`.
-pub fn write_files(root: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_files(root: &Path, files: &[(&str, &str)]) {
     for (path, text) in files {
         let p = root.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -34,7 +34,7 @@ pub fn write_files(root: &Path, files: &[(&str, &str)]) {
 }
 
 /// A src-layout package `calc` with a `tests` extra and two tests.
-pub const CALC: &[(&str, &str)] = &[
+pub(crate) const CALC: &[(&str, &str)] = &[
     (
         "pyproject.toml",
         "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
@@ -52,7 +52,7 @@ pub const CALC: &[(&str, &str)] = &[
 
 /// A copy of `smith-env/tests/fixtures/<name>` in a new temp dir (builds
 /// key their venvs by the repository's path, and some tests change it).
-pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+pub(crate) fn copy_fixture(name: &str) -> tempfile::TempDir {
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("fixtures")
@@ -79,7 +79,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Run `python args...` in a new local workspace of `env`; its stdout.
-pub fn run_in_workspace(env: &smith_env::Environment, args: &[&str]) -> smith_core::RunOutput {
+pub(crate) fn run_in_workspace(
+    env: &smith_env::Environment,
+    args: &[&str],
+) -> smith_core::RunOutput {
     use smith_core::Sandbox;
     let sandbox = smith_env::LocalSandbox::new(env).unwrap();
     let mut ws = sandbox.workspace().unwrap();

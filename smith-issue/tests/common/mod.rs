@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use smith_core::{Candidate, FailingTest, FileChange, IssueContext, Patch, TestId};
-use smith_issue::{failure_excerpt, test_source};
+use smith_issue::{test_failure, test_source};
 
 /// One bug of the calc fixture: replace `from` by `to` in `file`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct FixtureMutation {
+pub(crate) struct FixtureMutation {
     pub name: String,
     pub file: String,
     pub entity: String,
@@ -18,35 +18,35 @@ pub struct FixtureMutation {
     pub to: String,
 }
 
-pub fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-pub fn calc_repo() -> PathBuf {
+pub(crate) fn calc_repo() -> PathBuf {
     fixtures().join("calc_repo")
 }
 
-pub fn mutations() -> Vec<FixtureMutation> {
+pub(crate) fn mutations() -> Vec<FixtureMutation> {
     let text = std::fs::read_to_string(fixtures().join("mutations.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-pub fn mutation(name: &str) -> FixtureMutation {
+pub(crate) fn mutation(name: &str) -> FixtureMutation {
     mutations().into_iter().find(|m| m.name == name).unwrap()
 }
 
 impl FixtureMutation {
-    pub fn clean_text(&self, repo: &Path) -> String {
+    pub(crate) fn clean_text(&self, repo: &Path) -> String {
         std::fs::read_to_string(repo.join(&self.file)).unwrap()
     }
 
-    pub fn buggy_text(&self, repo: &Path) -> String {
+    pub(crate) fn buggy_text(&self, repo: &Path) -> String {
         let clean = self.clean_text(repo);
         assert_eq!(clean.matches(&self.from).count(), 1, "{}", self.name);
         clean.replacen(&self.from, &self.to, 1)
     }
 
-    pub fn patch(&self, repo: &Path) -> Patch {
+    pub(crate) fn patch(&self, repo: &Path) -> Patch {
         Patch::from_changes(&[FileChange::modified(
             self.file.clone(),
             self.clean_text(repo),
@@ -55,7 +55,7 @@ impl FixtureMutation {
     }
 
     /// The clean source of the mutated function or method.
-    pub fn original_code(&self, repo: &Path) -> String {
+    pub(crate) fn original_code(&self, repo: &Path) -> String {
         let clean = self.clean_text(repo);
         let name = self.entity.rsplit('.').next().unwrap();
         let lines: Vec<&str> = clean.lines().collect();
@@ -73,7 +73,7 @@ impl FixtureMutation {
         lines[start..end].join("\n")
     }
 
-    pub fn candidate(&self, repo: &Path) -> Candidate {
+    pub(crate) fn candidate(&self, repo: &Path) -> Candidate {
         Candidate::new(
             "smith/calc",
             "0123456789abcdef",
@@ -85,20 +85,20 @@ impl FixtureMutation {
     }
 
     /// The committed log of a real pytest run with this bug.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(fixtures().join("logs").join(format!("{}.log", self.name))).unwrap()
     }
 
     /// An issue context from a pytest log of this bug run in `tree` (test
     /// sources are read there; the patch and original code come from the
     /// clean fixture).
-    pub fn context(&self, tree: &Path, log: &str, seed: u64) -> IssueContext {
+    pub(crate) fn context(&self, tree: &Path, log: &str, seed: u64) -> IssueContext {
         let clean = calc_repo();
         let failing = failing_tests(log)
             .into_iter()
             .map(|id| FailingTest {
                 source: test_source(tree, &id),
-                output: failure_excerpt(log, &id).unwrap_or_default(),
+                output: test_failure(log, &id).unwrap_or_default(),
                 id,
             })
             .collect();
@@ -112,7 +112,7 @@ impl FixtureMutation {
 }
 
 /// The tests a `-rA` log reports as FAILED or ERROR.
-pub fn failing_tests(log: &str) -> Vec<TestId> {
+pub(crate) fn failing_tests(log: &str) -> Vec<TestId> {
     let mut out: Vec<TestId> = Vec::new();
     for line in log.lines() {
         let rest = line

@@ -8,8 +8,8 @@ use smith_core::Edit;
 use super::ctrl::{movable_spans, shuffles};
 use super::{Ctx, Proposal, Rule, Targets};
 use crate::entities::Def;
-use crate::rng::Rng;
 use crate::text::{delete_stmt, span, text};
+use smith_core::rng::Rng;
 
 /// `func_pm_class_rm_base`: a base class is dropped from a class
 /// definition.

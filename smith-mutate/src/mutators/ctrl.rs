@@ -6,8 +6,8 @@ use ruff_text_size::Ranged;
 use smith_core::Edit;
 
 use super::{Ctx, Proposal, Rule};
-use crate::rng::Rng;
 use crate::text::{ends_line, indent_at, line_start, newline_of, owns_lines, span, starts_line};
+use smith_core::rng::Rng;
 
 /// The text span of a block body: from the start of its first line to the
 /// end of its last statement, or `None` if it shares a line with its header.

@@ -22,7 +22,7 @@ use ruff_text_size::Ranged;
 use smith_core::{Edit, Entity, EntityKind, Mutation, Mutator, SourceFile};
 
 use crate::entities::Def;
-use crate::rng::Rng;
+use smith_core::rng::Rng;
 
 /// One way a rule can plant a bug: edits plus what they do.
 #[derive(Debug, Clone)]
@@ -262,7 +262,7 @@ pub(crate) struct CachedParse {
 impl CachedParse {
     /// Parse `file` (the error is the parser's message).
     pub(crate) fn parse(file: &SourceFile, keep_text: bool) -> Rc<CachedParse> {
-        let parsed = crate::parse::parse(&file.path, &file.text).map_err(|e| match e {
+        let parsed = smith_core::python::parse(&file.path, &file.text).map_err(|e| match e {
             smith_core::Error::Parse { message, .. } => message,
             other => other.to_string(),
         });

@@ -11,8 +11,8 @@ use smith_core::Edit;
 
 use super::{Ctx, Proposal, Rule};
 use crate::entities::Def;
-use crate::rng::Rng;
 use crate::text::{find_token, operand, operand_text, span, text};
+use smith_core::rng::Rng;
 
 /// Replacement operators within an operator's family.
 fn op_family(op: Operator) -> &'static [Operator] {

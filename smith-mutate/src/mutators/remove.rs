@@ -5,8 +5,8 @@ use ruff_text_size::Ranged;
 use smith_core::Edit;
 
 use super::{Ctx, Proposal, Rule};
-use crate::rng::Rng;
 use crate::text::{delete_stmt, indent_at, line_start, span, starts_line, text};
+use smith_core::rng::Rng;
 
 /// Proposals deleting every statement that `pick` describes.
 fn delete_where(cx: &Ctx<'_>, pick: impl Fn(&Stmt) -> Option<String>) -> Vec<Proposal> {

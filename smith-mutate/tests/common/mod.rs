@@ -12,7 +12,7 @@ use smith_core::{Candidate, SourceFile};
 use smith_mutate::extract_entities;
 
 /// The workspace root (the directory holding `smith-mutate/`).
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -20,7 +20,7 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The bundled demo repository.
-pub fn demo_repo() -> PathBuf {
+pub(crate) fn demo_repo() -> PathBuf {
     let root = workspace().join("examples/demo-repo");
     assert!(
         root.is_dir(),
@@ -32,7 +32,7 @@ pub fn demo_repo() -> PathBuf {
 
 /// In-process properties of every candidate: applies, changes the file,
 /// parses, and reverses to the original. Runs on all cores.
-pub fn check_in_process(root: &Path, candidates: &[Candidate]) {
+pub(crate) fn check_in_process(root: &Path, candidates: &[Candidate]) {
     use rayon::prelude::*;
     let mut originals: BTreeMap<String, String> = BTreeMap::new();
     for c in candidates {
@@ -72,7 +72,7 @@ pub fn check_in_process(root: &Path, candidates: &[Candidate]) {
 /// every reverse undoes it; afterwards the copy must equal the original
 /// byte for byte. A failing chunk is re-checked with `git apply --check`
 /// one patch at a time in `root` to name the culprit.
-pub fn check_git_apply(root: &Path, candidates: &[Candidate]) {
+pub(crate) fn check_git_apply(root: &Path, candidates: &[Candidate]) {
     use rayon::prelude::*;
     let scratch = tempfile::tempdir().unwrap();
     let entries: Vec<(String, PathBuf, PathBuf)> = candidates

@@ -19,7 +19,7 @@ use smith_core::{
 /// `leak_helper` fixture (a helper distribution that imports the `leak`
 /// fixture's project), made once per machine under the target directory
 /// and reused.
-pub fn venv_bin() -> &'static Path {
+pub(crate) fn venv_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         make_venv(
@@ -34,7 +34,7 @@ pub fn venv_bin() -> &'static Path {
 /// console script `tabular` on the venv's `PATH`), with coverage.py 7.13
 /// or newer, which starts measuring a child process through its own `.pth`
 /// file.
-pub fn cli_venv_bin() -> &'static Path {
+pub(crate) fn cli_venv_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         make_venv(
@@ -48,7 +48,7 @@ pub fn cli_venv_bin() -> &'static Path {
 /// As [`cli_venv_bin`] with coverage.py before 7.13, which ships no `.pth`
 /// file: a child process measures itself only through smith's own
 /// `sitecustomize`.
-pub fn old_coverage_cli_venv_bin() -> &'static Path {
+pub(crate) fn old_coverage_cli_venv_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         make_venv(
@@ -101,7 +101,7 @@ fn make_venv(name: &str, packages: &[&str], fixtures: &[&str]) -> PathBuf {
 }
 
 /// Path of a fixture directory.
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
@@ -109,7 +109,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Makes workspaces by copying `source` into temp dirs.
 #[derive(Debug, Clone)]
-pub struct CopySandbox {
+pub(crate) struct CopySandbox {
     pub source: PathBuf,
     pub bin: PathBuf,
     /// Whether workspaces can start services (fork servers).
@@ -120,7 +120,7 @@ pub struct CopySandbox {
 }
 
 impl CopySandbox {
-    pub fn new(source: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(source: impl Into<PathBuf>) -> Self {
         CopySandbox {
             source: source.into(),
             bin: venv_bin().to_path_buf(),
@@ -130,14 +130,14 @@ impl CopySandbox {
     }
 
     /// Workspaces whose commands run with the virtualenv of `bin`.
-    pub fn with_venv(mut self, bin: &Path) -> Self {
+    pub(crate) fn with_venv(mut self, bin: &Path) -> Self {
         self.bin = bin.to_path_buf();
         self
     }
 }
 
 /// Copy a tree without caches, virtualenvs and git data.
-pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -173,7 +173,7 @@ impl Sandbox for CopySandbox {
 
 impl CopySandbox {
     /// A workspace, as its concrete type.
-    pub fn copy_workspace(&self) -> Result<CopyWorkspace> {
+    pub(crate) fn copy_workspace(&self) -> Result<CopyWorkspace> {
         let dir = tempfile::tempdir().map_err(|e| Error::io(&self.source, e))?;
         copy_tree(&self.source, dir.path()).map_err(|e| Error::io(&self.source, e))?;
         Ok(CopyWorkspace {
@@ -213,7 +213,7 @@ impl CopyWorkspace {
 
 /// A temp-dir copy of a tree.
 #[derive(Debug)]
-pub struct CopyWorkspace {
+pub(crate) struct CopyWorkspace {
     dir: tempfile::TempDir,
     source: PathBuf,
     bin: PathBuf,
@@ -375,7 +375,7 @@ fn read_capped(r: &mut impl Read, cap: usize) -> String {
 }
 
 /// Whether a process is alive (exists and is not a zombie).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             let state = stat
@@ -391,7 +391,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Live processes whose process group is `pgid`.
-pub fn group_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {

@@ -1,12 +1,17 @@
 //! Parsing Python with ruff, with the guards that keep a bad file from
 //! taking the run down, and AST comparison that ignores positions.
+//!
+//! Behind the `python` feature (which brings in ruff's parser): smith-mutate
+//! parses files to find entities and check mutations, smith-validate parses
+//! a candidate's file before and after to see which definitions it changed.
+//! Neither depends on the other for it.
 
 use std::path::PathBuf;
 
+use crate::{Error, Result};
 use ruff_python_ast::comparable::ComparableModModule;
 use ruff_python_ast::ModModule;
 use ruff_python_parser::{parse_module, Parsed};
-use smith_core::{Error, Result};
 
 /// Files larger than this are skipped: generated tables and vendored bundles
 /// make poor bug sites, and the cap bounds memory per worker.
@@ -21,7 +26,7 @@ pub const MAX_NESTING: usize = 200;
 pub const MAX_OPERATOR_CHAIN: usize = 3000;
 
 /// Why a file cannot be used, or `None` if it may be parsed.
-pub(crate) fn precheck(text: &str) -> Option<String> {
+pub fn precheck(text: &str) -> Option<String> {
     if text.len() > MAX_FILE_BYTES {
         return Some(format!(
             "file is {} bytes, larger than the {} byte limit",
@@ -79,17 +84,17 @@ pub fn parse(path: &str, text: &str) -> Result<Parsed<ModModule>> {
 
 /// Whether `text` parses and its AST differs from `original` (positions,
 /// parentheses and comments ignored). Mutations failing this are dropped.
-pub(crate) fn changes_ast(original: &ModModule, text: &str) -> Verdict {
+pub fn changes_ast(original: &ModModule, text: &str) -> AstChange {
     if precheck(text).is_some() {
-        return Verdict::Unparsable;
+        return AstChange::Unparsable;
     }
     match parse_module(text) {
-        Err(_) => Verdict::Unparsable,
+        Err(_) => AstChange::Unparsable,
         Ok(parsed) => {
             if ComparableModModule::from(original) == ComparableModModule::from(parsed.syntax()) {
-                Verdict::Unchanged
+                AstChange::Unchanged
             } else {
-                Verdict::Changed
+                AstChange::Changed
             }
         }
     }
@@ -97,7 +102,7 @@ pub(crate) fn changes_ast(original: &ModModule, text: &str) -> Verdict {
 
 /// What re-parsing a mutated file showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum AstChange {
     /// Parses and differs: a real mutation.
     Changed,
     /// Parses to the same AST: the edit changed only formatting.
@@ -114,9 +119,9 @@ mod tests {
     fn ast_comparison_ignores_formatting() {
         let original = parse("m.py", "x = a + b  # sum\n").unwrap();
         let m = original.syntax();
-        assert_eq!(changes_ast(m, "x = (a + b)\n"), Verdict::Unchanged);
-        assert_eq!(changes_ast(m, "x = a - b\n"), Verdict::Changed);
-        assert_eq!(changes_ast(m, "x = a +\n"), Verdict::Unparsable);
+        assert_eq!(changes_ast(m, "x = (a + b)\n"), AstChange::Unchanged);
+        assert_eq!(changes_ast(m, "x = a - b\n"), AstChange::Changed);
+        assert_eq!(changes_ast(m, "x = a +\n"), AstChange::Unparsable);
     }
 
     #[test]
