@@ -65,6 +65,32 @@ impl Section<'_> {
         let needle = format!("{file}:");
         self.body.iter().any(|l| l.contains(&needle))
     }
+
+    /// Whether a location line names a test file other than `file`: the
+    /// section is then about a test of the same name in that file.
+    fn names_other_test_file(&self, file: &str) -> bool {
+        self.body
+            .iter()
+            .filter_map(|l| location_file(l))
+            .any(|f| f != file && is_test_file(f))
+    }
+}
+
+/// The file of a location line (`tests/test_x.py:12: AssertionError`).
+fn location_file(line: &str) -> Option<&str> {
+    let (path, rest) = line.split_once(".py:")?;
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    (digits > 0 && rest[digits..].starts_with(':') && !path.contains(' '))
+        .then(|| &line[..path.len() + 3])
+}
+
+/// A path pytest collects tests from by its default patterns, or one under
+/// a `test`/`tests` directory.
+fn is_test_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("test")
+        || name.ends_with("_test.py")
+        || path.split('/').any(|d| d == "tests" || d == "test")
 }
 
 /// `left  title  right` with at least three `mark`s on each side and one
@@ -144,11 +170,15 @@ pub fn sections_of<'s, 'a>(sections: &'s [Section<'a>], test: &TestId) -> Vec<&'
     let all: Vec<&Section<'a>> = sections.iter().filter(|s| s.is_about(test)).collect();
     let file = test.file();
     let named: Vec<&Section<'a>> = all.iter().copied().filter(|s| s.names_file(file)).collect();
-    if named.is_empty() {
-        all
-    } else {
-        named
+    if !named.is_empty() {
+        return named;
     }
+    // No section names the file (a cut excerpt can lose the line, or the
+    // test's own sections can be cut out whole): those that name another
+    // test file are another test's of the same name.
+    all.into_iter()
+        .filter(|s| !s.names_other_test_file(file))
+        .collect()
 }
 
 /// The failure output of one test in `log`: its sections (header and body,
@@ -327,9 +357,44 @@ tests/test_calc.py:9: AssertionError
 ";
         let mine = test_failure(log, &id("tests/test_calc.py::test_mean")).unwrap();
         assert!(mine.contains("test_calc.py:9") && !mine.contains("other.py"));
-        // A file no section names gets every section of that headline.
-        let both = test_failure(log, &id("tests/third.py::test_mean")).unwrap();
-        assert!(both.contains("other.py") && both.contains("test_calc.py"));
+        // Sections that name other test files are those tests'.
+        assert_eq!(test_failure(log, &id("tests/third.py::test_mean")), None);
+        // Without location lines, every section of the headline.
+        let bare = "____ test_mean ____\nE  1 != 2\n____ test_mean ____\nE  3 != 4\n";
+        let both = test_failure(bare, &id("tests/third.py::test_mean")).unwrap();
+        assert!(both.contains("1 != 2") && both.contains("3 != 4"));
+    }
+
+    #[test]
+    fn sections_naming_another_test_file_are_that_tests() {
+        // The first section's own location line was cut out of an excerpt;
+        // its traceback ends in the library.
+        let log = "\
+____ test_typed ____
+[...]
+pkg/core.py:40: IndexError
+____ test_typed ____
+    def test_typed():
+>       check('{x:d}')
+tests/test_pattern.py:12: in test_typed
+pkg/core.py:40: IndexError
+";
+        let mine = test_failure(log, &id("tests/test_parse.py::test_typed")).unwrap();
+        assert!(!mine.contains("check("), "{mine}");
+        assert!(mine.contains("[...]"), "{mine}");
+        // With its own section cut out whole, the other test's is not taken.
+        let rest = &log[log.rfind("____ test_typed").unwrap()..];
+        assert_eq!(
+            test_failure(rest, &id("tests/test_parse.py::test_typed")),
+            None
+        );
+        let theirs = test_failure(log, &id("tests/test_pattern.py::test_typed")).unwrap();
+        assert!(
+            theirs.contains("check(") && !theirs.contains("[...]"),
+            "{theirs}"
+        );
+        assert_eq!(location_file("tests/a.py:3: in f"), Some("tests/a.py"));
+        assert_eq!(location_file("E   x.py:3 is not a location"), None);
     }
 
     #[test]
