@@ -62,6 +62,55 @@ fn json_errors_are_machine_readable() {
     assert!(v["error"].as_str().unwrap().contains("smith-repo"));
 }
 
+/// Environments are cached by the packaging files' content, so a tree whose
+/// own tests cannot be collected may find a venv that another tree with
+/// the same packaging built: the collection check runs for it all the same.
+#[test]
+fn a_cached_environment_is_checked_against_the_trees_own_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let files = |test: &'static str| {
+        [
+            ("pyproject.toml", PYPROJECT),
+            ("tiny/__init__.py", "def one():\n    return 1\n"),
+            ("tests/test_one.py", test),
+        ]
+    };
+    let good = dir.path().join("good");
+    write(&good, &files("def test_one():\n    assert True\n"));
+    let bad = dir.path().join("bad");
+    write(
+        &bad,
+        &files("import module_that_does_not_exist\n\ndef test_one():\n    assert True\n"),
+    );
+    let env = |repo: &Path, out: &str| {
+        smith(&[
+            "env",
+            repo.to_str().unwrap(),
+            "--json",
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+    };
+    let first = env(&good, "out-good");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = env(&bad, "out-bad");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(second.status.code(), Some(4), "{said}");
+    assert!(said.contains("module_that_does_not_exist"), "{said}");
+}
+
 #[test]
 fn a_suite_that_cannot_be_collected_is_an_environment_error() {
     let dir = tempfile::tempdir().unwrap();

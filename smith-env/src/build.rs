@@ -382,10 +382,31 @@ pub fn build_environment_with(
                     true,
                     venv.display().to_string(),
                 );
-                env.steps = builder.steps;
-                // The venv is keyed by content: it may have been built for
-                // another copy of the repository (another run's snapshot).
+                // The venv is keyed by the packaging files' content: it may
+                // have been built for another copy of the repository
+                // (another run's snapshot) or another tree with the same
+                // packaging. This tree's tests must collect in it too.
                 env.repo = repo.clone();
+                if options.verify {
+                    builder.generated = env.generated.clone();
+                    let start = Instant::now();
+                    let collection = builder.collect(&venv, &env.spec, &env.installer)?;
+                    builder.record_collection("collect", &env.spec, start, &collection);
+                    if !collection.ok {
+                        return Err(Error::Environment {
+                            path: repo,
+                            reason: format!(
+                                "pytest collection failed (exit {:?}, {} tests) in the cached environment {}:\n{}",
+                                collection.exit_code,
+                                collection.count,
+                                venv.display(),
+                                collection.tail
+                            ),
+                        });
+                    }
+                    env.collected = Some(collection.count);
+                }
+                env.steps = builder.steps;
                 return Ok(env);
             }
         }
