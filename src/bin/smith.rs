@@ -320,7 +320,7 @@ struct EnvArgs {
     /// The repository.
     #[arg(default_value = "examples/demo-repo")]
     repo: PathBuf,
-    /// Output directory (the environment cache lives under it).
+    /// Output directory (the repository is snapshotted into it).
     #[arg(long, default_value = "smith-out")]
     out: PathBuf,
     /// Where to cache virtualenvs (default: $SMITH_CACHE_DIR, else
