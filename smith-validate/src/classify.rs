@@ -60,6 +60,9 @@ pub fn missing_tests(
 /// * No FAIL_TO_PASS: [`Verdict::NoTestBroke`]; no PASS_TO_PASS:
 ///   [`Verdict::Invalid`] (every test broke); no eligible test selected:
 ///   [`Verdict::Uncovered`].
+/// * A module that failed to collect makes an otherwise kept run
+///   [`Verdict::Invalid`] too: a grader's plain `pytest` stops at the error
+///   before any test, so no PASS_TO_PASS label would hold there.
 ///
 /// ```
 /// use smith_core::{Baseline, Outcome, TestId, TestReport, TestSelection, Verdict};
@@ -136,6 +139,17 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
     if pass_to_pass.is_empty() {
         return Verdict::Invalid {
             reason: format!("every test broke ({} failed)", fail_to_pass.len()),
+        };
+    }
+    // smith's runs go on past a module that fails to collect; a grader's
+    // plain `pytest` stops there and runs no test at all, so no test could
+    // pass with the bug: every test breaks, as above.
+    if !report.collection_errors.is_empty() {
+        return Verdict::Invalid {
+            reason: format!(
+                "{} module(s) fail to collect, which stops a plain pytest run before any test",
+                report.collection_errors.len()
+            ),
         };
     }
     Verdict::Kept {
@@ -285,13 +299,15 @@ mod tests {
                 },
             ),
             (
-                "a module that fails to collect fails its tests",
+                "a module that fails to collect stops a plain pytest run",
                 all.clone(),
                 TestReport {
                     collection_errors: vec!["m.py".into()],
                     ..report(&[("n.py::d", Passed)])
                 },
-                kept(&["m.py::a", "m.py::b", "m.py::c"], &["n.py::d"]),
+                Verdict::Invalid {
+                    reason: "1 module(s) fail to collect, which stops a plain pytest run before any test".into(),
+                },
             ),
             (
                 "a package collection error covers its modules",
@@ -383,10 +399,13 @@ mod tests {
             collection_errors: vec!["pkg".into()],
             ..report(&[("m.py::a", Passed)])
         };
-        assert_eq!(
+        // Its tests fail; a plain pytest run would stop at the error, so
+        // m.py::a cannot be vouched for either.
+        assert!(collection_failed(&r, &TestId::from("pkg/t.py::x")));
+        assert!(matches!(
             classify(&b, &TestSelection::All, &r),
-            kept(&["pkg/t.py::x"], &["m.py::a"])
-        );
+            Verdict::Invalid { .. }
+        ));
         assert!(missing_tests(&b, &TestSelection::All, &r).is_empty());
         assert!(!collection_failed(&r, &TestId::from("pkgx/t.py::y")));
     }
