@@ -396,11 +396,9 @@ pub fn build_environment_with(
                         return Err(Error::Environment {
                             path: repo,
                             reason: format!(
-                                "pytest collection failed (exit {:?}, {} tests) in the cached environment {}:\n{}",
-                                collection.exit_code,
-                                collection.count,
+                                "in the cached environment {}: {}",
                                 venv.display(),
-                                collection.tail
+                                collection_failure(&collection)
                             ),
                         });
                     }
@@ -446,6 +444,17 @@ pub fn build_environment_with(
         path: repo,
         reason: format!("no install strategy worked:\n{}", failures.join("\n")),
     })
+}
+
+/// What a failed collection check says: pytest's exit, the tests it
+/// found, and the end of its output.
+fn collection_failure(collection: &Collection) -> String {
+    format!(
+        "pytest collection failed (exit {:?}, {} tests): {}",
+        collection.exit_code,
+        collection.count,
+        last_chars(&collection.tail, 800)
+    )
 }
 
 enum Tried {
@@ -639,12 +648,7 @@ impl Builder<'_> {
                 return Ok(Tried::Partial(fixed, again));
             }
         }
-        Ok(Tried::Failed(format!(
-            "pytest collection failed (exit {:?}, {} tests): {}",
-            collection.exit_code,
-            collection.count,
-            last_chars(&collection.tail, 800)
-        )))
+        Ok(Tried::Failed(collection_failure(&collection)))
     }
 
     /// Run one install line from `tree` with the venv first on `PATH`.

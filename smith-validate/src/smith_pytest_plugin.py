@@ -1,6 +1,6 @@
 """smith's pytest plugin, loaded with `-p smith_pytest_plugin`.
 
-It does three things for smith's validator:
+It does these things for smith's validator:
 
 * exact selection: with SMITH_SELECT naming a JSON list of node ids, only
   those items run (node ids with `::`, spaces or brackets inside their
@@ -483,8 +483,9 @@ def pytest_runtest_logreport(report):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    # Marks the start of the test's own code, for the fork server's per-test
-    # time limit (setup may include a session fixture's first set-up).
+    # Marks the start of the test's own code, for the per-test time limit
+    # (the fork server's clock and `_watch_calls`; setup may include a
+    # session fixture's first set-up).
     global _call
     _emit({"event": "call", "nodeid": item.nodeid})
     _call = (time.process_time(), item.nodeid)
