@@ -43,9 +43,9 @@ impl Executor for CountingExecutor {
     fn fresh(&self) -> Option<Box<dyn Executor>> {
         Some(Box::new(Self::wrap(self.inner.fresh()?, &self.runs)))
     }
-    fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+    fn with_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
         Some(Box::new(Self::wrap(
-            self.inner.with_hash_seed(seed)?,
+            self.inner.with_seed(seed)?,
             &self.runs,
         )))
     }

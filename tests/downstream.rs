@@ -73,8 +73,8 @@ impl Executor for Counting {
             runs: self.runs.clone(),
         }))
     }
-    fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
-        let inner = self.inner.with_hash_seed(seed)?;
+    fn with_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+        let inner = self.inner.with_seed(seed)?;
         Some(Box::new(Counting {
             inner,
             runs: self.runs.clone(),

@@ -88,6 +88,11 @@ pub struct TestReport {
     pub over_test_limit: Option<TestId>,
     /// Test files (or node ids) that failed to import or collect.
     pub collection_errors: Vec<String>,
+    /// Tests that drew from the process's random state (Python's global
+    /// random generators, unseeded by the test), so that their outcome in
+    /// another process may differ.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub randomized: BTreeSet<TestId>,
     /// The run's combined output, possibly truncated.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub log: String,

@@ -330,11 +330,13 @@ pub trait Executor: Send + Sync + Debug {
         None
     }
 
-    /// The same executor with the hash seed of every run it starts fixed at
-    /// `seed` (Python's `PYTHONHASHSEED`), so that runs under different
-    /// seeds show tests whose ids or outcomes depend on hash order; `None`
-    /// (the default) when it has no such seed.
-    fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+    /// The same executor with every run it starts under `seed`: the hash
+    /// seed (Python's `PYTHONHASHSEED`) fixed at `seed`, and each test
+    /// started from the random state `seed` gives the process's global
+    /// random generators. Runs under different seeds show tests whose ids
+    /// or outcomes depend on hash order or on the random state; `None` (the
+    /// default) when it has no such seeds.
+    fn with_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
         let _ = seed;
         None
     }
@@ -358,8 +360,8 @@ macro_rules! forward_executor {
             fn fresh(&self) -> Option<Box<dyn Executor>> {
                 (**self).fresh()
             }
-            fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
-                (**self).with_hash_seed(seed)
+            fn with_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+                (**self).with_seed(seed)
             }
         }
     )*};

@@ -10,7 +10,7 @@ use smith_core::{Baseline, Error, Executor, Result, RunOptions, TestSelection, W
 /// tests whose outcome changes are flaky, durations are averaged.
 ///
 /// Run `i` (counting from 1) has its hash seed fixed at `i` where the
-/// executor has one ([`Executor::with_hash_seed`]), so with `k` of at least
+/// executor has one ([`Executor::with_seed`]), so with `k` of at least
 /// 2 a test whose id or outcome depends on hash order (a parameter list
 /// made from a `set`, say) is missing from a run or changes its outcome:
 /// flaky, never a label. The executor is
@@ -59,7 +59,7 @@ pub fn run_baseline_with(
     let mut hash_seeds = Vec::new();
     for run in 1..=k {
         let executor = executors[(run as usize - 1) % executors.len()];
-        let seeded = executor.with_hash_seed(run);
+        let seeded = executor.with_seed(run);
         if seeded.is_some() {
             hash_seeds.push(run);
         }

@@ -283,7 +283,7 @@ impl PytestExecutor {
         // Each interpreter draws its own hash seed, as a grader's does,
         // whatever seed the environment fixes: a fixed seed would hide
         // tests whose ids or outcomes depend on hash order. The baseline
-        // fixes distinct seeds per run instead ([`Executor::with_hash_seed`]).
+        // fixes distinct seeds per run instead ([`Executor::with_seed`]).
         let mut spec = CommandSpec::new(self.python.clone(), args)
             .env("PYTHONPATH", CONTROL_DIR)
             .env("SMITH_EVENTS", EVENTS_PATH)
@@ -402,10 +402,14 @@ impl Executor for PytestExecutor {
             .then(|| Box::new(self.plain()) as Box<dyn Executor>)
     }
 
-    /// This executor (sharing its fork servers) with `PYTHONHASHSEED` set.
-    fn with_hash_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
+    /// This executor (sharing its fork servers) with `PYTHONHASHSEED` set,
+    /// and the plugin seeding the global random generators before every
+    /// test (`SMITH_RANDOM_SEED`).
+    fn with_seed(&self, seed: u32) -> Option<Box<dyn Executor>> {
         Some(Box::new(
-            self.clone().env("PYTHONHASHSEED", seed.to_string()),
+            self.clone()
+                .env("PYTHONHASHSEED", seed.to_string())
+                .env("SMITH_RANDOM_SEED", seed.to_string()),
         ))
     }
 }
@@ -446,6 +450,10 @@ pub(crate) enum PluginEvent {
         nodeid: Option<String>,
     },
     CollectError {
+        nodeid: String,
+    },
+    /// The test drew from the process's random state.
+    Random {
         nodeid: String,
     },
     Uses {
@@ -515,6 +523,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
     let mut phases: BTreeMap<String, TestPhases> = BTreeMap::new();
     let mut collection_errors = Vec::new();
     let mut over_test_limit = None;
+    let mut randomized = BTreeSet::new();
     for event in parse_events(events) {
         match event {
             PluginEvent::Start { nodeid } => phases.entry(nodeid).or_default().started = true,
@@ -540,6 +549,9 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
                 }
             }
             PluginEvent::CollectError { nodeid } => collection_errors.push(nodeid),
+            PluginEvent::Random { nodeid } => {
+                randomized.insert(TestId::new(nodeid));
+            }
             PluginEvent::OverLimit { nodeid } => {
                 over_test_limit = Some(TestId::new(nodeid.unwrap_or_default()));
             }
@@ -554,6 +566,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
         exit_code: if timed_out { None } else { output.exit_code },
         timed_out,
         over_test_limit,
+        randomized,
         ..TestReport::default()
     };
     for (id, p) in &phases {

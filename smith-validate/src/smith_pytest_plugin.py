@@ -26,6 +26,12 @@ It does these things for smith's validator:
   event log and kills the process: a looping mutant costs the limit, not
   the whole run's. A fork server does the same from outside its children
   and does not set the variable;
+* random state: a test whose call changes the state of Python's global
+  random generator (or numpy's), without seeding it itself, drew from the
+  process's random state: `{"event": "random", "nodeid": ...}` says so, as
+  its outcome may differ in another process. With SMITH_RANDOM_SEED set,
+  those generators are seeded with it before every test, so that a run
+  shows the outcome from one known state;
 * cached traceback parsing: pytest parses a frame's whole source file for
   every failure it prints; parsed trees are kept by their exact text, so
   a mutant failing a hundred tests costs one parse per file (the printed
@@ -109,6 +115,7 @@ except Exception:  # pragma: no cover - a pytest without these internals
 
 _SELECT = None
 _EVENTS = None
+_RANDOM_SEED = None
 _COVERAGE = None
 _MODULES = None
 _WANTED = None
@@ -125,6 +132,7 @@ def pytest_configure(config):
     # Read here, not at import: a fork server may import this module once
     # and run many sessions with different settings.
     global _SELECT, _EVENTS, _COVERAGE, _MODULES, _WANTED, _WANTED_UNDER, _out
+    global _RANDOM_SEED
     _SELECT = os.environ.get("SMITH_SELECT") or None
     _EVENTS = os.environ.get("SMITH_EVENTS") or None
     _COVERAGE = os.environ.get("SMITH_COVERAGE") or None
@@ -140,6 +148,13 @@ def pytest_configure(config):
     if _MODULES:
         _MODULES = os.path.abspath(_MODULES)
     _out = None
+    _RANDOM_SEED = None
+    seed = os.environ.get("SMITH_RANDOM_SEED")
+    if seed:
+        try:
+            _RANDOM_SEED = int(seed)
+        except ValueError:
+            pass
     if _COVERAGE:
         _drop_disabled_cov(config)
         _follow_children()
@@ -169,6 +184,75 @@ def _watch_calls(limit):
             os.close(fd)
         finally:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Whether the running test seeded a global generator itself, and the
+# generators' states when it started.
+_seeded = False
+_state_at_start = None
+# The seed functions wrapped so far (`random`, `numpy.random`).
+_wrapped = set()
+
+
+def _watch_seeding():
+    """Wrap `random.seed` (and numpy's global `seed`, once numpy is loaded)
+    so that a test seeding a generator itself is not taken for one that
+    draws from the process's random state."""
+    import random
+
+    def wrap(module, name):
+        if name in _wrapped:
+            return
+        _wrapped.add(name)
+        seed = module.seed
+
+        def seeded(*args, **kwargs):
+            global _seeded
+            _seeded = True
+            return seed(*args, **kwargs)
+
+        module.seed = seeded
+
+    wrap(random, "random")
+    numpy_random = _numpy_random()
+    if numpy_random is not None:
+        wrap(numpy_random, "numpy.random")
+
+
+def _numpy_random():
+    import sys
+
+    module = sys.modules.get("numpy.random")
+    return module if module is not None and hasattr(module, "get_state") else None
+
+
+def _random_state():
+    """The global generators' states: the standard library's, and numpy's
+    when the tests loaded it."""
+    import random
+
+    state = [random.getstate()]
+    numpy_random = _numpy_random()
+    if numpy_random is not None:
+        try:
+            kind, keys, pos, *_ = numpy_random.get_state(legacy=True)
+            state.append((kind, keys.tobytes(), pos))
+        except Exception:
+            pass
+    return state
+
+
+def _reseed():
+    """Start the next test from the state SMITH_RANDOM_SEED names."""
+    import random
+
+    random.Random.seed(random._inst, _RANDOM_SEED)
+    numpy_random = _numpy_random()
+    if numpy_random is not None:
+        try:
+            numpy_random.RandomState.seed(numpy_random.mtrand._rand, _RANDOM_SEED)
+        except Exception:
+            pass
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -462,6 +546,12 @@ def pytest_collectreport(report):
 def pytest_runtest_logstart(nodeid, location):
     _emit({"event": "start", "nodeid": nodeid})
     _switch("t:" + nodeid)
+    global _seeded, _state_at_start
+    _watch_seeding()
+    if _RANDOM_SEED is not None:
+        _reseed()
+    _seeded = False
+    _state_at_start = _random_state()
 
 
 def pytest_runtest_logreport(report):
@@ -493,6 +583,9 @@ def pytest_runtest_call(item):
         yield
     finally:
         _call = None
+        # Set-up counts: a fixture's random data is the test's input.
+        if not _seeded and _random_state() != _state_at_start:
+            _emit({"event": "random", "nodeid": item.nodeid})
 
 
 def pytest_runtest_logfinish(nodeid, location):

@@ -400,7 +400,9 @@ fn run_and_judge(
     let checking = Instant::now();
     if validation.verdict.is_kept() && options.fresh_check {
         if let Some(fresh) = executor.fresh() {
+            let mut randomized = report.randomized.clone();
             let again = judge(workspace, &*fresh, baseline, candidate, selection, options)?;
+            randomized.extend(again.report.randomized.iter().cloned());
             let agreed = again.verdict == validation.verdict;
             validation.fresh_confirmed = Some(agreed);
             if !agreed {
@@ -414,6 +416,18 @@ fn run_and_judge(
                 validation.verdict = again.verdict;
                 report = again.report;
             }
+            let seeded = labels_under_other_random_states(
+                workspace,
+                &*fresh,
+                baseline,
+                &validation.verdict,
+                &randomized,
+                options,
+            )?;
+            if let Some(verdict) = seeded {
+                validation.fresh_confirmed = Some(false);
+                validation.verdict = verdict;
+            }
         }
     }
     clock.add(Phase::FreshCheck, checking.elapsed());
@@ -422,6 +436,87 @@ fn run_and_judge(
         validation.log = failure_excerpt(&report.log, &f2p, options.log_bytes);
     }
     Ok(())
+}
+
+/// The random states ([`Executor::with_seed`]) under which labeled tests
+/// that draw from the process's random state run once more.
+const OTHER_RANDOM_STATES: [u32; 2] = [1, 2];
+
+/// Where a kept candidate's labels rest on tests that drew from the
+/// process's random state (`randomized`), run those tests again in fresh
+/// interpreters, each test starting from each of [`OTHER_RANDOM_STATES`]:
+/// a grader's process starts from a random state of its own, and a bug may
+/// fail a test from one state and pass it, or loop, from another. A label
+/// that does not hold from every state makes the candidate invalid
+/// (`Some`); `None` when the labels held or nothing needed the check.
+fn labels_under_other_random_states(
+    workspace: &mut dyn Workspace,
+    fresh: &dyn Executor,
+    baseline: &Baseline,
+    verdict: &Verdict,
+    randomized: &BTreeSet<TestId>,
+    options: &ValidateOptions,
+) -> Result<Option<Verdict>> {
+    let Verdict::Kept {
+        fail_to_pass,
+        pass_to_pass,
+    } = verdict
+    else {
+        return Ok(None);
+    };
+    let tests: Vec<TestId> = randomized
+        .iter()
+        .filter(|t| fail_to_pass.contains(*t) || pass_to_pass.contains(*t))
+        .cloned()
+        .collect();
+    if tests.is_empty() {
+        return Ok(None);
+    }
+    let selection = TestSelection::Only(tests.clone());
+    let run = run_options(baseline, &selection, options);
+    for seed in OTHER_RANDOM_STATES {
+        let Some(seeded) = fresh.with_seed(seed) else {
+            return Ok(None);
+        };
+        let report = seeded.run_tests(workspace, &selection, &run)?;
+        let broken = |test: &TestId| {
+            let fails = fail_to_pass.contains(test);
+            let outcome = report.outcomes.get(test).copied();
+            !outcome.is_some_and(|o| {
+                if fails {
+                    o.is_failure()
+                } else {
+                    o.is_success()
+                }
+            })
+        };
+        // A run cut off by a test over its limit names that test; the
+        // tests after it never ran.
+        let hung = report
+            .over_test_limit
+            .as_ref()
+            .filter(|t| tests.contains(t));
+        let Some(test) = hung.or_else(|| tests.iter().find(|t| broken(t))) else {
+            continue;
+        };
+        let what = match report.outcomes.get(test) {
+            Some(o) if o.is_success() => "passes",
+            Some(_) => "fails",
+            None if report.timed_out => "runs out of time",
+            None => "does not run",
+        };
+        let label = if fail_to_pass.contains(test) {
+            "FAIL_TO_PASS"
+        } else {
+            "PASS_TO_PASS"
+        };
+        return Ok(Some(Verdict::Invalid {
+            reason: format!(
+                "{label} {test} draws from the random state, and from random seed {seed} it {what}"
+            ),
+        }));
+    }
+    Ok(None)
 }
 
 /// Validate `candidates` with `options.workers` workers, each with its own

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use smith_core::{Executor, Outcome, RunOptions, Sandbox, TestId, TestSelection, Workspace};
@@ -760,4 +760,29 @@ fn a_collected_server_swaps_closures_and_hands_back_what_ran_at_import() {
             ),
         ],
     );
+}
+
+/// A test that draws from the process's random state is named in the
+/// report, in a fork server's child and in a fresh interpreter alike; one
+/// that seeds the generator itself, or draws nothing, is not.
+#[test]
+fn tests_that_draw_from_the_random_state_are_reported() {
+    let sandbox = CopySandbox::new(fixture("dice"));
+    let mut ws = sandbox.workspace().unwrap();
+    for forking in [true, false] {
+        let exec = pytest().forking(forking);
+        exec.prepare(&mut ws).unwrap();
+        let report = exec
+            .run_tests(&mut ws, &TestSelection::All, &RunOptions::default())
+            .unwrap();
+        assert_eq!(report.passed().len(), 5, "{}", report.log);
+        assert_eq!(
+            report.randomized,
+            BTreeSet::from([
+                TestId::from("tests/test_dice.py::test_double_of_a_random_number"),
+                TestId::from("tests/test_dice.py::test_steps_of_a_random_odd_number"),
+            ]),
+            "forking: {forking}"
+        );
+    }
 }

@@ -572,3 +572,92 @@ fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
     // check runs in a new interpreter, not through the server); spin: one.
     assert_eq!(runs, 3, "forked runs for the two candidates");
 }
+
+/// A bug whose effect depends on the random state a test draws its input
+/// from: with `3 * n - 1` the Collatz map reaches 1 from some odd numbers
+/// (with the wrong count: the test fails) and cycles from others (the test
+/// loops). The validator's own runs here start every test from random seed
+/// 7 (the test draws 85, and fails), as a run may; labels that rest on a
+/// test that drew from the random state are checked from other states,
+/// where the test loops (seeds 1 and 2 draw 37 and 17), so the candidate is
+/// not a task. The bug in `double`, whose tests draw numbers too, fails
+/// from every state and stays one.
+#[test]
+fn labels_that_depend_on_the_random_state_are_not_kept() {
+    let sandbox = CopySandbox::new(fixture("dice"));
+    let seeded = pytest()
+        .forking(true)
+        .env("SMITH_RANDOM_SEED", "7")
+        .env("PYTHONHASHSEED", "7");
+    let mut ws = sandbox.workspace().unwrap();
+    let baseline = run_baseline(
+        &mut ws,
+        &pytest(),
+        1,
+        "acme/dice",
+        "0000",
+        &RunOptions::default(),
+    )
+    .unwrap();
+    drop(ws);
+    assert_eq!(baseline.passing.len(), 5, "{baseline:?}");
+    let candidates = [
+        mutate_in(
+            "dice",
+            "collatz",
+            "dice/__init__.py",
+            "3 * n + 1",
+            "3 * n - 1",
+        ),
+        mutate_in(
+            "dice",
+            "double",
+            "dice/__init__.py",
+            "return 2 * n",
+            "return 2 * n + 1",
+        ),
+    ];
+    let options = ValidateOptions {
+        workers: 1,
+        timeout_floor: Duration::from_secs(30),
+        test_timeout_floor: Some(Duration::from_secs(2)),
+        ..ValidateOptions::default()
+    };
+    let results = run_with(&sandbox, &seeded, &baseline, None, &candidates, &options);
+    let collatz = &results["collatz"];
+    let Verdict::Invalid { reason } = &collatz.verdict else {
+        panic!("collatz: {collatz:?}");
+    };
+    assert!(
+        reason.contains("test_steps_of_a_random_odd_number draws from the random state"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("random seed 1 it runs out of time"),
+        "{reason}"
+    );
+    assert_eq!(collatz.fresh_confirmed, Some(false));
+    let Verdict::Kept {
+        fail_to_pass,
+        pass_to_pass,
+    } = &results["double"].verdict
+    else {
+        panic!("double: {:?}", results["double"]);
+    };
+    assert_eq!(
+        *fail_to_pass,
+        ids(&[
+            "tests/test_dice.py::test_double",
+            "tests/test_dice.py::test_double_of_a_random_number",
+            "tests/test_dice.py::test_double_of_a_seeded_number"
+        ])
+    );
+    assert_eq!(
+        *pass_to_pass,
+        ids(&[
+            "tests/test_dice.py::test_steps_of_a_random_odd_number",
+            "tests/test_dice.py::test_steps_of_six"
+        ])
+    );
+    assert_eq!(results["double"].fresh_confirmed, Some(true));
+}
