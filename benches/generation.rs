@@ -3,14 +3,14 @@
 //!
 //! Fetches the corpus first (or finds it up to date) with smith's own
 //! script, `scripts/corpus/fetch-corpus.sh -s dev target/smith-mutate-corpus`,
-//! as the real-world test does. `cargo bench -p smith-mutate --bench generate`.
+//! as the real-world test does. `cargo bench --bench generation`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion, Throughput};
-use smith_mutate::{generate, procedural_mutators, python_files, GenerateOptions};
+use smith::mutate::{generate, procedural_mutators, python_files, GenerateOptions};
 
 struct Project {
     root: PathBuf,
@@ -18,7 +18,7 @@ struct Project {
 }
 
 fn corpus() -> Vec<Project> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cache = workspace.join("target/smith-mutate-corpus");
     let scripts = workspace.join("scripts/corpus");
     let fetched = Command::new("bash")
