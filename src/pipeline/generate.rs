@@ -110,29 +110,7 @@ impl Pipeline {
             .as_deref()
             .ok_or_else(|| Error::invalid("strategies", "LM strategies need a language model"))?;
         let stage = strategy.name().replace('/', "_");
-        let filter = smith_mutate::EntityFilter::default();
-        let mut sites: Vec<(Arc<SourceFile>, smith_core::Entity)> = Vec::new();
-        for path in smith_mutate::python_files(&repo.root, &smith_mutate::FileOptions::default())? {
-            let Ok(text) = std::fs::read_to_string(smith_core::join_rel(&repo.root, &path)) else {
-                continue;
-            };
-            let file = Arc::new(SourceFile::new(path, text));
-            let Ok(entities) = smith_mutate::extract_entities(&file) else {
-                continue;
-            };
-            for e in entities {
-                let fits =
-                    strategy == LmStrategy::Modify || e.kind != smith_core::EntityKind::Class;
-                if fits && filter.accepts(&e) {
-                    sites.push((file.clone(), e));
-                }
-            }
-        }
-        let seed = self.config.seed.to_le_bytes();
-        sites.sort_by_key(|(_, e)| {
-            smith_core::stable_hash(&[&seed, stage.as_bytes(), e.id().as_bytes()])
-        });
-        sites.truncate(self.config.lm_entities);
+        let sites = self.lm_sites(repo, strategy, &stage)?;
         self.emit(Event::Stage {
             name: "lm",
             detail: format!("{stage}: {} entities to {}", sites.len(), model.model()),
@@ -174,22 +152,7 @@ impl Pipeline {
                 candidates.push(c);
             }
         }
-        let stats = out.stats.entry(strategy.name().to_string()).or_default();
-        stats.proposed += lm_stats.asked;
-        for (reason, n) in &lm_stats.rejected {
-            match reason {
-                smith_mutate::Rejection::Unparsable => stats.unparsable += n,
-                smith_mutate::Rejection::Unchanged => stats.unchanged += n,
-                _ => stats.invalid_edit += n,
-            }
-        }
-        {
-            let mut usage = self.lm_usage.lock().unwrap_or_else(|e| e.into_inner());
-            let rejected = usage.rejected.entry(stage.clone()).or_default();
-            for (reason, n) in &lm_stats.rejected {
-                *rejected.entry(reason.label().to_string()).or_default() += n;
-            }
-        }
+        self.record_lm_stats(out, strategy, &stage, &lm_stats);
         let asked = lm_stats.asked;
         let accepted = push_new(out, strategy.name(), candidates);
         if asked > 0 && accepted == 0 {
@@ -199,6 +162,68 @@ impl Pipeline {
             )));
         }
         Ok(())
+    }
+
+    /// The entities `strategy` may send to the model, up to
+    /// [`Config::lm_entities`](super::Config::lm_entities) of them, chosen by
+    /// seed: every function (and, for `lm_modify`, class) the entity filter
+    /// accepts, in files that read and parse.
+    fn lm_sites(
+        &self,
+        repo: &RepoInfo,
+        strategy: LmStrategy,
+        stage: &str,
+    ) -> Result<Vec<(Arc<SourceFile>, smith_core::Entity)>> {
+        let filter = smith_mutate::EntityFilter::default();
+        let mut sites: Vec<(Arc<SourceFile>, smith_core::Entity)> = Vec::new();
+        for path in smith_mutate::python_files(&repo.root, &smith_mutate::FileOptions::default())? {
+            let Ok(text) = std::fs::read_to_string(smith_core::join_rel(&repo.root, &path)) else {
+                continue;
+            };
+            let file = Arc::new(SourceFile::new(path, text));
+            let Ok(entities) = smith_mutate::extract_entities(&file) else {
+                continue;
+            };
+            for e in entities {
+                let fits =
+                    strategy == LmStrategy::Modify || e.kind != smith_core::EntityKind::Class;
+                if fits && filter.accepts(&e) {
+                    sites.push((file.clone(), e));
+                }
+            }
+        }
+        let seed = self.config.seed.to_le_bytes();
+        sites.sort_by_key(|(_, e)| {
+            smith_core::stable_hash(&[&seed, stage.as_bytes(), e.id().as_bytes()])
+        });
+        sites.truncate(self.config.lm_entities);
+        Ok(sites)
+    }
+
+    /// Count an LM stage's answers: asked and rejected by kind in `out`'s
+    /// statistics of `strategy`, rejected by reason in the LM usage of
+    /// `stage`.
+    fn record_lm_stats(
+        &self,
+        out: &mut Generated,
+        strategy: LmStrategy,
+        stage: &str,
+        lm_stats: &smith_mutate::LmStats,
+    ) {
+        let stats = out.stats.entry(strategy.name().to_string()).or_default();
+        stats.proposed += lm_stats.asked;
+        for (reason, n) in &lm_stats.rejected {
+            match reason {
+                smith_mutate::Rejection::Unparsable => stats.unparsable += n,
+                smith_mutate::Rejection::Unchanged => stats.unchanged += n,
+                _ => stats.invalid_edit += n,
+            }
+        }
+        let mut usage = self.lm_usage.lock().unwrap_or_else(|e| e.into_inner());
+        let rejected = usage.rejected.entry(stage.to_string()).or_default();
+        for (reason, n) in &lm_stats.rejected {
+            *rejected.entry(reason.label().to_string()).or_default() += n;
+        }
     }
 
     /// `pr_mirror`: each commit of the repository's history whose library

@@ -1,6 +1,6 @@
 //! Writing task instances: a problem statement for every kept candidate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use smith_core::{
@@ -54,55 +54,11 @@ impl Pipeline {
                 )));
                 continue;
             };
-            let Verdict::Kept {
-                fail_to_pass,
-                pass_to_pass,
-            } = &v.verdict
-            else {
+            let (instance, leaks) = self.instance_for(p, candidate, v, &image)?;
+            leaked += leaks;
+            let Some(instance) = instance else {
                 continue;
             };
-            let context = IssueContext {
-                candidate: (*candidate).clone(),
-                failing: fail_to_pass
-                    .iter()
-                    .map(|t| FailingTest {
-                        id: t.clone(),
-                        source: smith_issue::test_source(&p.repo.root, t),
-                        output: smith_issue::test_failure(&v.log, t).unwrap_or_default(),
-                    })
-                    .collect(),
-                original_code: original_code(&p.repo.root, candidate),
-                seed: self.config.seed ^ smith_core::stable_hash(&[candidate.id.as_bytes()]) as u64,
-            };
-            let checked = match smith_issue::write_checked(
-                self.issue_writer.as_ref(),
-                &context,
-                ISSUE_ATTEMPTS,
-            ) {
-                Ok(checked) => checked,
-                // Every statement leaked the fix: no task is better than a spoiled one.
-                Err(Error::Issue { reason, .. }) => {
-                    leaked += ISSUE_ATTEMPTS as usize;
-                    self.emit(Event::Warning(format!(
-                        "no instance for {}: {reason}",
-                        candidate.id
-                    )));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            leaked += checked.leaked as usize;
-            let mut instance = TaskInstance::new(
-                candidate,
-                fail_to_pass.iter().cloned().collect::<Vec<TestId>>(),
-                pass_to_pass.iter().cloned().collect::<Vec<TestId>>(),
-                checked.statement,
-                image.clone(),
-                now_rfc3339(),
-            );
-            if let Some(version) = &p.env.pytest_version {
-                instance.test_runner = format!("pytest {version}");
-            }
             writer.write(&instance)?;
             self.emit(Event::Progress {
                 stage: "issue",
@@ -115,6 +71,79 @@ impl Pipeline {
             store::read_jsonl_unique(&path, |i: &TaskInstance| &i.candidate_id)?,
             leaked,
         ))
+    }
+
+    /// The task instance of `candidate`'s kept validation `v`, and how many
+    /// problem statements leaked the fix on the way; no instance when every
+    /// statement leaked (a warning says so).
+    fn instance_for(
+        &self,
+        p: &Prepared,
+        candidate: &Candidate,
+        v: &Validation,
+        image: &str,
+    ) -> Result<(Option<TaskInstance>, usize)> {
+        let Verdict::Kept {
+            fail_to_pass,
+            pass_to_pass,
+        } = &v.verdict
+        else {
+            return Ok((None, 0));
+        };
+        let context = self.issue_context(p, candidate, fail_to_pass, &v.log);
+        let checked = match smith_issue::write_checked(
+            self.issue_writer.as_ref(),
+            &context,
+            ISSUE_ATTEMPTS,
+        ) {
+            Ok(checked) => checked,
+            // Every statement leaked the fix: no task is better than a spoiled one.
+            Err(Error::Issue { reason, .. }) => {
+                self.emit(Event::Warning(format!(
+                    "no instance for {}: {reason}",
+                    candidate.id
+                )));
+                return Ok((None, ISSUE_ATTEMPTS as usize));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut instance = TaskInstance::new(
+            candidate,
+            fail_to_pass.iter().cloned().collect::<Vec<TestId>>(),
+            pass_to_pass.iter().cloned().collect::<Vec<TestId>>(),
+            checked.statement,
+            image.to_string(),
+            now_rfc3339(),
+        );
+        if let Some(version) = &p.env.pytest_version {
+            instance.test_runner = format!("pytest {version}");
+        }
+        Ok((Some(instance), checked.leaked as usize))
+    }
+
+    /// What the issue writer is told of `candidate`: the tests it breaks
+    /// (their source and their failure in the validation's `log`), the
+    /// clean code it touches, and a seed of its own.
+    fn issue_context(
+        &self,
+        p: &Prepared,
+        candidate: &Candidate,
+        fail_to_pass: &BTreeSet<TestId>,
+        log: &str,
+    ) -> IssueContext {
+        IssueContext {
+            candidate: candidate.clone(),
+            failing: fail_to_pass
+                .iter()
+                .map(|t| FailingTest {
+                    id: t.clone(),
+                    source: smith_issue::test_source(&p.repo.root, t),
+                    output: smith_issue::test_failure(log, t).unwrap_or_default(),
+                })
+                .collect(),
+            original_code: original_code(&p.repo.root, candidate),
+            seed: self.config.seed ^ smith_core::stable_hash(&[candidate.id.as_bytes()]) as u64,
+        }
     }
 }
 

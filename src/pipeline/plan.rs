@@ -38,6 +38,48 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Add the stages strategy `name` selects (a group, a stage or one of
+    /// `mutators`), or refuse an unknown name.
+    fn select(&mut self, name: &str, mutators: &[&str]) -> Result<()> {
+        match name {
+            "procedural" => mutators.iter().for_each(|n| self.add_mutator(n)),
+            "combine" => {
+                self.combine_file = true;
+                self.combine_module = true;
+            }
+            "combine_file" | "combine/file" => self.combine_file = true,
+            "combine_module" | "combine/module" => self.combine_module = true,
+            "lm" => {
+                self.lm_modify = true;
+                self.lm_rewrite = true;
+            }
+            "lm_modify" | "lm/modify" => self.lm_modify = true,
+            "lm_rewrite" | "lm/rewrite" => self.lm_rewrite = true,
+            "pr_mirror" => self.pr_mirror = true,
+            "feature_add" => self.feature_add = true,
+            n if mutators.contains(&n) => self.add_mutator(n),
+            other => {
+                return Err(Error::invalid(
+                    "strategies",
+                    format!(
+                        "`{other}` is not a strategy: one of {STAGE_NAMES}, or a mutator ({})",
+                        mutators.join(", ")
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Run mutator `name`, once however often it is selected.
+    fn add_mutator(&mut self, name: &str) {
+        if !self.mutators.iter().any(|m| m == name) {
+            self.mutators.push(name.to_string());
+        }
+    }
+}
+
 /// The strategy names beside mutators' own, for messages.
 const STAGE_NAMES: &str = "procedural, combine, lm (groups); combine_file, combine_module, \
      lm_modify, lm_rewrite, pr_mirror, feature_add";
@@ -67,44 +109,7 @@ impl Pipeline {
             }
             Some(list) => {
                 for raw in list {
-                    let name = raw.trim();
-                    match name {
-                        "procedural" => {
-                            for n in &names {
-                                if !plan.mutators.iter().any(|m| m == n) {
-                                    plan.mutators.push(n.to_string());
-                                }
-                            }
-                        }
-                        "combine" => {
-                            plan.combine_file = true;
-                            plan.combine_module = true;
-                        }
-                        "combine_file" | "combine/file" => plan.combine_file = true,
-                        "combine_module" | "combine/module" => plan.combine_module = true,
-                        "lm" => {
-                            plan.lm_modify = true;
-                            plan.lm_rewrite = true;
-                        }
-                        "lm_modify" | "lm/modify" => plan.lm_modify = true,
-                        "lm_rewrite" | "lm/rewrite" => plan.lm_rewrite = true,
-                        "pr_mirror" => plan.pr_mirror = true,
-                        "feature_add" => plan.feature_add = true,
-                        n if names.contains(&n) => {
-                            if !plan.mutators.iter().any(|m| m == n) {
-                                plan.mutators.push(n.to_string());
-                            }
-                        }
-                        other => {
-                            return Err(Error::invalid(
-                                "strategies",
-                                format!(
-                                    "`{other}` is not a strategy: one of {STAGE_NAMES}, or a mutator ({})",
-                                    names.join(", ")
-                                ),
-                            ))
-                        }
-                    }
+                    plan.select(raw.trim(), &names)?;
                 }
                 if !self.config.combine {
                     plan.combine_file = false;

@@ -185,18 +185,9 @@ impl Pipeline {
             None => store::read_json::<RepoInfo>(&self.path("repo.json"))?
                 .map(|r| (r.name, r.base_commit)),
         };
-        let mut differences: Vec<String> = Vec::new();
-        if let Some(previous) = &previous {
-            for (key, value) in &settings {
-                let before = previous
-                    .settings
-                    .get(key)
-                    .unwrap_or(&serde_json::Value::Null);
-                if before != value {
-                    differences.push(format!("{key} {before} → {value}"));
-                }
-            }
-        }
+        let mut differences = previous
+            .as_ref()
+            .map_or_else(Vec::new, |p| changed_settings(p, &settings));
         // Settings are compared before the repository is copied: a refusal
         // costs nothing.
         if !differences.is_empty() && !self.config.force {
@@ -209,16 +200,7 @@ impl Pipeline {
             out,
             |repo| {
                 if let Some((name, commit)) = &earlier_repo {
-                    if *name != repo.name {
-                        changed_repo.push(format!("repository {name} → {}", repo.name));
-                    }
-                    if *commit != repo.base_commit {
-                        changed_repo.push(format!(
-                            "base commit {} → {}",
-                            short(commit),
-                            short(&repo.base_commit)
-                        ));
-                    }
+                    changed_repo.extend(changed_repository(name, commit, repo));
                 }
                 if changed_repo.is_empty() || self.config.force {
                     Ok(())
@@ -233,14 +215,7 @@ impl Pipeline {
         if !differences.is_empty() {
             // Forced: the other run's records go; the repository copy was
             // already replaced, caches stay.
-            for name in RECORD_FILES {
-                let path = self.path(name);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&path, e)),
-                }
-            }
+            self.remove_records()?;
             self.emit(Event::Warning(format!(
                 "started {} afresh (--force): {}",
                 out.display(),
@@ -260,6 +235,20 @@ impl Pipeline {
         };
         store::write_json(&record_path, &record)?;
         Ok(repo)
+    }
+
+    /// Remove the records of a run ([`RECORD_FILES`]) from the output
+    /// directory; files already gone are no error.
+    fn remove_records(&self) -> Result<()> {
+        for name in RECORD_FILES {
+            let path = self.path(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// The environment gate: refuse to go on when too few of the suite's
@@ -399,6 +388,42 @@ const RECORD_FILES: &[&str] = &[
     "summary.json",
     "validate-summary.json",
 ];
+
+/// Each setting whose value differs from `previous` run's, as
+/// `name before → after` (a setting it lacks was `null`).
+fn changed_settings(
+    previous: &RunRecord,
+    settings: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for (key, value) in settings {
+        let before = previous
+            .settings
+            .get(key)
+            .unwrap_or(&serde_json::Value::Null);
+        if before != value {
+            differences.push(format!("{key} {before} → {value}"));
+        }
+    }
+    differences
+}
+
+/// How `repo` differs from the repository `name` at `commit` an earlier run
+/// recorded: another name, another base commit.
+fn changed_repository(name: &str, commit: &str, repo: &RepoInfo) -> Vec<String> {
+    let mut changes = Vec::new();
+    if name != repo.name {
+        changes.push(format!("repository {name} → {}", repo.name));
+    }
+    if commit != repo.base_commit {
+        changes.push(format!(
+            "base commit {} → {}",
+            short(commit),
+            short(&repo.base_commit)
+        ));
+    }
+    changes
+}
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]

@@ -60,16 +60,7 @@ impl Pipeline {
             previous.iter().filter(|v| v.verdict.is_kept()).count(),
             None::<Error>,
         ));
-        let options = ValidateOptions {
-            workers: self.config.workers.max(1),
-            selection: self.config.selection,
-            confirm: self.config.confirm,
-            fresh_check: self.config.fresh_check,
-            timeout_floor: self.config.timeout_floor,
-            timeout_factor: self.config.timeout_factor,
-            test_timeout_floor: self.config.test_timeout_floor,
-            ..Default::default()
-        };
+        let options = self.validate_options();
         let started = Instant::now();
         let runs_before = p.pytest.run_times();
         let validated = smith_validate::validate_timed(
@@ -114,5 +105,19 @@ impl Pipeline {
                 .filter(|v| wanted.contains(v.candidate_id.as_str()))
                 .collect();
         Ok((all, secs, todo.len()))
+    }
+
+    /// The validation options [`Config`](super::Config) sets.
+    fn validate_options(&self) -> ValidateOptions {
+        ValidateOptions {
+            workers: self.config.workers.max(1),
+            selection: self.config.selection,
+            confirm: self.config.confirm,
+            fresh_check: self.config.fresh_check,
+            timeout_floor: self.config.timeout_floor,
+            timeout_factor: self.config.timeout_factor,
+            test_timeout_floor: self.config.test_timeout_floor,
+            ..Default::default()
+        }
     }
 }
