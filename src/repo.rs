@@ -171,15 +171,9 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
     open_repo_checked(path, name, work_dir, |_| Ok(()))
 }
 
-/// [`open_repo`], with `accept` shown the repository before it replaces the
-/// copy an earlier run left in `work_dir/repo`: when `accept` fails, its
-/// error is returned and `work_dir` is left as it was.
-pub fn open_repo_checked(
-    path: &Path,
-    name: Option<&str>,
-    work_dir: &Path,
-    accept: impl FnOnce(&RepoInfo) -> Result<()>,
-) -> Result<RepoInfo> {
+/// The repository at `path`, canonical: it must be a directory holding a
+/// Python project.
+fn project_root(path: &Path) -> Result<PathBuf> {
     let repo_err = |reason: &str| Error::Repo {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -196,6 +190,60 @@ pub fn open_repo_checked(
             "not a Python project: no pyproject.toml, setup.py, setup.cfg or .py files",
         ));
     }
+    Ok(root)
+}
+
+/// `work_dir`, made and canonical; refused when the repository at `root`
+/// is the output directory or a copy smith made in it.
+fn output_dir(work_dir: &Path, root: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(work_dir).map_err(|e| Error::io(work_dir, e))?;
+    let out = work_dir
+        .canonicalize()
+        .map_err(|e| Error::io(work_dir, e))?;
+    // The copy replaces `repo` in the output directory: the repository
+    // cannot be that copy, or the output directory itself.
+    if root == out || root.starts_with(out.join("repo")) || root.starts_with(out.join(STAGED)) {
+        return Err(Error::invalid(
+            "output directory",
+            format!(
+                "{} holds the repository {} itself; choose another output directory",
+                out.display(),
+                root.display()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Put the tree of `root` at `staged` (in the output directory `out`) as a
+/// git repository and return its commit: a `clean` repository is cloned
+/// at its `HEAD`; anything else is copied and committed.
+fn stage_tree(root: &Path, clean: bool, staged: &Path, out: &Path) -> Result<String> {
+    if clean {
+        let base_commit = git(root, &["rev-parse", "HEAD"])?;
+        let (from, to) = (root.display().to_string(), staged.display().to_string());
+        git(out, &["clone", "-q", "--no-checkout", &from, &to])?;
+        git(staged, &["checkout", "-q", "--detach", &base_commit])?;
+        Ok(base_commit)
+    } else {
+        copy_tree(root, staged, out)?;
+        git(staged, &["init", "-q", "-b", "main"])?;
+        git(staged, &["add", "-A"])?;
+        git(staged, &["commit", "-q", "-m", "smith: clean tree"])?;
+        git(staged, &["rev-parse", "HEAD"])
+    }
+}
+
+/// [`open_repo`], with `accept` shown the repository before it replaces the
+/// copy an earlier run left in `work_dir/repo`: when `accept` fails, its
+/// error is returned and `work_dir` is left as it was.
+pub fn open_repo_checked(
+    path: &Path,
+    name: Option<&str>,
+    work_dir: &Path,
+    accept: impl FnOnce(&RepoInfo) -> Result<()>,
+) -> Result<RepoInfo> {
+    let root = project_root(path)?;
     let dir_name = root
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -221,41 +269,14 @@ pub fn open_repo_checked(
             format!("`{name}` is not owner/name"),
         ));
     }
-    std::fs::create_dir_all(work_dir).map_err(|e| Error::io(work_dir, e))?;
-    let out = work_dir
-        .canonicalize()
-        .map_err(|e| Error::io(work_dir, e))?;
-    // The copy replaces `repo` in the output directory: the repository
-    // cannot be that copy, or the output directory itself.
-    if root == out || root.starts_with(out.join("repo")) || root.starts_with(out.join(STAGED)) {
-        return Err(Error::invalid(
-            "output directory",
-            format!(
-                "{} holds the repository {} itself; choose another output directory",
-                out.display(),
-                root.display()
-            ),
-        ));
-    }
+    let out = output_dir(work_dir, &root)?;
     // The copy is made beside the current one and replaces it only once
     // accepted, so a refused repository leaves an earlier run's tree intact.
     let staged = out.join(STAGED);
     if staged.exists() {
         std::fs::remove_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
     }
-    let base_commit = if clean {
-        let base_commit = git(&root, &["rev-parse", "HEAD"])?;
-        let (from, to) = (root.display().to_string(), staged.display().to_string());
-        git(&out, &["clone", "-q", "--no-checkout", &from, &to])?;
-        git(&staged, &["checkout", "-q", "--detach", &base_commit])?;
-        base_commit
-    } else {
-        copy_tree(&root, &staged, &out)?;
-        git(&staged, &["init", "-q", "-b", "main"])?;
-        git(&staged, &["add", "-A"])?;
-        git(&staged, &["commit", "-q", "-m", "smith: clean tree"])?;
-        git(&staged, &["rev-parse", "HEAD"])?
-    };
+    let base_commit = stage_tree(&root, clean, &staged, &out)?;
     let mut info = RepoInfo {
         root: staged.clone(),
         name,

@@ -380,12 +380,33 @@ impl Symptom {
     /// [`test_failure`](smith_core::pytest_log::test_failure), or any text
     /// with pytest's `E   ` lines).
     pub fn parse(output: &str) -> Symptom {
+        let mut s = Symptom::default();
+        let lines: Vec<&str> = output.lines().collect();
+        s.failing_line = failing_line(&lines);
+        s.arguments = split_arguments(&argument_lines(&lines).join(", "));
+        let mut in_first = false;
+        for line in &lines {
+            if line.starts_with('E')
+                && (line.len() == 1 || line[1..].starts_with(char::is_whitespace))
+            {
+                in_first = true;
+                s.read_error_line(line);
+            } else if in_first && !line.trim().is_empty() {
+                // Only the first block of `E` lines describes the failure.
+                break;
+            }
+        }
+        s
+    }
+
+    /// Take in one `E` line of the failure: the first assertion and the
+    /// values it compares, the call of the first `where` explanation, the
+    /// first exception.
+    fn read_error_line(&mut self, line: &str) {
         static EXC: OnceLock<Regex> = OnceLock::new();
         static ASSERT: OnceLock<Regex> = OnceLock::new();
         static EQ: OnceLock<Regex> = OnceLock::new();
         static WHERE: OnceLock<Regex> = OnceLock::new();
-        static SHORT_LOC: OnceLock<Regex> = OnceLock::new();
-        static LONG_LOC: OnceLock<Regex> = OnceLock::new();
         let exc = EXC.get_or_init(|| {
             Regex::new(r"^E\s+(?P<ty>[A-Za-z_][\w.]*)(?::\s*(?P<msg>.*))?$").expect("valid regex")
         });
@@ -397,92 +418,83 @@ impl Symptom {
         let where_re = WHERE.get_or_init(|| {
             Regex::new(r"^E\s+\+\s+where (?P<v>.+?) = (?P<call>.+)$").expect("valid regex")
         });
-        let short_loc =
-            SHORT_LOC.get_or_init(|| Regex::new(r"^\S+:\d+: in \S+$").expect("valid regex"));
-        let long_loc =
-            LONG_LOC.get_or_init(|| Regex::new(r"^\S+:\d+:( \S+)?$").expect("valid regex"));
 
-        let mut s = Symptom::default();
-        let lines: Vec<&str> = output.lines().collect();
-        // The failing line of the test: the first `>` line (long tracebacks)
-        // or the line under the first `path:N: in name` (short ones).
-        for (i, line) in lines.iter().enumerate() {
-            if let Some(rest) = line.strip_prefix('>') {
-                s.failing_line = Some(rest.trim().to_string());
-                break;
-            }
-            if short_loc.is_match(line) {
-                if let Some(next) = lines.get(i + 1) {
-                    s.failing_line = Some(next.trim().to_string());
+        self.error_lines.push(line.trim_end().to_string());
+        if self.assertion.is_none() {
+            if let Some(caps) = assert_re.captures(line) {
+                let a = caps["a"].trim().to_string();
+                if let Some(eqc) = eq.captures(&a) {
+                    self.actual = Some(eqc["l"].trim().to_string());
+                    self.expected = Some(eqc["r"].trim().to_string());
                 }
-                break;
+                self.assertion = Some(a);
+                self.exception
+                    .get_or_insert_with(|| "AssertionError".into());
+                return;
             }
         }
-        // Arguments: pytest prints `name = repr, ...` (wrapped over lines
-        // when long) between the section header and the first source line
-        // of the first frame.
-        let mut argument_lines: Vec<&str> = Vec::new();
-        for line in lines.iter().skip_while(|l| l.starts_with("___")) {
-            if line.starts_with("    ") || line.starts_with('>') || long_loc.is_match(line) {
-                break;
+        if let Some(caps) = where_re.captures(line) {
+            if self.call.is_none() {
+                let (v, call) = (caps["v"].trim(), caps["call"].trim());
+                self.call = Some(call.to_string());
+                // `assert expected == f()` puts the value on the right.
+                if self.expected.as_deref() == Some(v) && self.actual.as_deref() != Some(v) {
+                    std::mem::swap(&mut self.actual, &mut self.expected);
+                }
             }
-            if line.contains(" = ") && !line.starts_with('E') {
-                argument_lines.push(line.trim());
-            } else if !argument_lines.is_empty() {
-                break;
+            return;
+        }
+        if self.exception.is_none() {
+            if let Some(caps) = exc.captures(line) {
+                let ty = caps["ty"].to_string();
+                let is_type = ty.chars().next().is_some_and(char::is_uppercase)
+                    && caps.name("msg").is_some()
+                    || ty.ends_with("Error")
+                    || ty.ends_with("Exception");
+                if is_type {
+                    self.message = caps.name("msg").map(|m| m.as_str().trim().to_string());
+                    self.exception = Some(ty);
+                }
             }
         }
-        s.arguments = split_arguments(&argument_lines.join(", "));
-        let mut in_first = false;
-        for line in &lines {
-            if line.starts_with('E')
-                && (line.len() == 1 || line[1..].starts_with(char::is_whitespace))
-            {
-                in_first = true;
-                s.error_lines.push(line.trim_end().to_string());
-                if s.assertion.is_none() {
-                    if let Some(caps) = assert_re.captures(line) {
-                        let a = caps["a"].trim().to_string();
-                        if let Some(eqc) = eq.captures(&a) {
-                            s.actual = Some(eqc["l"].trim().to_string());
-                            s.expected = Some(eqc["r"].trim().to_string());
-                        }
-                        s.assertion = Some(a);
-                        s.exception.get_or_insert_with(|| "AssertionError".into());
-                        continue;
-                    }
-                }
-                if let Some(caps) = where_re.captures(line) {
-                    if s.call.is_none() {
-                        let (v, call) = (caps["v"].trim(), caps["call"].trim());
-                        s.call = Some(call.to_string());
-                        // `assert expected == f()` puts the value on the right.
-                        if s.expected.as_deref() == Some(v) && s.actual.as_deref() != Some(v) {
-                            std::mem::swap(&mut s.actual, &mut s.expected);
-                        }
-                    }
-                    continue;
-                }
-                if s.exception.is_none() {
-                    if let Some(caps) = exc.captures(line) {
-                        let ty = caps["ty"].to_string();
-                        let is_type = ty.chars().next().is_some_and(char::is_uppercase)
-                            && caps.name("msg").is_some()
-                            || ty.ends_with("Error")
-                            || ty.ends_with("Exception");
-                        if is_type {
-                            s.message = caps.name("msg").map(|m| m.as_str().trim().to_string());
-                            s.exception = Some(ty);
-                        }
-                    }
-                }
-            } else if in_first && !line.trim().is_empty() {
-                // Only the first block of `E` lines describes the failure.
-                break;
-            }
-        }
-        s
     }
+}
+
+/// The failing line of the test: the first `>` line (long tracebacks) or
+/// the line under the first `path:N: in name` (short ones).
+fn failing_line(lines: &[&str]) -> Option<String> {
+    static SHORT_LOC: OnceLock<Regex> = OnceLock::new();
+    let short_loc =
+        SHORT_LOC.get_or_init(|| Regex::new(r"^\S+:\d+: in \S+$").expect("valid regex"));
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(rest) = line.strip_prefix('>') {
+            return Some(rest.trim().to_string());
+        }
+        if short_loc.is_match(line) {
+            return lines.get(i + 1).map(|next| next.trim().to_string());
+        }
+    }
+    None
+}
+
+/// The lines of the test's arguments: pytest prints `name = repr, ...`
+/// (wrapped over lines when long) between the section header and the
+/// first source line of the first frame.
+fn argument_lines<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    static LONG_LOC: OnceLock<Regex> = OnceLock::new();
+    let long_loc = LONG_LOC.get_or_init(|| Regex::new(r"^\S+:\d+:( \S+)?$").expect("valid regex"));
+    let mut argument_lines: Vec<&str> = Vec::new();
+    for line in lines.iter().skip_while(|l| l.starts_with("___")) {
+        if line.starts_with("    ") || line.starts_with('>') || long_loc.is_match(line) {
+            break;
+        }
+        if line.contains(" = ") && !line.starts_with('E') {
+            argument_lines.push(line.trim());
+        } else if !argument_lines.is_empty() {
+            break;
+        }
+    }
+    argument_lines
 }
 
 /// Split pytest's `a = 1, b = 'x, y', c = [1]` into pairs, splitting only

@@ -300,66 +300,10 @@ fn humanize(test: &TestId) -> String {
 /// the failing statement cannot be found or any line would leak.
 fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Option<String> {
     let lines: Vec<&str> = source.lines().collect();
-    // The test is the last top-level def; helper functions come before it.
-    let def_at = lines
-        .iter()
-        .rposition(|l| l.starts_with("def ") || l.starts_with("async def "))
-        .or_else(|| {
-            lines.iter().position(|l| {
-                let t = l.trim_start();
-                t.starts_with("def ") || t.starts_with("async def ")
-            })
-        })?;
+    let def_at = test_def(&lines)?;
     let module_head = lines[..def_at].join("\n");
-    let def_indent = indentation(lines[def_at]);
-
-    // The signature may span lines; the body starts after the `:` that
-    // closes it.
-    let mut signature = String::new();
-    let mut body_start = def_at;
-    for (i, line) in lines.iter().enumerate().skip(def_at) {
-        signature.push_str(line.trim());
-        signature.push(' ');
-        body_start = i + 1;
-        if signature.matches('(').count() <= signature.matches(')').count()
-            && line.trim_end().ends_with(':')
-        {
-            break;
-        }
-    }
-    let params: Vec<String> = signature
-        .split_once('(')
-        .and_then(|(_, rest)| rest.rsplit_once(')'))
-        .map(|(list, _)| {
-            list.split(',')
-                .map(|p| p.split([':', '=']).next().unwrap_or("").trim().to_string())
-                .filter(|p| !p.is_empty() && p != "self" && p != "cls" && !p.starts_with('*'))
-                .collect()
-        })
-        .unwrap_or_default();
-
-    let body: Vec<&str> = lines[body_start..]
-        .iter()
-        .copied()
-        .take_while(|l| l.trim().is_empty() || indentation(l) > def_indent)
-        .collect();
-    let body_indent = body
-        .iter()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| indentation(l))?;
-    let dedented: Vec<String> = body
-        .iter()
-        .map(|l| l[indentation(l).min(body_indent)..].trim_end().to_string())
-        .collect();
-    let mut units = statements(&dedented);
-    if units.first().is_some_and(|u| {
-        u[0].starts_with("\"\"\"") || u[0].starts_with("'''") || u[0].starts_with("r\"\"\"")
-    }) {
-        units.remove(0);
-    }
-    if units.is_empty() {
-        return None;
-    }
+    let (params, body_start) = signature(&lines, def_at);
+    let units = body_statements(&lines[body_start..], indentation(lines[def_at]))?;
 
     let target = symptom
         .failing_line
@@ -370,47 +314,8 @@ fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Optio
                 u[0].starts_with("assert ") || u[0].starts_with("with pytest.raises")
             })
         })?;
-
-    // Walk back from the failing statement, keeping the statements that
-    // bind or mutate a name it needs.
-    let mut needed = identifiers(&units[target].join("\n"));
-    let mut keep = vec![target];
-    for i in (0..target).rev() {
-        let unit = &units[i];
-        let first = &unit[0];
-        let binds = bound_names(first);
-        let mutates = needed.iter().any(|n| first.starts_with(&format!("{n}.")));
-        if binds.iter().any(|b| needed.contains(b)) || mutates {
-            keep.push(i);
-            for id in identifiers(&unit.join("\n")) {
-                if !needed.contains(&id) {
-                    needed.push(id);
-                }
-            }
-        }
-    }
-    keep.sort_unstable();
-    let mut code: Vec<String> = Vec::new();
-    for i in keep {
-        code.extend(units[i].iter().cloned());
-    }
-
-    // Parametrized arguments become assignments, when pytest showed their
-    // values and the values are plain literals.
-    let mut setup: Vec<String> = Vec::new();
-    for param in &params {
-        if !needed.contains(param) {
-            continue;
-        }
-        match symptom.arguments.iter().find(|(n, _)| n == param) {
-            Some((_, value)) if !value.contains('<') && value.len() <= 60 => {
-                setup.push(format!("{param} = {value}"));
-            }
-            // A fixture: say where the name comes from rather than leave the
-            // reader guessing.
-            _ => setup.push(format!("# `{param}` is a fixture of the test suite")),
-        }
-    }
+    let (needed, code) = needed_statements(&units, target);
+    let setup = parameter_setup(&params, &needed, symptom);
 
     let mut used = identifiers(&format!("{}\n{}", setup.join("\n"), code.join("\n")));
     let helpers: Vec<String> = top_level_defs(&module_head)
@@ -443,6 +348,125 @@ fn reproduction(source: &str, symptom: &Symptom, checker: &LeakChecker) -> Optio
         return None;
     }
     Some(out.join("\n"))
+}
+
+/// The line of the test's `def`: the last top-level one (helper functions
+/// come before the test), else the first indented one.
+fn test_def(lines: &[&str]) -> Option<usize> {
+    lines
+        .iter()
+        .rposition(|l| l.starts_with("def ") || l.starts_with("async def "))
+        .or_else(|| {
+            lines.iter().position(|l| {
+                let t = l.trim_start();
+                t.starts_with("def ") || t.starts_with("async def ")
+            })
+        })
+}
+
+/// The parameters of the function defined at line `def_at` (without
+/// `self`, `cls` and starred ones), and the line its body starts at.
+fn signature(lines: &[&str], def_at: usize) -> (Vec<String>, usize) {
+    // The signature may span lines; the body starts after the `:` that
+    // closes it.
+    let mut signature = String::new();
+    let mut body_start = def_at;
+    for (i, line) in lines.iter().enumerate().skip(def_at) {
+        signature.push_str(line.trim());
+        signature.push(' ');
+        body_start = i + 1;
+        if signature.matches('(').count() <= signature.matches(')').count()
+            && line.trim_end().ends_with(':')
+        {
+            break;
+        }
+    }
+    let params: Vec<String> = signature
+        .split_once('(')
+        .and_then(|(_, rest)| rest.rsplit_once(')'))
+        .map(|(list, _)| {
+            list.split(',')
+                .map(|p| p.split([':', '=']).next().unwrap_or("").trim().to_string())
+                .filter(|p| !p.is_empty() && p != "self" && p != "cls" && !p.starts_with('*'))
+                .collect()
+        })
+        .unwrap_or_default();
+    (params, body_start)
+}
+
+/// The statements of a function body (the lines from its start, indented
+/// deeper than `def_indent`), dedented, without a docstring; `None` when
+/// there are none.
+fn body_statements(from_body: &[&str], def_indent: usize) -> Option<Vec<Vec<String>>> {
+    let body: Vec<&str> = from_body
+        .iter()
+        .copied()
+        .take_while(|l| l.trim().is_empty() || indentation(l) > def_indent)
+        .collect();
+    let body_indent = body
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| indentation(l))?;
+    let dedented: Vec<String> = body
+        .iter()
+        .map(|l| l[indentation(l).min(body_indent)..].trim_end().to_string())
+        .collect();
+    let mut units = statements(&dedented);
+    if units.first().is_some_and(|u| {
+        u[0].starts_with("\"\"\"") || u[0].starts_with("'''") || u[0].starts_with("r\"\"\"")
+    }) {
+        units.remove(0);
+    }
+    (!units.is_empty()).then_some(units)
+}
+
+/// The names the statement `units[target]` needs and the code that gives
+/// them: walking back from it, the statements that bind or mutate a needed
+/// name (whose own names are then needed too), in order, then the target.
+fn needed_statements(units: &[Vec<String>], target: usize) -> (Vec<String>, Vec<String>) {
+    let mut needed = identifiers(&units[target].join("\n"));
+    let mut keep = vec![target];
+    for i in (0..target).rev() {
+        let unit = &units[i];
+        let first = &unit[0];
+        let binds = bound_names(first);
+        let mutates = needed.iter().any(|n| first.starts_with(&format!("{n}.")));
+        if binds.iter().any(|b| needed.contains(b)) || mutates {
+            keep.push(i);
+            for id in identifiers(&unit.join("\n")) {
+                if !needed.contains(&id) {
+                    needed.push(id);
+                }
+            }
+        }
+    }
+    keep.sort_unstable();
+    let mut code: Vec<String> = Vec::new();
+    for i in keep {
+        code.extend(units[i].iter().cloned());
+    }
+    (needed, code)
+}
+
+/// Parametrized arguments among the `needed` names become assignments, when
+/// pytest showed their values and the values are plain literals; others
+/// are named as fixtures.
+fn parameter_setup(params: &[String], needed: &[String], symptom: &Symptom) -> Vec<String> {
+    let mut setup: Vec<String> = Vec::new();
+    for param in params {
+        if !needed.contains(param) {
+            continue;
+        }
+        match symptom.arguments.iter().find(|(n, _)| n == param) {
+            Some((_, value)) if !value.contains('<') && value.len() <= 60 => {
+                setup.push(format!("{param} = {value}"));
+            }
+            // A fixture: say where the name comes from rather than leave the
+            // reader guessing.
+            _ => setup.push(format!("# `{param}` is a fixture of the test suite")),
+        }
+    }
+    setup
 }
 
 /// The top-level functions in `code` (helpers that `test_source` put before
@@ -574,130 +598,212 @@ impl Phrasing {
     }
 }
 
-fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
-    let s = &facts.symptom;
-    let subject = &facts.subject;
-    let call = facts.call.as_deref();
-    let exception = s.exception.as_deref().filter(|e| *e != "AssertionError");
-    let did_not_raise = exception == Some("Failed")
-        && s.message
-            .as_deref()
-            .is_some_and(|m| m.starts_with("DID NOT RAISE"));
-    let values = match (&s.actual, &s.expected) {
-        (Some(a), Some(e)) if a.len() <= 60 && e.len() <= 60 => Some((a.as_str(), e.as_str())),
-        _ => None,
-    };
+/// What a statement says follows from the shape of the failure: an
+/// exception (or one that was not raised), a wrong value, or neither.
+struct Shape<'a> {
+    symptom: &'a Symptom,
+    subject: &'a str,
+    call: Option<&'a str>,
+    /// The exception raised, unless it is a plain assertion.
+    exception: Option<&'a str>,
+    /// `pytest.raises` failed: the exception was expected, not raised.
+    did_not_raise: bool,
+    /// (actual, expected), when both are short enough to quote.
+    values: Option<(&'a str, &'a str)>,
+    /// How the call relates to its value: a call `returns`, a name `is`.
+    returns: &'static str,
+}
 
-    let returns = if call.is_some_and(|c| c.contains('(')) {
-        "returns"
-    } else {
-        "is"
-    };
-    let title = match (values, exception, call) {
-        (_, Some(_), _) if did_not_raise => {
-            let what = raised_name(s.message.as_deref().unwrap_or(""));
-            [
-                format!("`{subject}` no longer raises {what}"),
-                format!("Missing {what} from `{subject}`"),
-                format!("`{subject}` silently accepts input it should reject"),
-                format!("Expected {what} is not raised by `{subject}`"),
-            ][p.title]
-                .clone()
+impl<'a> Shape<'a> {
+    fn of(facts: &'a Facts) -> Shape<'a> {
+        let s = &facts.symptom;
+        let call = facts.call.as_deref();
+        let exception = s.exception.as_deref().filter(|e| *e != "AssertionError");
+        let did_not_raise = exception == Some("Failed")
+            && s.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("DID NOT RAISE"));
+        let values = match (&s.actual, &s.expected) {
+            (Some(a), Some(e)) if a.len() <= 60 && e.len() <= 60 => Some((a.as_str(), e.as_str())),
+            _ => None,
+        };
+        let returns = if call.is_some_and(|c| c.contains('(')) {
+            "returns"
+        } else {
+            "is"
+        };
+        Shape {
+            symptom: s,
+            subject: &facts.subject,
+            call,
+            exception,
+            did_not_raise,
+            values,
+            returns,
         }
-        (_, Some(exc), Some(call)) => [
-            format!("`{call}` raises {exc}"),
-            format!("{exc} when calling `{subject}`"),
-            format!("Unexpected {exc} from `{subject}`"),
-            format!("`{subject}` fails with {exc}"),
-        ][p.title]
-            .clone(),
-        (_, Some(exc), None) => [
-            format!("{exc} in {subject}"),
-            format!("Unexpected {exc} in {subject}"),
-            format!("{subject} fails with {exc}"),
-            format!("{subject}: {exc} raised"),
-        ][p.title]
-            .clone(),
-        (Some((actual, expected)), None, Some(call)) => [
-            format!("`{call}` {returns} {actual} instead of {expected}"),
-            format!("Wrong result from `{subject}`"),
-            format!("`{subject}` gives an incorrect result"),
-            format!("Unexpected return value from `{subject}`"),
-        ][p.title]
-            .clone(),
-        _ => [
-            format!("`{subject}` does not behave as expected"),
-            format!("Incorrect behaviour in {subject}"),
-            format!("Regression in {subject}"),
-            format!("{subject} is broken"),
-        ][p.title]
-            .clone(),
-    };
-    let title = if call.is_none() && !title.contains('`') {
-        capitalize(&title)
-    } else {
-        title
-    };
+    }
 
-    let mut out = vec![title, String::new()];
-    let intro = [
-        format!("I ran into a problem with `{subject}`."),
-        format!("It looks like `{subject}` is broken."),
-        format!("`{subject}` stopped working for me after updating to the latest code."),
-        format!("`{subject}` does not do what I expect."),
-        format!("I think there is a bug in `{subject}`."),
-        format!("While using `{subject}` I noticed something odd."),
-    ][p.intro]
-        .clone();
-    let intro = if call.is_some() {
-        intro
-    } else {
-        capitalize(&intro.replace('`', ""))
-    };
+    /// The exception `pytest.raises` expected, by name.
+    fn expected_raise(&self) -> String {
+        raised_name(self.symptom.message.as_deref().unwrap_or(""))
+    }
 
-    let symptom_line = match (values, exception, call) {
-        (_, Some(_), Some(call)) if did_not_raise => Some(format!(
-            "`{call}` is expected to raise {}, but it returns normally.",
-            raised_name(s.message.as_deref().unwrap_or(""))
-        )),
-        (_, Some(exc), Some(call)) => Some(match (&s.message, p.symptom) {
-            (Some(m), 0) if !m.is_empty() => format!("Calling `{call}` raises `{exc}: {m}`."),
-            (Some(m), 1) if !m.is_empty() => {
-                format!("I get a `{exc}` (\"{m}\") when I call `{call}`.")
+    /// The statement's title.
+    fn title(&self, p: &Phrasing) -> String {
+        let (subject, returns) = (self.subject, self.returns);
+        let title = match (self.values, self.exception, self.call) {
+            (_, Some(_), _) if self.did_not_raise => {
+                let what = self.expected_raise();
+                [
+                    format!("`{subject}` no longer raises {what}"),
+                    format!("Missing {what} from `{subject}`"),
+                    format!("`{subject}` silently accepts input it should reject"),
+                    format!("Expected {what} is not raised by `{subject}`"),
+                ][p.title]
+                    .clone()
             }
-            _ => format!("`{call}` fails with `{exc}`."),
-        }),
-        (_, Some(exc), None) => Some(format!("The code fails with `{exc}`.")),
-        (Some((actual, expected)), None, Some(call)) => Some(
-            [
-                format!("`{call}` {returns} `{actual}`, but it should be `{expected}`."),
-                format!("`{call}` gives `{actual}`; I expected `{expected}`."),
-                format!("The result of `{call}` is `{actual}`, while `{expected}` is expected."),
-            ][p.symptom]
+            (_, Some(exc), Some(call)) => [
+                format!("`{call}` raises {exc}"),
+                format!("{exc} when calling `{subject}`"),
+                format!("Unexpected {exc} from `{subject}`"),
+                format!("`{subject}` fails with {exc}"),
+            ][p.title]
                 .clone(),
-        ),
-        _ => s
-            .message
-            .as_ref()
-            .filter(|m| !m.is_empty())
-            .map(|m| format!("A check fails with the message \"{m}\".")),
-    };
-    out.push(match symptom_line {
-        Some(line) => format!("{intro} {line}"),
-        None => intro,
-    });
+            (_, Some(exc), None) => [
+                format!("{exc} in {subject}"),
+                format!("Unexpected {exc} in {subject}"),
+                format!("{subject} fails with {exc}"),
+                format!("{subject}: {exc} raised"),
+            ][p.title]
+                .clone(),
+            (Some((actual, expected)), None, Some(call)) => [
+                format!("`{call}` {returns} {actual} instead of {expected}"),
+                format!("Wrong result from `{subject}`"),
+                format!("`{subject}` gives an incorrect result"),
+                format!("Unexpected return value from `{subject}`"),
+            ][p.title]
+                .clone(),
+            _ => [
+                format!("`{subject}` does not behave as expected"),
+                format!("Incorrect behaviour in {subject}"),
+                format!("Regression in {subject}"),
+                format!("{subject} is broken"),
+            ][p.title]
+                .clone(),
+        };
+        if self.call.is_none() && !title.contains('`') {
+            capitalize(&title)
+        } else {
+            title
+        }
+    }
 
-    let header = |md: &str, plain: &str| -> String {
-        if p.markdown_headers {
+    /// The first paragraph: an introduction and, when there is one, the
+    /// symptom in a sentence.
+    fn opening(&self, p: &Phrasing) -> String {
+        let subject = self.subject;
+        let intro = [
+            format!("I ran into a problem with `{subject}`."),
+            format!("It looks like `{subject}` is broken."),
+            format!("`{subject}` stopped working for me after updating to the latest code."),
+            format!("`{subject}` does not do what I expect."),
+            format!("I think there is a bug in `{subject}`."),
+            format!("While using `{subject}` I noticed something odd."),
+        ][p.intro]
+            .clone();
+        let intro = if self.call.is_some() {
+            intro
+        } else {
+            capitalize(&intro.replace('`', ""))
+        };
+        match self.symptom_line(p) {
+            Some(line) => format!("{intro} {line}"),
+            None => intro,
+        }
+    }
+
+    /// The symptom in a sentence, when there is something to say.
+    fn symptom_line(&self, p: &Phrasing) -> Option<String> {
+        let s = self.symptom;
+        let returns = self.returns;
+        match (self.values, self.exception, self.call) {
+            (_, Some(_), Some(call)) if self.did_not_raise => Some(format!(
+                "`{call}` is expected to raise {}, but it returns normally.",
+                self.expected_raise()
+            )),
+            (_, Some(exc), Some(call)) => Some(match (&s.message, p.symptom) {
+                (Some(m), 0) if !m.is_empty() => format!("Calling `{call}` raises `{exc}: {m}`."),
+                (Some(m), 1) if !m.is_empty() => {
+                    format!("I get a `{exc}` (\"{m}\") when I call `{call}`.")
+                }
+                _ => format!("`{call}` fails with `{exc}`."),
+            }),
+            (_, Some(exc), None) => Some(format!("The code fails with `{exc}`.")),
+            (Some((actual, expected)), None, Some(call)) => Some(
+                [
+                    format!("`{call}` {returns} `{actual}`, but it should be `{expected}`."),
+                    format!("`{call}` gives `{actual}`; I expected `{expected}`."),
+                    format!(
+                        "The result of `{call}` is `{actual}`, while `{expected}` is expected."
+                    ),
+                ][p.symptom]
+                    .clone(),
+            ),
+            _ => s
+                .message
+                .as_ref()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!("A check fails with the message \"{m}\".")),
+        }
+    }
+
+    /// What should happen instead, when the failure says.
+    fn expected_line(&self, p: &Phrasing) -> Option<String> {
+        match (self.values, self.exception, self.call) {
+            (_, Some(_), Some(call)) if self.did_not_raise => {
+                Some(format!("`{call}` should raise {}.", self.expected_raise()))
+            }
+            (_, Some(exc), Some(call)) => Some(
+                [
+                    format!("`{call}` should not raise `{exc}`."),
+                    format!("I would expect `{call}` to succeed."),
+                    format!("No `{exc}` here; the call worked before."),
+                ][p.expected]
+                    .clone(),
+            ),
+            (Some((_, expected)), None, Some(call)) => Some(
+                [
+                    format!("`{call}` should give `{expected}`."),
+                    format!("I would expect `{expected}`."),
+                    format!("The result should be `{expected}`, as it was before."),
+                ][p.expected]
+                    .clone(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl Phrasing {
+    /// A section header: markdown (`### md`) or a plain line.
+    fn header(&self, md: &str, plain: &str) -> String {
+        if self.markdown_headers {
             format!("### {md}")
         } else {
             plain.to_string()
         }
-    };
+    }
+}
+
+/// The problem statement of `facts`, phrased by `p`, listing `tests`.
+fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
+    let shape = Shape::of(facts);
+    let mut out = vec![shape.title(p), String::new()];
+    out.push(shape.opening(p));
 
     if let Some(snippet) = &facts.snippet {
         out.push(String::new());
-        out.push(header(
+        out.push(p.header(
             [
                 "Steps to reproduce",
                 "Reproduction",
@@ -719,7 +825,7 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
 
     if !facts.error_lines.is_empty() {
         out.push(String::new());
-        out.push(header(
+        out.push(p.header(
             ["Actual behaviour", "Actual result", "What happens"][p.actual],
             ["This fails with:", "Output:", "What I get:"][p.actual],
         ));
@@ -729,32 +835,9 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
         out.push("```".into());
     }
 
-    let expected_line = match (values, exception, call) {
-        (_, Some(_), Some(call)) if did_not_raise => Some(format!(
-            "`{call}` should raise {}.",
-            raised_name(s.message.as_deref().unwrap_or(""))
-        )),
-        (_, Some(exc), Some(call)) => Some(
-            [
-                format!("`{call}` should not raise `{exc}`."),
-                format!("I would expect `{call}` to succeed."),
-                format!("No `{exc}` here; the call worked before."),
-            ][p.expected]
-                .clone(),
-        ),
-        (Some((_, expected)), None, Some(call)) => Some(
-            [
-                format!("`{call}` should give `{expected}`."),
-                format!("I would expect `{expected}`."),
-                format!("The result should be `{expected}`, as it was before."),
-            ][p.expected]
-                .clone(),
-        ),
-        _ => None,
-    };
-    if let Some(line) = expected_line {
+    if let Some(line) = shape.expected_line(p) {
         out.push(String::new());
-        out.push(header(
+        out.push(p.header(
             ["Expected behaviour", "Expected result", "What I expected"][p.expected],
             ["Expected:", "Expected result:", "What I expected:"][p.expected],
         ));
@@ -763,39 +846,50 @@ fn compose(facts: &Facts, tests: &[&TestId], p: &Phrasing) -> String {
     }
 
     if !tests.is_empty() {
-        let mut listed: Vec<&TestId> = Vec::new();
-        if let Some(t) = &facts.test {
-            listed.push(t);
-        }
-        for t in tests {
-            if listed.len() >= LISTED_TESTS {
-                break;
-            }
-            if !listed.contains(t) {
-                listed.push(t);
-            }
-        }
-        out.push(String::new());
-        out.push(
-            [
-                "The following tests fail:",
-                "Failing tests:",
-                "This also shows up in the test suite:",
-                "These tests fail because of it:",
-            ][p.tests]
-                .to_string(),
-        );
-        out.push(String::new());
-        for t in &listed {
-            out.push(format!("- `{t}`"));
-        }
-        if tests.len() > listed.len() {
-            out.push(format!("- ... and {} more", tests.len() - listed.len()));
-        }
+        push_failing_tests(&mut out, facts.test.as_ref(), tests, p);
     }
     let mut text = out.join("\n");
     text.push('\n');
     text
+}
+
+/// The list of failing tests: the one the statement is about first, then
+/// the others, at most [`LISTED_TESTS`] and a count of the rest.
+fn push_failing_tests(
+    out: &mut Vec<String>,
+    first: Option<&TestId>,
+    tests: &[&TestId],
+    p: &Phrasing,
+) {
+    let mut listed: Vec<&TestId> = Vec::new();
+    if let Some(t) = first {
+        listed.push(t);
+    }
+    for t in tests {
+        if listed.len() >= LISTED_TESTS {
+            break;
+        }
+        if !listed.contains(t) {
+            listed.push(t);
+        }
+    }
+    out.push(String::new());
+    out.push(
+        [
+            "The following tests fail:",
+            "Failing tests:",
+            "This also shows up in the test suite:",
+            "These tests fail because of it:",
+        ][p.tests]
+            .to_string(),
+    );
+    out.push(String::new());
+    for t in &listed {
+        out.push(format!("- `{t}`"));
+    }
+    if tests.len() > listed.len() {
+        out.push(format!("- ... and {} more", tests.len() - listed.len()));
+    }
 }
 
 /// `DID NOT RAISE <class 'IndexError'>` (older pytest) or `DID NOT RAISE

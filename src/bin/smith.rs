@@ -1182,88 +1182,34 @@ fn export(args: &ExportArgs, json: bool) -> anyhow::Result<()> {
 
 #[cfg(feature = "lm")]
 fn rollout(args: &RolloutArgs, json: bool) -> anyhow::Result<()> {
-    use smith::rollout::{
-        Limits, Rollout, RolloutEvent, RolloutOptions, Session, Templates, ToolLimits,
-    };
+    use smith::rollout::{Rollout, RolloutEvent, RolloutOptions};
 
     let workers = workers(args.workers)?;
     at_least_one("--attempts", args.attempts as u64)?;
     at_least_one("--max-steps", args.max_steps as u64)?;
     at_least_one("--lm-concurrency", args.lm_concurrency as u64)?;
-    let (run_dir, instances_path) = run_and_instances(
-        args.run_dir.as_deref(),
-        args.instances.as_deref(),
-        &["repo.json", "env.json"],
-    )?;
-    let mut instances: Vec<smith::TaskInstance> =
-        smith::store::read_jsonl_unique(&instances_path, |i: &smith::TaskInstance| &i.instance_id)?;
-    if let Some(n) = args.limit {
-        instances.truncate(n);
-    }
-    if instances.is_empty() {
-        return Err(
-            Error::invalid(instances_path.display().to_string(), "no task instances").into(),
-        );
-    }
-    let read_template = |path: &Option<PathBuf>, default: String| -> anyhow::Result<String> {
-        match path {
-            Some(p) => Ok(std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?),
-            None => Ok(default),
-        }
-    };
-    let defaults = Templates::default();
-    let templates = Templates {
-        system: read_template(&args.system_template, defaults.system)?,
-        instance: read_template(&args.instance_template, defaults.instance)?,
-    };
-    if let Some(cost) = args.max_cost {
-        if args.lm_prices.is_none() || !(cost.is_finite() && cost > 0.0) {
-            return Err(Error::invalid(
-                "--max-cost",
-                "must be positive, and needs --lm-prices to count cost",
-            )
-            .into());
-        }
-    }
-    let limits = Limits {
-        max_steps: args.max_steps,
-        max_tokens: args.max_tokens,
-        max_cost: args.max_cost,
-        max_wall: Some(seconds("--max-seconds", args.max_seconds)?),
-        tools: ToolLimits {
-            bash_timeout: seconds("--bash-timeout", args.bash_timeout)?,
-            ..ToolLimits::default()
-        },
-        ..Limits::default()
-    };
-
-    let mut config =
-        smith::issue::OpenAiConfig::new(args.lm_base_url.clone(), args.lm_model.clone());
-    config.api_key_env = std::env::var_os(&args.lm_key_env).map(|_| args.lm_key_env.clone());
-    config.max_concurrency = args.lm_concurrency;
-    if let Some((p, c)) = args.lm_prices {
-        config = config.prices(p, c);
-    }
-    let client = Arc::new(smith::issue::OpenAiClient::new(config)?);
+    let (run_dir, instances) = rollout_instances(args)?;
+    let session = rollout_session(args)?;
+    let client = Arc::new(rollout_client(args)?);
 
     let grader = smith::grade::Grader::from_run_dir_in(&run_dir, args.sandbox.kind())
         .with_context(|| format!("environment of {}", run_dir.display()))?;
     if let Some(warning) = grader.sandbox_warning() {
         eprintln!("warning: {warning}");
     }
-    let mut options = RolloutOptions {
+    let options = RolloutOptions {
         attempts: args.attempts,
         max_per_instance: args.max_per_instance,
-        session: Session::new(templates, limits),
+        session,
         params: smith::CompletionParams {
             temperature: args.temperature,
             max_tokens: None,
             seed: None,
         },
+        workers: workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         ..RolloutOptions::default()
     };
-    options.workers =
-        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let rollout = Rollout::new(
         grader.sandbox().clone(),
         grader.executor().clone(),
@@ -1272,17 +1218,7 @@ fn rollout(args: &RolloutArgs, json: bool) -> anyhow::Result<()> {
     );
     let out = args.out.clone().unwrap_or_else(|| run_dir.join("rollout"));
 
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "  rollout [{bar:30}] {pos}/{len} {msg} eta {eta} [{elapsed}]",
-        )
-        .unwrap()
-        .progress_chars("=> "),
-    );
-    if json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = rollout_bar(json);
     let resolved = std::sync::atomic::AtomicUsize::new(0);
     let progress = |event: &RolloutEvent| match event {
         RolloutEvent::Started { todo, done } => {
@@ -1315,50 +1251,7 @@ fn rollout(args: &RolloutArgs, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("model         {}", summary.model);
-        println!(
-            "attempts      {} ({} instances; {} now, {} resumed)",
-            summary.attempts, summary.instances, summary.attempts_run, summary.attempts_resumed
-        );
-        println!(
-            "resolved      {} ({:.1}%), {} instances",
-            summary.resolved,
-            100.0 * summary.resolve_rate,
-            summary.instances_resolved
-        );
-        println!("mean steps    {:.1}", summary.mean_steps);
-        println!(
-            "tokens        {} prompt, {} completion",
-            summary.prompt_tokens, summary.completion_tokens
-        );
-        if let Some(cost) = summary.cost {
-            println!("cost          {cost:.4}");
-        }
-        let reasons: Vec<String> = summary
-            .exit_reasons
-            .iter()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect();
-        println!("ended         {}", reasons.join(", "));
-        let e = &summary.errors;
-        println!(
-            "bad output    {} (malformed {}, unknown tool {}, no tool call {}, repeated {}); {} refused tool calls",
-            e.bad_output(),
-            e.malformed_arguments,
-            e.unknown_tool,
-            e.no_tool_call,
-            e.repeated,
-            e.tool_errors
-        );
-        for (id, why) in &summary.failed {
-            println!("failed        {id}: {why}");
-        }
-        println!("trajectories  {}", summary.trajectories_path.display());
-        println!(
-            "sft           {} ({} records)",
-            summary.sft_path.display(),
-            summary.sft_records
-        );
+        print_rollout_summary(&summary);
     }
     if !summary.failed.is_empty() {
         anyhow::bail!(
@@ -1367,6 +1260,147 @@ fn rollout(args: &RolloutArgs, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The run directory of `smith rollout` and the task instances to roll out
+/// (at most `--limit`; none is an error).
+#[cfg(feature = "lm")]
+fn rollout_instances(args: &RolloutArgs) -> anyhow::Result<(PathBuf, Vec<smith::TaskInstance>)> {
+    let (run_dir, instances_path) = run_and_instances(
+        args.run_dir.as_deref(),
+        args.instances.as_deref(),
+        &["repo.json", "env.json"],
+    )?;
+    let mut instances: Vec<smith::TaskInstance> =
+        smith::store::read_jsonl_unique(&instances_path, |i: &smith::TaskInstance| &i.instance_id)?;
+    if let Some(n) = args.limit {
+        instances.truncate(n);
+    }
+    if instances.is_empty() {
+        return Err(
+            Error::invalid(instances_path.display().to_string(), "no task instances").into(),
+        );
+    }
+    Ok((run_dir, instances))
+}
+
+/// The agent's session of `smith rollout`: its prompt templates (the
+/// defaults, or the files given) and its limits.
+#[cfg(feature = "lm")]
+fn rollout_session(args: &RolloutArgs) -> anyhow::Result<smith::rollout::Session> {
+    use smith::rollout::{Limits, Session, Templates, ToolLimits};
+
+    let read_template = |path: &Option<PathBuf>, default: String| -> anyhow::Result<String> {
+        match path {
+            Some(p) => Ok(std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?),
+            None => Ok(default),
+        }
+    };
+    let defaults = Templates::default();
+    let templates = Templates {
+        system: read_template(&args.system_template, defaults.system)?,
+        instance: read_template(&args.instance_template, defaults.instance)?,
+    };
+    if let Some(cost) = args.max_cost {
+        if args.lm_prices.is_none() || !(cost.is_finite() && cost > 0.0) {
+            return Err(Error::invalid(
+                "--max-cost",
+                "must be positive, and needs --lm-prices to count cost",
+            )
+            .into());
+        }
+    }
+    let limits = Limits {
+        max_steps: args.max_steps,
+        max_tokens: args.max_tokens,
+        max_cost: args.max_cost,
+        max_wall: Some(seconds("--max-seconds", args.max_seconds)?),
+        tools: ToolLimits {
+            bash_timeout: seconds("--bash-timeout", args.bash_timeout)?,
+            ..ToolLimits::default()
+        },
+        ..Limits::default()
+    };
+    Ok(Session::new(templates, limits))
+}
+
+/// The language model client of `smith rollout`.
+#[cfg(feature = "lm")]
+fn rollout_client(args: &RolloutArgs) -> anyhow::Result<smith::issue::OpenAiClient> {
+    let mut config =
+        smith::issue::OpenAiConfig::new(args.lm_base_url.clone(), args.lm_model.clone());
+    config.api_key_env = std::env::var_os(&args.lm_key_env).map(|_| args.lm_key_env.clone());
+    config.max_concurrency = args.lm_concurrency;
+    if let Some((p, c)) = args.lm_prices {
+        config = config.prices(p, c);
+    }
+    Ok(smith::issue::OpenAiClient::new(config)?)
+}
+
+/// The progress bar of `smith rollout` (hidden with `--json`).
+#[cfg(feature = "lm")]
+fn rollout_bar(json: bool) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "  rollout [{bar:30}] {pos}/{len} {msg} eta {eta} [{elapsed}]",
+        )
+        .unwrap()
+        .progress_chars("=> "),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// Print a rollout's summary for people.
+#[cfg(feature = "lm")]
+fn print_rollout_summary(summary: &smith::rollout::RolloutSummary) {
+    println!("model         {}", summary.model);
+    println!(
+        "attempts      {} ({} instances; {} now, {} resumed)",
+        summary.attempts, summary.instances, summary.attempts_run, summary.attempts_resumed
+    );
+    println!(
+        "resolved      {} ({:.1}%), {} instances",
+        summary.resolved,
+        100.0 * summary.resolve_rate,
+        summary.instances_resolved
+    );
+    println!("mean steps    {:.1}", summary.mean_steps);
+    println!(
+        "tokens        {} prompt, {} completion",
+        summary.prompt_tokens, summary.completion_tokens
+    );
+    if let Some(cost) = summary.cost {
+        println!("cost          {cost:.4}");
+    }
+    let reasons: Vec<String> = summary
+        .exit_reasons
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!("ended         {}", reasons.join(", "));
+    let e = &summary.errors;
+    println!(
+        "bad output    {} (malformed {}, unknown tool {}, no tool call {}, repeated {}); {} refused tool calls",
+        e.bad_output(),
+        e.malformed_arguments,
+        e.unknown_tool,
+        e.no_tool_call,
+        e.repeated,
+        e.tool_errors
+    );
+    for (id, why) in &summary.failed {
+        println!("failed        {id}: {why}");
+    }
+    println!("trajectories  {}", summary.trajectories_path.display());
+    println!(
+        "sft           {} ({} records)",
+        summary.sft_path.display(),
+        summary.sft_records
+    );
 }
 
 #[cfg(not(feature = "lm"))]

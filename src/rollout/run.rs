@@ -216,6 +216,31 @@ struct RolloutRecord {
     model: String,
 }
 
+/// Take `out_dir` for the trajectories of `model`: refused when it holds
+/// another model's; otherwise its `rollout.json` names `model`.
+fn claim_for_model(out_dir: &Path, model: &str) -> Result<()> {
+    let record_path = out_dir.join("rollout.json");
+    match store::read_json::<RolloutRecord>(&record_path)? {
+        Some(r) if r.model != model => {
+            return Err(Error::invalid(
+                out_dir.display().to_string(),
+                format!(
+                    "holds the trajectories of model `{}`, not `{model}`; choose another output directory",
+                    r.model
+                ),
+            ))
+        }
+        Some(_) => {}
+        None => store::write_json(
+            &record_path,
+            &RolloutRecord {
+                model: model.to_string(),
+            },
+        )?,
+    }
+    Ok(())
+}
+
 /// Rolls out a language model on task instances in one repository's
 /// environment.
 #[derive(Debug, Clone)]
@@ -258,25 +283,7 @@ impl Rollout {
     ) -> Result<RolloutSummary> {
         let _lock = OutDirLock::acquire(out_dir)?;
         let model = self.model.model().to_string();
-        let record_path = out_dir.join("rollout.json");
-        match store::read_json::<RolloutRecord>(&record_path)? {
-            Some(r) if r.model != model => {
-                return Err(Error::invalid(
-                    out_dir.display().to_string(),
-                    format!(
-                        "holds the trajectories of model `{}`, not `{model}`; choose another output directory",
-                        r.model
-                    ),
-                ))
-            }
-            Some(_) => {}
-            None => store::write_json(
-                &record_path,
-                &RolloutRecord {
-                    model: model.clone(),
-                },
-            )?,
-        }
+        claim_for_model(out_dir, &model)?;
         let traj_path = out_dir.join("trajectories.jsonl");
         // Opening for append first cuts a line a killed run left half-written.
         let writer = JsonlWriter::<Trajectory>::append(&traj_path)?;
@@ -305,6 +312,40 @@ impl Rollout {
             todo: jobs.len(),
             done: resumed,
         });
+        let failed = self.run_jobs(&jobs, &writer, progress)?;
+        drop(writer);
+
+        let wanted: BTreeSet<String> = tasks
+            .iter()
+            .flat_map(|t| (0..self.options.attempts).map(|a| traj_id(&t.instance().instance_id, a)))
+            .collect();
+        let all: Vec<Trajectory> = store::read_jsonl(&traj_path)?;
+        let sft_path = out_dir.join("sft.jsonl");
+        let sft = sft_records(&all, self.options.max_per_instance);
+        store::write_jsonl(&sft_path, &sft)?;
+
+        let mine: Vec<&Trajectory> = all.iter().filter(|t| wanted.contains(&t.traj_id)).collect();
+        let mut summary = summarize(&mine);
+        summary.model = model;
+        summary.instances = instances.len();
+        summary.attempts_resumed = resumed;
+        summary.attempts_run = mine.len().saturating_sub(resumed);
+        summary.failed = failed;
+        summary.sft_records = sft.len();
+        summary.trajectories_path = traj_path;
+        summary.sft_path = sft_path;
+        Ok(summary)
+    }
+
+    /// Make the attempts `jobs` on the worker pool, writing each trajectory
+    /// to `writer` as it is made. Returns the attempts that failed, by
+    /// `traj_id`, with why.
+    fn run_jobs(
+        &self,
+        jobs: &[(&Task, usize)],
+        writer: &Mutex<JsonlWriter<Trajectory>>,
+        progress: &(dyn Fn(&RolloutEvent) + Sync),
+    ) -> Result<BTreeMap<String, String>> {
         let failed: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.options.workers.max(1))
@@ -338,28 +379,7 @@ impl Rollout {
                 });
             });
         });
-        drop(writer);
-
-        let wanted: BTreeSet<String> = tasks
-            .iter()
-            .flat_map(|t| (0..self.options.attempts).map(|a| traj_id(&t.instance().instance_id, a)))
-            .collect();
-        let all: Vec<Trajectory> = store::read_jsonl(&traj_path)?;
-        let sft_path = out_dir.join("sft.jsonl");
-        let sft = sft_records(&all, self.options.max_per_instance);
-        store::write_jsonl(&sft_path, &sft)?;
-
-        let mine: Vec<&Trajectory> = all.iter().filter(|t| wanted.contains(&t.traj_id)).collect();
-        let mut summary = summarize(&mine);
-        summary.model = model;
-        summary.instances = instances.len();
-        summary.attempts_resumed = resumed;
-        summary.attempts_run = mine.len().saturating_sub(resumed);
-        summary.failed = failed.into_inner().unwrap_or_default();
-        summary.sft_records = sft.len();
-        summary.trajectories_path = traj_path;
-        summary.sft_path = sft_path;
-        Ok(summary)
+        Ok(failed.into_inner().unwrap_or_default())
     }
 
     /// One attempt: reset, the agent loop, grading.

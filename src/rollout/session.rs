@@ -21,8 +21,8 @@ use serde_json::Value;
 use super::tools::{tool_specs, Snapshot, ToolLimits, Tools};
 use crate::gym::Episode;
 use crate::{
-    ChatMessage, CompletionParams, FileChange, LanguageModel, Patch, Result, ToolCompletion,
-    ToolSpec,
+    ChatMessage, CompletionParams, FileChange, LanguageModel, Patch, Result, ToolCall,
+    ToolCompletion, ToolSpec,
 };
 
 /// Chooses the next action from the conversation so far: the built-in
@@ -288,30 +288,56 @@ impl Session {
     pub fn run(&self, episode: &mut Episode, policy: &mut dyn Policy) -> Result<AgentRun> {
         let instance = episode.task().instance().clone();
         let hidden = fail_to_pass_files(&instance);
-        let mut removals = Vec::new();
-        for path in &hidden {
-            if let Ok(bytes) = episode.workspace().read(path) {
-                removals.push(FileChange {
-                    path: path.clone(),
-                    before: Some(String::from_utf8_lossy(&bytes).into_owned()),
-                    after: None,
-                });
-            }
-        }
-        if !removals.is_empty() {
-            episode.workspace().apply(&Patch::from_changes(&removals))?;
-        }
+        hide_files(episode, &hidden)?;
         let root = episode.workspace().root().to_path_buf();
         let snapshot = Snapshot::take(&root);
 
         let specs = tool_specs();
         let mut tools = Tools::new(self.limits.tools.clone());
-        let mut run = AgentRun {
+        let mut run = self.start_run(&instance, specs.clone());
+        let start = Instant::now();
+        let mut repeats = Repeats::default();
+        run.exit_reason = loop {
+            if let Some(reason) = self.limit_reached(&run, start) {
+                break reason;
+            }
+            let reply = match policy.act(&run.messages, &specs) {
+                Ok(r) => r,
+                Err(e) => {
+                    run.exit_detail = Some(e.to_string());
+                    break ExitReason::ModelError;
+                }
+            };
+            let calls = run.record_reply(reply);
+            if calls.is_empty() {
+                run.errors.no_tool_call += 1;
+                run.messages.push(ChatMessage::user(
+                    "error: your reply called no tool. Act by calling one of the tools \
+                     (bash, str_replace_editor, submit); call submit when you are done.",
+                ));
+                continue;
+            }
+            if repeats.refuse(&calls, self.limits.max_repeats, &mut run) {
+                continue;
+            }
+            if let Some(reason) = run.call_tools(episode, &mut tools, &calls) {
+                break reason;
+            }
+        };
+        run.patch = snapshot.diff(&root, &hidden).as_str().to_string();
+        run.seconds = start.elapsed().as_secs_f64();
+        Ok(run)
+    }
+
+    /// An episode before its first step: the system and instance prompts
+    /// of `instance`, the tools offered, nothing counted yet.
+    fn start_run(&self, instance: &crate::TaskInstance, specs: Vec<ToolSpec>) -> AgentRun {
+        AgentRun {
             messages: vec![
-                ChatMessage::system(Templates::render(&self.templates.system, &instance)),
-                ChatMessage::user(Templates::render(&self.templates.instance, &instance)),
+                ChatMessage::system(Templates::render(&self.templates.system, instance)),
+                ChatMessage::user(Templates::render(&self.templates.instance, instance)),
             ],
-            tools: specs.clone(),
+            tools: specs,
             patch: String::new(),
             exit_reason: ExitReason::MaxSteps,
             exit_detail: None,
@@ -322,150 +348,195 @@ impl Session {
             seconds: 0.0,
             errors: ErrorCounts::default(),
             tool_time: BTreeMap::new(),
-        };
-        let start = Instant::now();
-        let mut last_action: Option<Vec<(String, String)>> = None;
-        let mut repeats = 0usize;
+        }
+    }
+
+    /// The limit `run` has reached since `start`, if any: steps, tokens,
+    /// cost, wall time.
+    fn limit_reached(&self, run: &AgentRun, start: Instant) -> Option<ExitReason> {
         let limits = &self.limits;
-        run.exit_reason = 'episode: loop {
-            if run.steps >= limits.max_steps {
-                break ExitReason::MaxSteps;
-            }
-            if limits
-                .max_tokens
-                .is_some_and(|max| run.prompt_tokens + run.completion_tokens >= max)
-            {
-                break ExitReason::MaxTokens;
-            }
-            if limits
-                .max_cost
-                .is_some_and(|max| run.cost.unwrap_or(0.0) >= max)
-            {
-                break ExitReason::MaxCost;
-            }
-            if limits.max_wall.is_some_and(|max| start.elapsed() >= max) {
-                break ExitReason::WallTime;
-            }
-            let reply = match policy.act(&run.messages, &specs) {
-                Ok(r) => r,
-                Err(e) => {
-                    run.exit_detail = Some(e.to_string());
-                    break ExitReason::ModelError;
-                }
-            };
-            run.steps += 1;
-            run.prompt_tokens += reply.prompt_tokens;
-            run.completion_tokens += reply.completion_tokens;
-            if let Some(c) = reply.cost {
-                run.cost = Some(run.cost.unwrap_or(0.0) + c);
-            }
-            let mut message = reply.message;
-            message.role = crate::ChatRole::Assistant;
-            let calls = message.tool_calls.clone();
-            run.messages.push(message);
-            if calls.is_empty() {
-                run.errors.no_tool_call += 1;
-                run.messages.push(ChatMessage::user(
-                    "error: your reply called no tool. Act by calling one of the tools \
-                     (bash, str_replace_editor, submit); call submit when you are done.",
+        if run.steps >= limits.max_steps {
+            return Some(ExitReason::MaxSteps);
+        }
+        if limits
+            .max_tokens
+            .is_some_and(|max| run.prompt_tokens + run.completion_tokens >= max)
+        {
+            return Some(ExitReason::MaxTokens);
+        }
+        if limits
+            .max_cost
+            .is_some_and(|max| run.cost.unwrap_or(0.0) >= max)
+        {
+            return Some(ExitReason::MaxCost);
+        }
+        if limits.max_wall.is_some_and(|max| start.elapsed() >= max) {
+            return Some(ExitReason::WallTime);
+        }
+        None
+    }
+}
+
+/// Remove the files `hidden` from the episode's tree (those that exist).
+fn hide_files(episode: &mut Episode, hidden: &BTreeSet<String>) -> Result<()> {
+    let mut removals = Vec::new();
+    for path in hidden {
+        if let Ok(bytes) = episode.workspace().read(path) {
+            removals.push(FileChange {
+                path: path.clone(),
+                before: Some(String::from_utf8_lossy(&bytes).into_owned()),
+                after: None,
+            });
+        }
+    }
+    if !removals.is_empty() {
+        episode.workspace().apply(&Patch::from_changes(&removals))?;
+    }
+    Ok(())
+}
+
+/// The policy's last actions: how many replies in a row made the same
+/// tool calls.
+#[derive(Default)]
+struct Repeats {
+    last_action: Option<Vec<(String, String)>>,
+    count: usize,
+}
+
+impl Repeats {
+    /// Count `calls` as the next action; when it repeats the last one
+    /// `max_repeats` times (at least twice) in a row, answer each call with
+    /// an error in `run` instead, and return `true`: the calls are not run.
+    fn refuse(&mut self, calls: &[ToolCall], max_repeats: usize, run: &mut AgentRun) -> bool {
+        let action: Vec<(String, String)> = calls
+            .iter()
+            .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
+            .collect();
+        self.count = if self.last_action.as_ref() == Some(&action) {
+            self.count + 1
+        } else {
+            1
+        };
+        self.last_action = Some(action);
+        if self.count < max_repeats.max(2) {
+            return false;
+        }
+        run.errors.repeated += 1;
+        for call in calls {
+            run.messages.push(ChatMessage::tool_result(
+                call,
+                format!(
+                    "error: this is the same action as in your last {} replies; it was not run again. Try something different.",
+                    self.count - 1
+                ),
+            ));
+        }
+        true
+    }
+}
+
+impl AgentRun {
+    /// Count a step and its tokens and cost, add the reply to the
+    /// conversation as the assistant's, and return its tool calls.
+    fn record_reply(&mut self, reply: ToolCompletion) -> Vec<ToolCall> {
+        self.steps += 1;
+        self.prompt_tokens += reply.prompt_tokens;
+        self.completion_tokens += reply.completion_tokens;
+        if let Some(c) = reply.cost {
+            self.cost = Some(self.cost.unwrap_or(0.0) + c);
+        }
+        let mut message = reply.message;
+        message.role = crate::ChatRole::Assistant;
+        let calls = message.tool_calls.clone();
+        self.messages.push(message);
+        calls
+    }
+
+    /// Run the tool calls of one reply in order, each result a message;
+    /// after `submit` the rest are not run. Returns why the episode ends:
+    /// submitted, or the environment failed under a tool.
+    fn call_tools(
+        &mut self,
+        episode: &mut Episode,
+        tools: &mut Tools,
+        calls: &[ToolCall],
+    ) -> Option<ExitReason> {
+        let mut submitted = false;
+        for call in calls {
+            if submitted {
+                self.messages.push(ChatMessage::tool_result(
+                    call,
+                    "not run: the episode ended with submit",
                 ));
                 continue;
             }
-
-            let action: Vec<(String, String)> = calls
-                .iter()
-                .map(|c| (c.function.name.clone(), c.function.arguments.clone()))
-                .collect();
-            repeats = if last_action.as_ref() == Some(&action) {
-                repeats + 1
-            } else {
-                1
-            };
-            last_action = Some(action);
-            if repeats >= limits.max_repeats.max(2) {
-                run.errors.repeated += 1;
-                for call in &calls {
-                    run.messages.push(ChatMessage::tool_result(
-                        call,
-                        format!(
-                            "error: this is the same action as in your last {} replies; it was not run again. Try something different.",
-                            repeats - 1
-                        ),
-                    ));
-                }
+            let name = call.function.name.as_str();
+            let Some(args) = self.arguments(call) else {
                 continue;
+            };
+            let t0 = Instant::now();
+            let obs = match tools.call(episode, name, &args) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.exit_detail = Some(format!("{name}: {e}"));
+                    self.messages.push(ChatMessage::tool_result(
+                        call,
+                        format!("error: the environment failed: {e}"),
+                    ));
+                    return Some(ExitReason::EnvironmentError);
+                }
+            };
+            let time = self.tool_time.entry(name.to_string()).or_default();
+            time.calls += 1;
+            time.seconds += t0.elapsed().as_secs_f64();
+            if obs.error {
+                self.errors.tool_errors += 1;
             }
+            submitted |= obs.submit;
+            self.messages.push(ChatMessage::tool_result(call, obs.text));
+        }
+        submitted.then_some(ExitReason::Submitted)
+    }
 
-            let mut submitted = false;
-            for call in &calls {
-                if submitted {
-                    run.messages.push(ChatMessage::tool_result(
+    /// The arguments of `call` to a known tool, as a JSON object (empty
+    /// when none were given); otherwise `None`, after an error message the
+    /// model can read (malformed arguments are checked first, then the
+    /// tool's name).
+    fn arguments(&mut self, call: &ToolCall) -> Option<Value> {
+        let name = call.function.name.as_str();
+        let raw = call.function.arguments.trim();
+        let args: Value = if raw.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            match serde_json::from_str::<Value>(raw) {
+                Ok(v) if v.is_object() => v,
+                Ok(_) => {
+                    self.errors.malformed_arguments += 1;
+                    self.messages.push(ChatMessage::tool_result(
                         call,
-                        "not run: the episode ended with submit",
+                        format!("error: the arguments of `{name}` must be a JSON object; nothing was run."),
                     ));
-                    continue;
+                    return None;
                 }
-                let name = call.function.name.as_str();
-                let raw = call.function.arguments.trim();
-                let args: Value = if raw.is_empty() {
-                    Value::Object(Default::default())
-                } else {
-                    match serde_json::from_str::<Value>(raw) {
-                        Ok(v) if v.is_object() => v,
-                        Ok(_) => {
-                            run.errors.malformed_arguments += 1;
-                            run.messages.push(ChatMessage::tool_result(
-                                call,
-                                format!("error: the arguments of `{name}` must be a JSON object; nothing was run."),
-                            ));
-                            continue;
-                        }
-                        Err(e) => {
-                            run.errors.malformed_arguments += 1;
-                            run.messages.push(ChatMessage::tool_result(
-                                call,
-                                format!("error: the arguments of `{name}` are not valid JSON ({e}); nothing was run."),
-                            ));
-                            continue;
-                        }
-                    }
-                };
-                if !Tools::knows(name) {
-                    run.errors.unknown_tool += 1;
-                    run.messages.push(ChatMessage::tool_result(
+                Err(e) => {
+                    self.errors.malformed_arguments += 1;
+                    self.messages.push(ChatMessage::tool_result(
                         call,
-                        format!("error: there is no tool `{name}`; the tools are bash, str_replace_editor and submit."),
+                        format!("error: the arguments of `{name}` are not valid JSON ({e}); nothing was run."),
                     ));
-                    continue;
+                    return None;
                 }
-                let t0 = Instant::now();
-                let obs = match tools.call(episode, name, &args) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        run.exit_detail = Some(format!("{name}: {e}"));
-                        run.messages.push(ChatMessage::tool_result(
-                            call,
-                            format!("error: the environment failed: {e}"),
-                        ));
-                        break 'episode ExitReason::EnvironmentError;
-                    }
-                };
-                let time = run.tool_time.entry(name.to_string()).or_default();
-                time.calls += 1;
-                time.seconds += t0.elapsed().as_secs_f64();
-                if obs.error {
-                    run.errors.tool_errors += 1;
-                }
-                submitted |= obs.submit;
-                run.messages.push(ChatMessage::tool_result(call, obs.text));
-            }
-            if submitted {
-                break ExitReason::Submitted;
             }
         };
-        run.patch = snapshot.diff(&root, &hidden).as_str().to_string();
-        run.seconds = start.elapsed().as_secs_f64();
-        Ok(run)
+        if !Tools::knows(name) {
+            self.errors.unknown_tool += 1;
+            self.messages.push(ChatMessage::tool_result(
+                call,
+                format!("error: there is no tool `{name}`; the tools are bash, str_replace_editor and submit."),
+            ));
+            return None;
+        }
+        Some(args)
     }
 }
 

@@ -212,123 +212,135 @@ impl Tools {
             Ok(p) => p,
             Err(e) => return Ok(Observation::err(e)),
         };
-        let text_arg = |key: &str| args.get(key).and_then(Value::as_str);
         let current = read_text(episode, &root, &path);
         match command {
-            "view" => {
-                let on_disk = if path.is_empty() {
-                    root.clone()
-                } else {
-                    crate::join_rel(&root, &path)
-                };
-                if on_disk.is_dir() {
-                    return Ok(Observation::ok(list_dir(&on_disk, &path)));
-                }
-                let Some(text) = current else {
-                    return Ok(Observation::err(format!("no such file: {path}")));
-                };
-                let lines: Vec<&str> = text.lines().collect();
-                let (first, last) = match args.get("view_range") {
-                    None | Some(Value::Null) => (1, lines.len()),
-                    Some(v) => match view_range(v, lines.len()) {
-                        Ok(r) => r,
-                        Err(e) => return Ok(Observation::err(e)),
-                    },
-                };
-                Ok(Observation::ok(numbered(&lines, first, last)))
-            }
-            "create" => {
-                let Some(file_text) = text_arg("file_text") else {
-                    return Ok(Observation::err("`create` needs `file_text`"));
-                };
-                if current.is_some() || crate::join_rel(&root, &path).exists() {
-                    return Ok(Observation::err(format!(
-                        "{path} already exists; edit it with `str_replace` or `insert`"
-                    )));
-                }
-                self.write(episode, &path, None, file_text)?;
-                Ok(Observation::ok(format!("Created {path}.")))
-            }
-            "str_replace" => {
-                let Some(text) = current else {
-                    return Ok(Observation::err(format!("no such file: {path}")));
-                };
-                let Some(old) = text_arg("old_str") else {
-                    return Ok(Observation::err("`str_replace` needs `old_str`"));
-                };
-                let new = text_arg("new_str").unwrap_or("");
-                let at: Vec<usize> = text.match_indices(old).map(|(i, _)| i).collect();
-                match at.as_slice() {
-                    [] => Ok(Observation::err(format!(
-                        "`old_str` does not occur verbatim in {path}; nothing was changed"
-                    ))),
-                    [i] => {
-                        let edited = format!("{}{new}{}", &text[..*i], &text[i + old.len()..]);
-                        let line = text[..*i].matches('\n').count() + 1;
-                        self.write(episode, &path, Some(text.clone()), &edited)?;
-                        Ok(Observation::ok(snippet(&path, &edited, line, new)))
-                    }
-                    many => {
-                        let lines: Vec<String> = many
-                            .iter()
-                            .map(|i| (text[..*i].matches('\n').count() + 1).to_string())
-                            .collect();
-                        Ok(Observation::err(format!(
-                            "`old_str` occurs {} times in {path} (lines {}); include more context so it is unique",
-                            many.len(),
-                            lines.join(", ")
-                        )))
-                    }
-                }
-            }
-            "insert" => {
-                let Some(text) = current else {
-                    return Ok(Observation::err(format!("no such file: {path}")));
-                };
-                let Some(new) = text_arg("new_str") else {
-                    return Ok(Observation::err("`insert` needs `new_str`"));
-                };
-                let lines: Vec<&str> = text.split_inclusive('\n').collect();
-                let Some(after) = args
-                    .get("insert_line")
-                    .and_then(Value::as_u64)
-                    .map(|n| n as usize)
-                    .filter(|n| *n <= lines.len())
-                else {
-                    return Ok(Observation::err(format!(
-                        "`insert` needs `insert_line` between 0 and {}",
-                        lines.len()
-                    )));
-                };
-                let mut edited: String = lines[..after].concat();
-                if !edited.is_empty() && !edited.ends_with('\n') {
-                    edited.push('\n');
-                }
-                edited.push_str(new);
-                if !new.ends_with('\n') {
-                    edited.push('\n');
-                }
-                edited.push_str(&lines[after..].concat());
-                self.write(episode, &path, Some(text.clone()), &edited)?;
-                Ok(Observation::ok(snippet(&path, &edited, after + 1, new)))
-            }
-            "undo_edit" => {
-                let Some(previous) = self.history.get_mut(&path).and_then(Vec::pop) else {
-                    return Ok(Observation::err(format!("no edit of {path} to undo")));
-                };
-                match previous {
-                    Some(bytes) => episode.workspace().write(&path, &bytes)?,
-                    None => {
-                        let file = crate::join_rel(&root, &path);
-                        std::fs::remove_file(&file).map_err(|e| crate::Error::io(&file, e))?;
-                    }
-                }
-                Ok(Observation::ok(format!("Undid the last edit of {path}.")))
-            }
+            "view" => Ok(view(&root, &path, current, args)),
+            "create" => self.create(episode, &root, &path, current, args),
+            "str_replace" => self.str_replace(episode, &path, current, args),
+            "insert" => self.insert(episode, &path, current, args),
+            "undo_edit" => self.undo_edit(episode, &root, &path),
             other => Ok(Observation::err(format!(
                 "unknown command `{other}`; use view, create, str_replace, insert or undo_edit"
             ))),
         }
+    }
+
+    /// `create`: write `file_text` to `path`, which must not exist yet.
+    fn create(
+        &mut self,
+        episode: &mut Episode,
+        root: &Path,
+        path: &str,
+        current: Option<String>,
+        args: &Value,
+    ) -> Result<Observation> {
+        let Some(file_text) = text_arg(args, "file_text") else {
+            return Ok(Observation::err("`create` needs `file_text`"));
+        };
+        if current.is_some() || crate::join_rel(root, path).exists() {
+            return Ok(Observation::err(format!(
+                "{path} already exists; edit it with `str_replace` or `insert`"
+            )));
+        }
+        self.write(episode, path, None, file_text)?;
+        Ok(Observation::ok(format!("Created {path}.")))
+    }
+
+    /// `str_replace`: replace the one occurrence of `old_str` in `path`
+    /// (the `current` text) with `new_str`; none or several are refused.
+    fn str_replace(
+        &mut self,
+        episode: &mut Episode,
+        path: &str,
+        current: Option<String>,
+        args: &Value,
+    ) -> Result<Observation> {
+        let Some(text) = current else {
+            return Ok(Observation::err(format!("no such file: {path}")));
+        };
+        let Some(old) = text_arg(args, "old_str") else {
+            return Ok(Observation::err("`str_replace` needs `old_str`"));
+        };
+        let new = text_arg(args, "new_str").unwrap_or("");
+        let at: Vec<usize> = text.match_indices(old).map(|(i, _)| i).collect();
+        match at.as_slice() {
+            [] => Ok(Observation::err(format!(
+                "`old_str` does not occur verbatim in {path}; nothing was changed"
+            ))),
+            [i] => {
+                let edited = format!("{}{new}{}", &text[..*i], &text[i + old.len()..]);
+                let line = text[..*i].matches('\n').count() + 1;
+                self.write(episode, path, Some(text.clone()), &edited)?;
+                Ok(Observation::ok(snippet(path, &edited, line, new)))
+            }
+            many => {
+                let lines: Vec<String> = many
+                    .iter()
+                    .map(|i| (text[..*i].matches('\n').count() + 1).to_string())
+                    .collect();
+                Ok(Observation::err(format!(
+                    "`old_str` occurs {} times in {path} (lines {}); include more context so it is unique",
+                    many.len(),
+                    lines.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// `insert`: put `new_str` after line `insert_line` of `path` (the
+    /// `current` text; 0 inserts at the top).
+    fn insert(
+        &mut self,
+        episode: &mut Episode,
+        path: &str,
+        current: Option<String>,
+        args: &Value,
+    ) -> Result<Observation> {
+        let Some(text) = current else {
+            return Ok(Observation::err(format!("no such file: {path}")));
+        };
+        let Some(new) = text_arg(args, "new_str") else {
+            return Ok(Observation::err("`insert` needs `new_str`"));
+        };
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let Some(after) = args
+            .get("insert_line")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .filter(|n| *n <= lines.len())
+        else {
+            return Ok(Observation::err(format!(
+                "`insert` needs `insert_line` between 0 and {}",
+                lines.len()
+            )));
+        };
+        let mut edited: String = lines[..after].concat();
+        if !edited.is_empty() && !edited.ends_with('\n') {
+            edited.push('\n');
+        }
+        edited.push_str(new);
+        if !new.ends_with('\n') {
+            edited.push('\n');
+        }
+        edited.push_str(&lines[after..].concat());
+        self.write(episode, path, Some(text.clone()), &edited)?;
+        Ok(Observation::ok(snippet(path, &edited, after + 1, new)))
+    }
+
+    /// `undo_edit`: restore `path` as it was before its last edit (remove
+    /// it, when that edit created it).
+    fn undo_edit(&mut self, episode: &mut Episode, root: &Path, path: &str) -> Result<Observation> {
+        let Some(previous) = self.history.get_mut(path).and_then(Vec::pop) else {
+            return Ok(Observation::err(format!("no edit of {path} to undo")));
+        };
+        match previous {
+            Some(bytes) => episode.workspace().write(path, &bytes)?,
+            None => {
+                let file = crate::join_rel(root, path);
+                std::fs::remove_file(&file).map_err(|e| crate::Error::io(&file, e))?;
+            }
+        }
+        Ok(Observation::ok(format!("Undid the last edit of {path}.")))
     }
 
     fn write(
@@ -345,6 +357,36 @@ impl Tools {
             .push(before.map(String::into_bytes));
         Ok(())
     }
+}
+
+/// `view`: a directory's listing, or the lines of `path` (the `current`
+/// text), all of them or those of `view_range`, numbered.
+fn view(root: &Path, path: &str, current: Option<String>, args: &Value) -> Observation {
+    let on_disk = if path.is_empty() {
+        root.to_path_buf()
+    } else {
+        crate::join_rel(root, path)
+    };
+    if on_disk.is_dir() {
+        return Observation::ok(list_dir(&on_disk, path));
+    }
+    let Some(text) = current else {
+        return Observation::err(format!("no such file: {path}"));
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let (first, last) = match args.get("view_range") {
+        None | Some(Value::Null) => (1, lines.len()),
+        Some(v) => match view_range(v, lines.len()) {
+            Ok(r) => r,
+            Err(e) => return Observation::err(e),
+        },
+    };
+    Observation::ok(numbered(&lines, first, last))
+}
+
+/// The string argument `key` of a tool call, if given.
+fn text_arg<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
+    args.get(key).and_then(Value::as_str)
 }
 
 /// `raw` as a path relative to the root: `./` and a leading root prefix
