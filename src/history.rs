@@ -3,9 +3,8 @@
 //! newest first, with their messages and diffs.
 
 use std::path::Path;
-use std::process::Command;
 
-use smith_core::{Error, Result};
+use smith_core::Result;
 use smith_mutate::{parse_git_log, HistoryCommit, GIT_LOG_FORMAT};
 
 /// Non-merge commits reachable from `HEAD` of the git repository at `repo`,
@@ -14,34 +13,18 @@ use smith_mutate::{parse_git_log, HistoryCommit, GIT_LOG_FORMAT};
 /// [`Error::Command`] if `git` cannot run or fails (not a repository, no
 /// commits).
 pub fn commits(repo: &Path, max: Option<usize>) -> Result<Vec<HistoryCommit>> {
+    let count = max.map(|n| format!("--max-count={n}"));
     let mut args = vec![
-        "log".to_string(),
-        "--no-merges".into(),
-        "--no-color".into(),
-        "--no-ext-diff".into(),
-        "-p".into(),
-        GIT_LOG_FORMAT.into(),
+        "log",
+        "--no-merges",
+        "--no-color",
+        "--no-ext-diff",
+        "-p",
+        GIT_LOG_FORMAT,
     ];
-    if let Some(n) = max {
-        args.push(format!("--max-count={n}"));
-    }
-    let display = format!("git {}", args.join(" "));
-    let out = Command::new("git")
-        .args(&args)
-        .current_dir(repo)
-        .output()
-        .map_err(|e| Error::command(&display, e.to_string()))?;
-    if !out.status.success() {
-        return Err(Error::command(
-            display,
-            format!(
-                "in {}: {}",
-                repo.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(parse_git_log(&String::from_utf8_lossy(&out.stdout)))
+    args.extend(count.as_deref());
+    let log = crate::repo::git_stdout(repo, &args)?;
+    Ok(parse_git_log(&log))
 }
 
 #[cfg(test)]
@@ -73,6 +56,8 @@ mod tests {
 
         let empty = tempfile::tempdir().unwrap();
         let err = commits(empty.path(), None).unwrap_err();
-        assert!(err.to_string().contains("git log"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(" log --no-merges"), "{text}");
+        assert!(text.contains(&empty.path().display().to_string()), "{text}");
     }
 }

@@ -2,7 +2,6 @@
 //! clean tree to a commit that every task refers to.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::{Error, Result};
 
@@ -54,16 +53,24 @@ const SKIP_DIRS: &[&str] = &[
 /// reproducible) and no hooks; its trimmed stdout, or an error naming the
 /// command with git's stderr.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
+    git_stdout(dir, args).map(|out| out.trim().to_string())
+}
+
+/// [`git`] with its stdout as git wrote it.
+pub(crate) fn git_stdout(dir: &Path, args: &[&str]) -> Result<String> {
+    let mut argv: Vec<std::ffi::OsString> = vec!["-C".into(), dir.into()];
+    argv.extend(
+        [
             "-c",
             "core.hooksPath=/dev/null",
             "-c",
             "commit.gpgsign=false",
-        ])
-        .args(args)
+        ]
+        .iter()
+        .chain(args)
+        .map(Into::into),
+    );
+    let out = duct::cmd("git", argv)
         .env("GIT_AUTHOR_NAME", "smith")
         .env("GIT_AUTHOR_EMAIL", "smith@localhost")
         .env("GIT_COMMITTER_NAME", "smith")
@@ -73,7 +80,11 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
         // `git status` would otherwise refresh the index of the user's
         // repository: reading it must not write to it.
         .env("GIT_OPTIONAL_LOCKS", "0")
-        .output()
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
         .map_err(|e| Error::command(format!("git {}", args.join(" ")), e.to_string()))?;
     if !out.status.success() {
         return Err(Error::command(
@@ -81,7 +92,7 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether `dir` holds a Python project: packaging metadata or `.py` files.
