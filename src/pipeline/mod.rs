@@ -297,9 +297,7 @@ impl Pipeline {
             None => Some(self.plan()?),
         };
         let p = self.prepare_with(candidates_file)?;
-        let baseline = self.baseline(&p)?;
-        self.check_environment(&p, &baseline)?;
-        let coverage = self.coverage(&p)?;
+        let (baseline, coverage) = self.baseline_and_coverage(&p)?;
         let all = match from_file {
             Some(candidates) => candidates,
             None => {
@@ -357,9 +355,7 @@ impl Pipeline {
         // Unknown strategies fail before any stage runs.
         let plan = self.plan()?;
         let p = self.prepare()?;
-        let baseline = self.baseline(&p)?;
-        self.check_environment(&p, &baseline)?;
-        let coverage = self.coverage(&p)?;
+        let (baseline, coverage) = self.baseline_and_coverage(&p)?;
         let generated = self.mutate_planned(&p, &plan, Some(&baseline))?;
         let selected: Vec<Candidate> = self
             .select_candidates(&generated.candidates)

@@ -273,6 +273,31 @@ impl Pipeline {
         })
     }
 
+    /// The baseline (which must pass the environment gate) and the
+    /// coverage map. With two workers or more they run side by side, each
+    /// in a workspace of its own: both only read the clean tree, and the
+    /// coverage run takes about as long as the baseline's runs together.
+    pub(super) fn baseline_and_coverage(
+        &self,
+        p: &Prepared,
+    ) -> Result<(Baseline, Option<CoverageMap>)> {
+        if self.config.workers < 2 {
+            let baseline = self.baseline(p)?;
+            self.check_environment(p, &baseline)?;
+            return Ok((baseline, self.coverage(p)?));
+        }
+        let (baseline, coverage) = std::thread::scope(|scope| {
+            let coverage = scope.spawn(|| self.coverage(p));
+            (self.baseline(p), coverage.join())
+        });
+        let baseline = baseline?;
+        self.check_environment(p, &baseline)?;
+        let coverage = coverage.map_err(|_| Error::TestRun {
+            reason: "the coverage stage panicked".into(),
+        })??;
+        Ok((baseline, coverage))
+    }
+
     /// Run the suite `baseline_runs` times (at least twice) on the clean
     /// tree, or reuse `baseline.json` made for the same commit under as
     /// many distinct hash seeds.
