@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use smith_core::{
-    CommandSpec, CompletionParams, Error, LanguageModel, Message, Result, RunOptions, Sandbox,
-    Workspace,
+    CommandSpec, CompletionParams, Error, LanguageModel, Message, Result, RunOptions, RunOutput,
+    Sandbox, Workspace,
 };
 
 use crate::build::{
     build_environment, create_venv_command, find_or_install_uv, last_chars, test_deps_line,
     translate_pip, EnvOptions, Environment, Installer,
 };
-use crate::collect::collect_in;
+use crate::collect::{collect_in, Collection};
 use crate::detect::detect;
 use crate::local::LocalSandbox;
 use crate::process::run_command;
@@ -142,18 +142,7 @@ pub fn install_with_agent(
     let mut spec = detect(&repo)?.pop().unwrap_or_default();
     spec.install.clear();
     spec.strategy = format!("agent:{}", model.model());
-    let installer = match options.use_uv {
-        Some(false) => Installer::Pip,
-        _ => find_or_install_uv(&std::path::absolute(&options.cache_dir).unwrap_or_default())
-            .map(Installer::Uv)
-            .or_else(|e| {
-                if options.use_uv == Some(true) {
-                    Err(e)
-                } else {
-                    Ok(Installer::Pip)
-                }
-            })?,
-    };
+    let installer = agent_installer(options)?;
     let scratch = tempfile::Builder::new()
         .prefix("smith-agent-")
         .tempdir()
@@ -168,28 +157,7 @@ pub fn install_with_agent(
         max_output: 256 << 10,
         test_timeout: None,
     };
-    let out = run_command(
-        create_venv_command(&installer, &spec.python_program(), &venv),
-        "create venv",
-        &short,
-    )?;
-    if !out.success() {
-        return Err(fail(format!(
-            "cannot create the agent's venv: {}",
-            out.stderr.trim()
-        )));
-    }
-    let scratch_env = Environment {
-        spec: spec.clone(),
-        venv: venv.clone(),
-        repo: repo.clone(),
-        installer: installer.clone(),
-        reused: false,
-        collected: None,
-        pytest_version: None,
-        generated: Vec::new(),
-        steps: Vec::new(),
-    };
+    let scratch_env = scratch_environment(&repo, &spec, &installer, &venv, &short)?;
     let sandbox = LocalSandbox::new(&scratch_env)?;
     let mut ws = sandbox.workspace()?;
     // The model's commands install (on the host, with the network); the
@@ -200,24 +168,112 @@ pub fn install_with_agent(
         let mut check_ws = check_sandbox.workspace()?;
         collect_in(check_ws.as_mut(), test_cmd, agent.command_timeout)
     };
-    let shell = |ws: &mut Box<dyn Workspace>, line: &str| {
+    let mut run_line = |line: &str| {
         ws.run(
             &CommandSpec::new("sh", ["-c", &translate_pip(line, &installer)]),
             &short,
         )
     };
-    let deps = shell(&mut ws, &test_deps_line(&spec))?;
+    let deps = run_line(&test_deps_line(&spec))?;
     if !deps.success() {
         return Err(fail(format!(
             "cannot install test dependencies: {}",
             deps.stderr.trim()
         )));
     }
+    let (steps, turns, collected) =
+        converse(model, agent, &repo, &mut spec, &check, &mut run_line)?;
+    if !collected.ok {
+        return Err(fail(format!(
+            "install agent gave up after {turns} steps; tried: {}",
+            steps
+                .iter()
+                .map(|s| s.command.as_str())
+                .collect::<Vec<_>>()
+                .join(" ; ")
+        )));
+    }
+    spec.notes.push(format!(
+        "install steps found by {} in {turns} steps",
+        model.model()
+    ));
+    let environment = build_environment(
+        &repo,
+        &EnvOptions {
+            spec: Some(spec),
+            ..options.clone()
+        },
+    )?;
+    Ok(AgentOutcome { environment, steps })
+}
 
+/// The installer of the agent's scratch venv: uv unless turned off (pip
+/// when uv cannot be had, unless uv was asked for).
+fn agent_installer(options: &EnvOptions) -> Result<Installer> {
+    Ok(match options.use_uv {
+        Some(false) => Installer::Pip,
+        _ => find_or_install_uv(&std::path::absolute(&options.cache_dir).unwrap_or_default())
+            .map(Installer::Uv)
+            .or_else(|e| {
+                if options.use_uv == Some(true) {
+                    Err(e)
+                } else {
+                    Ok(Installer::Pip)
+                }
+            })?,
+    })
+}
+
+/// A new venv at `venv` for `repo`, as an environment the agent's commands
+/// run in (nothing installed yet).
+fn scratch_environment(
+    repo: &Path,
+    spec: &EnvSpec,
+    installer: &Installer,
+    venv: &Path,
+    short: &RunOptions,
+) -> Result<Environment> {
+    let out = run_command(
+        create_venv_command(installer, &spec.python_program(), venv),
+        "create venv",
+        short,
+    )?;
+    if !out.success() {
+        return Err(Error::Environment {
+            path: repo.to_path_buf(),
+            reason: format!("cannot create the agent's venv: {}", out.stderr.trim()),
+        });
+    }
+    Ok(Environment {
+        spec: spec.clone(),
+        venv: venv.to_path_buf(),
+        repo: repo.to_path_buf(),
+        installer: installer.clone(),
+        reused: false,
+        collected: None,
+        pytest_version: None,
+        generated: Vec::new(),
+        steps: Vec::new(),
+    })
+}
+
+/// The model's turns: told why collection fails, it proposes a command
+/// (run with `shell`, and kept in `spec.install` when it succeeds), a test
+/// command, or gives up; until the tests collect (`check`) or
+/// [`AgentOptions::max_steps`] replies. Returns the steps, the replies and
+/// the last collection.
+fn converse(
+    model: &dyn LanguageModel,
+    agent: &AgentOptions,
+    repo: &Path,
+    spec: &mut EnvSpec,
+    check: &dyn Fn(&[String]) -> Result<Collection>,
+    shell: &mut dyn FnMut(&str) -> Result<RunOutput>,
+) -> Result<(Vec<AgentStep>, usize, Collection)> {
     let mut steps = Vec::new();
     let mut messages = vec![
         Message::system(SYSTEM),
-        Message::user(repo_overview(&repo, &spec)),
+        Message::user(repo_overview(repo, spec)),
     ];
     let mut collected = check(&spec.test_cmd)?;
     let mut turns = 0;
@@ -252,7 +308,7 @@ pub fn install_with_agent(
             }
             Some(Proposal::Command(command)) => command,
         };
-        let out = shell(&mut ws, &command)?;
+        let out = shell(&command)?;
         let output = last_chars(
             &format!("{}{}", out.stdout, out.stderr),
             agent.feedback_chars,
@@ -273,28 +329,7 @@ pub fn install_with_agent(
             output,
         });
     }
-    if !collected.ok {
-        return Err(fail(format!(
-            "install agent gave up after {turns} steps; tried: {}",
-            steps
-                .iter()
-                .map(|s| s.command.as_str())
-                .collect::<Vec<_>>()
-                .join(" ; ")
-        )));
-    }
-    spec.notes.push(format!(
-        "install steps found by {} in {turns} steps",
-        model.model()
-    ));
-    let environment = build_environment(
-        &repo,
-        &EnvOptions {
-            spec: Some(spec),
-            ..options.clone()
-        },
-    )?;
-    Ok(AgentOutcome { environment, steps })
+    Ok((steps, turns, collected))
 }
 
 /// What the model is told about the repository: top-level entries and the

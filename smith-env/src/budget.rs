@@ -152,75 +152,14 @@ fn cgroups() -> &'static std::result::Result<CgroupSet, String> {
 /// `memory` and `pids` for those it does not; each one probed by making and
 /// removing a group.
 fn find_hierarchies(mountinfo: &str, own: &str) -> std::result::Result<CgroupSet, String> {
-    // `/proc/self/cgroup`: `0::/path` for v2, `N:memory:/path` for v1.
-    let mut v2_path = None;
-    let mut v1_paths: Vec<(String, String)> = Vec::new();
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if controllers.is_empty() {
-            v2_path = Some(path.to_string());
-        } else {
-            for c in controllers.split(',') {
-                v1_paths.push((c.to_string(), path.to_string()));
-            }
-        }
-    }
-    // mountinfo: `... mount-point ... - fstype source super-options`.
-    let mut v2_mount = None;
-    let mut v1_mounts: Vec<(String, PathBuf)> = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let mut right = right.split(' ');
-        let fstype = right.next().unwrap_or("");
-        let options = right.nth(1).unwrap_or("");
-        let point = PathBuf::from(point.replace("\\040", " "));
-        match fstype {
-            "cgroup2" => v2_mount = v2_mount.or(Some(point)),
-            "cgroup" => {
-                for c in options.split(',') {
-                    if c == "memory" || c == "pids" {
-                        v1_mounts.push((c.to_string(), point.clone()));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
+    let (v2_path, v1_paths) = own_cgroups(own);
+    let (v2_mount, v1_mounts) = cgroup_mounts(mountinfo);
     let mut hierarchies = Vec::new();
     let mut reasons = Vec::new();
     if let (Some(mount), Some(path)) = (&v2_mount, &v2_path) {
         let parent = under(mount, path);
         match probe(&parent) {
-            Ok(()) => {
-                let enabled = read_words(&parent.join("cgroup.subtree_control"));
-                let offered = read_words(&parent.join("cgroup.controllers"));
-                let on = |c: &str| {
-                    enabled.iter().any(|w| w == c)
-                        || (offered.iter().any(|w| w == c)
-                            && std::fs::write(
-                                parent.join("cgroup.subtree_control"),
-                                format!("+{c}"),
-                            )
-                            .is_ok())
-                };
-                let memory = on("memory");
-                let pids = on("pids");
-                hierarchies.push(Hierarchy {
-                    parent,
-                    v2: true,
-                    memory,
-                    pids,
-                });
-            }
+            Ok(()) => hierarchies.push(v2_hierarchy(parent)),
             Err(e) => reasons.push(e),
         }
     }
@@ -258,6 +197,80 @@ fn find_hierarchies(mountinfo: &str, own: &str) -> std::result::Result<CgroupSet
         Ok(CgroupSet { hierarchies })
     } else {
         Err(reasons.join("; "))
+    }
+}
+
+/// This process's cgroups from `/proc/self/cgroup` (`0::/path` for v2,
+/// `N:memory:/path` for v1): the v2 path, and v1 paths by controller.
+fn own_cgroups(own: &str) -> (Option<String>, Vec<(String, String)>) {
+    let mut v2_path = None;
+    let mut v1_paths: Vec<(String, String)> = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.is_empty() {
+            v2_path = Some(path.to_string());
+        } else {
+            for c in controllers.split(',') {
+                v1_paths.push((c.to_string(), path.to_string()));
+            }
+        }
+    }
+    (v2_path, v1_paths)
+}
+
+/// The cgroup mounts of `/proc/self/mountinfo` (`... mount-point ... -
+/// fstype source super-options`): the first v2 one, and v1 ones of
+/// `memory` and `pids` by controller.
+fn cgroup_mounts(mountinfo: &str) -> (Option<PathBuf>, Vec<(String, PathBuf)>) {
+    let mut v2_mount = None;
+    let mut v1_mounts: Vec<(String, PathBuf)> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(point) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or("");
+        let options = right.nth(1).unwrap_or("");
+        let point = PathBuf::from(point.replace("\\040", " "));
+        match fstype {
+            "cgroup2" => v2_mount = v2_mount.or(Some(point)),
+            "cgroup" => {
+                for c in options.split(',') {
+                    if c == "memory" || c == "pids" {
+                        v1_mounts.push((c.to_string(), point.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (v2_mount, v1_mounts)
+}
+
+/// The v2 hierarchy under `parent` (probed), with `memory` and `pids` where
+/// they are enabled for its children, or offered and can be enabled.
+fn v2_hierarchy(parent: PathBuf) -> Hierarchy {
+    let enabled = read_words(&parent.join("cgroup.subtree_control"));
+    let offered = read_words(&parent.join("cgroup.controllers"));
+    let on = |c: &str| {
+        enabled.iter().any(|w| w == c)
+            || (offered.iter().any(|w| w == c)
+                && std::fs::write(parent.join("cgroup.subtree_control"), format!("+{c}")).is_ok())
+    };
+    let memory = on("memory");
+    let pids = on("pids");
+    Hierarchy {
+        parent,
+        v2: true,
+        memory,
+        pids,
     }
 }
 

@@ -337,7 +337,46 @@ pub fn build_environment_with(
         steps: Vec::new(),
         progress,
     };
-    let user_spec = match &options.spec_file {
+    let user_spec = user_spec(&repo, options)?;
+    let candidates = match (&options.spec, &user_spec) {
+        (Some(spec), _) => vec![spec.clone()],
+        (None, Some((_, spec))) => vec![spec.clone()],
+        (None, None) => detect(&repo)?,
+    };
+    let installer = builder.installer()?;
+    let key = venv_key(
+        &repo,
+        user_spec.as_ref().map(|(p, _)| p.as_path()),
+        &installer,
+        options.spec.as_ref(),
+    );
+    // Held until the venv is built or given up: concurrent builds of one
+    // venv wait.
+    let (venv, _lock) = locked_venv(&options.cache_dir, &repo, &key)?;
+
+    if !options.rebuild {
+        if let Some(env) = builder.reuse(&venv, &key)? {
+            return Ok(env);
+        }
+    }
+
+    match builder.first_working(&venv, &candidates, &installer)? {
+        Ok((spec, collection)) => builder.finish(venv, spec, installer, collection, &key),
+        Err(failures) => {
+            // A half-built venv is worth nothing and would only fill the cache.
+            let _ = std::fs::remove_dir_all(&venv);
+            Err(Error::Environment {
+                path: repo,
+                reason: format!("no install strategy worked:\n{}", failures.join("\n")),
+            })
+        }
+    }
+}
+
+/// The user's spec: the file [`EnvOptions::spec_file`] names, else one of
+/// [`SPEC_FILE_NAMES`] in the repository, with its path.
+fn user_spec(repo: &Path, options: &EnvOptions) -> Result<Option<(PathBuf, EnvSpec)>> {
+    Ok(match &options.spec_file {
         Some(file) => Some((file.clone(), EnvSpec::from_file(file)?)),
         None => SPEC_FILE_NAMES
             .iter()
@@ -345,23 +384,31 @@ pub fn build_environment_with(
             .find(|p| p.is_file())
             .map(|p| EnvSpec::from_file(&p).map(|s| (p, s)))
             .transpose()?,
-    };
-    let candidates = match (&options.spec, &user_spec) {
-        (Some(spec), _) => vec![spec.clone()],
-        (None, Some((_, spec))) => vec![spec.clone()],
-        (None, None) => detect(&repo)?,
-    };
-    let installer = builder.installer()?;
-    let mut key = cache_key(
-        &repo,
-        user_spec.as_ref().map(|(p, _)| p.as_path()),
-        &installer,
-    );
-    if let Some(spec) = &options.spec {
-        let json = serde_json::to_string(spec).unwrap_or_default();
-        key = stable_hex(&[key.as_bytes(), json.as_bytes()]);
+    })
+}
+
+/// The [`cache_key`] of the venv, with the spec given in
+/// [`EnvOptions::spec`] (if any) hashed in.
+fn venv_key(
+    repo: &Path,
+    spec_file: Option<&Path>,
+    installer: &Installer,
+    spec: Option<&EnvSpec>,
+) -> String {
+    let key = cache_key(repo, spec_file, installer);
+    match spec {
+        Some(spec) => {
+            let json = serde_json::to_string(spec).unwrap_or_default();
+            stable_hex(&[key.as_bytes(), json.as_bytes()])
+        }
+        None => key,
     }
-    let venvs = options.cache_dir.join("venvs");
+}
+
+/// The cached venv of `repo` with `key` under `cache_dir`, and its lock
+/// file, locked.
+fn locked_venv(cache_dir: &Path, repo: &Path, key: &str) -> Result<(PathBuf, std::fs::File)> {
+    let venvs = cache_dir.join("venvs");
     std::fs::create_dir_all(&venvs).map_err(|e| Error::io(&venvs, e))?;
     let name = repo
         .file_name()
@@ -371,79 +418,7 @@ pub fn build_environment_with(
     let lock_path = venvs.join(format!("{name}-{}.lock", &key[..16]));
     let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
     lock.lock().map_err(|e| Error::io(&lock_path, e))?;
-
-    if !options.rebuild {
-        if let Ok(mut env) = Environment::open(&venv) {
-            if env.python().exists() && stamp_key(&venv).as_deref() == Some(key.as_str()) {
-                builder.record(
-                    "reuse",
-                    &env.spec.strategy.clone(),
-                    Instant::now(),
-                    true,
-                    venv.display().to_string(),
-                );
-                // The venv is keyed by the packaging files' content: it may
-                // have been built for another copy of the repository
-                // (another run's snapshot) or another tree with the same
-                // packaging. This tree's tests must collect in it too.
-                env.repo = repo.clone();
-                if options.verify {
-                    builder.generated = env.generated.clone();
-                    let start = Instant::now();
-                    let collection = builder.collect(&venv, &env.spec, &env.installer)?;
-                    builder.record_collection("collect", &env.spec, start, &collection);
-                    if !collection.ok {
-                        return Err(Error::Environment {
-                            path: repo,
-                            reason: format!(
-                                "in the cached environment {}: {}",
-                                venv.display(),
-                                collection_failure(&collection)
-                            ),
-                        });
-                    }
-                    env.collected = Some(collection.count);
-                }
-                env.steps = builder.steps;
-                return Ok(env);
-            }
-        }
-    }
-
-    let mut failures = Vec::new();
-    let mut partial: Option<(EnvSpec, Collection)> = None;
-    for spec in &candidates {
-        match builder.try_spec(&venv, spec, &installer)? {
-            Tried::Works(spec, collection) => {
-                return builder.finish(venv, spec, installer, collection, &key);
-            }
-            Tried::Partial(fixed, collection) => {
-                failures.push(format!(
-                    "{}: {} files fail to collect",
-                    spec.strategy,
-                    collection.errors.len()
-                ));
-                if partial
-                    .as_ref()
-                    .is_none_or(|(_, c)| collection.count > c.count)
-                {
-                    partial = Some((fixed, collection));
-                }
-            }
-            Tried::Failed(reason) => failures.push(format!("{}: {reason}", spec.strategy)),
-        }
-    }
-    if let Some((spec, _)) = partial {
-        if let Tried::Works(spec, collection) = builder.try_spec(&venv, &spec, &installer)? {
-            return builder.finish(venv, spec, installer, collection, &key);
-        }
-    }
-    // A half-built venv is worth nothing and would only fill the cache.
-    let _ = std::fs::remove_dir_all(&venv);
-    Err(Error::Environment {
-        path: repo,
-        reason: format!("no install strategy worked:\n{}", failures.join("\n")),
-    })
+    Ok((venv, lock))
 }
 
 /// What a failed collection check says: pytest's exit, the tests it
@@ -494,6 +469,86 @@ impl Builder<'_> {
         self.steps.push(step);
     }
 
+    /// The environment cached at `venv` when it was built with `key`
+    /// (and, with [`EnvOptions::verify`], this tree's tests collect in it).
+    fn reuse(&mut self, venv: &Path, key: &str) -> Result<Option<Environment>> {
+        let Ok(mut env) = Environment::open(venv) else {
+            return Ok(None);
+        };
+        if !(env.python().exists() && stamp_key(venv).as_deref() == Some(key)) {
+            return Ok(None);
+        }
+        self.record(
+            "reuse",
+            &env.spec.strategy.clone(),
+            Instant::now(),
+            true,
+            venv.display().to_string(),
+        );
+        // The venv is keyed by the packaging files' content: it may
+        // have been built for another copy of the repository
+        // (another run's snapshot) or another tree with the same
+        // packaging. This tree's tests must collect in it too.
+        env.repo = self.repo.clone();
+        if self.options.verify {
+            self.generated = env.generated.clone();
+            let start = Instant::now();
+            let collection = self.collect(venv, &env.spec, &env.installer)?;
+            self.record_collection("collect", &env.spec, start, &collection);
+            if !collection.ok {
+                return Err(Error::Environment {
+                    path: self.repo.clone(),
+                    reason: format!(
+                        "in the cached environment {}: {}",
+                        venv.display(),
+                        collection_failure(&collection)
+                    ),
+                });
+            }
+            env.collected = Some(collection.count);
+        }
+        env.steps = std::mem::take(&mut self.steps);
+        Ok(Some(env))
+    }
+
+    /// The first of `candidates` that installs and collects in `venv`, as
+    /// it worked; else the one whose tests collect best once the files that
+    /// fail are ignored, if it works so; else why each failed.
+    fn first_working(
+        &mut self,
+        venv: &Path,
+        candidates: &[EnvSpec],
+        installer: &Installer,
+    ) -> Result<std::result::Result<(EnvSpec, Collection), Vec<String>>> {
+        let mut failures = Vec::new();
+        let mut partial: Option<(EnvSpec, Collection)> = None;
+        for spec in candidates {
+            match self.try_spec(venv, spec, installer)? {
+                Tried::Works(spec, collection) => return Ok(Ok((spec, collection))),
+                Tried::Partial(fixed, collection) => {
+                    failures.push(format!(
+                        "{}: {} files fail to collect",
+                        spec.strategy,
+                        collection.errors.len()
+                    ));
+                    if partial
+                        .as_ref()
+                        .is_none_or(|(_, c)| collection.count > c.count)
+                    {
+                        partial = Some((fixed, collection));
+                    }
+                }
+                Tried::Failed(reason) => failures.push(format!("{}: {reason}", spec.strategy)),
+            }
+        }
+        if let Some((spec, _)) = partial {
+            if let Tried::Works(spec, collection) = self.try_spec(venv, &spec, installer)? {
+                return Ok(Ok((spec, collection)));
+            }
+        }
+        Ok(Err(failures))
+    }
+
     fn installer(&mut self) -> Result<Installer> {
         if self.options.use_uv == Some(false) {
             return Ok(Installer::Pip);
@@ -533,27 +588,7 @@ impl Builder<'_> {
         // Install steps run in a scratch copy, removed before the check, so
         // that the check sees what every later run sees: the venv and a
         // workspace copy of the repository, nothing the build left behind.
-        let start = Instant::now();
-        // Never inside the repository (a cache dir under it): the copy
-        // would copy itself.
-        let cache = self.options.cache_dir.canonicalize();
-        let scratch = if cache.is_ok_and(|c| c.starts_with(&self.repo)) {
-            std::env::temp_dir()
-        } else {
-            self.options.cache_dir.join("build")
-        };
-        let tree = BuildTree::new(&self.repo, &scratch)?;
-        self.record(
-            "copy",
-            strategy,
-            start,
-            true,
-            format!(
-                "{}{}",
-                tree.path().display(),
-                if tree.git { " (with git history)" } else { "" }
-            ),
-        );
+        let tree = self.scratch_tree(strategy)?;
         let mut spec = spec.clone();
         for line in &spec.install {
             let start = Instant::now();
@@ -572,37 +607,8 @@ impl Builder<'_> {
                 )));
             }
         }
-        let mut line = test_deps_line(&spec);
-        loop {
-            let start = Instant::now();
-            let out = self.install_line(venv, tree.path(), &spec, &line, installer)?;
-            self.record(
-                &format!("install: {line}"),
-                strategy,
-                start,
-                out.success(),
-                tail(&out, 2000),
-            );
-            if out.success() {
-                break;
-            }
-            // A declared pytest too old for this Python: the newest it is.
-            let pinned = spec
-                .test_deps
-                .iter()
-                .find(|d| requirement_name(d) == "pytest" && d.as_str() != "pytest")
-                .cloned();
-            let Some(pinned) = pinned else {
-                return Ok(Tried::Failed(format!(
-                    "`{line}` failed: {}",
-                    tail(&out, 800)
-                )));
-            };
-            spec.notes.push(format!(
-                "the declared `{pinned}` does not install here; using the newest pytest"
-            ));
-            set_requirement(&mut spec.test_deps, "pytest");
-            line = test_deps_line(&spec);
+        if let Some(failure) = self.install_test_deps(venv, tree.path(), &mut spec, installer)? {
+            return Ok(failure);
         }
         let start = Instant::now();
         let kept = venv.join(GENERATED_DIR);
@@ -626,29 +632,112 @@ impl Builder<'_> {
         }
         let few_errors = !collection.errors.is_empty() && collection.errors.len() <= 5;
         if collection.count > 0 && few_errors {
-            let mut fixed = spec.clone();
-            let at = fixed.test_cmd.len().min(4);
-            for (i, file) in collection.errors.iter().enumerate() {
-                fixed.test_cmd.insert(at + i, format!("--ignore={file}"));
-            }
-            fixed.notes.push(format!(
-                "ignored files that fail to collect: {}",
-                collection.errors.join(", ")
-            ));
-            let start = Instant::now();
-            let again = self.collect(venv, &fixed, installer)?;
-            self.record(
-                "collect (with ignores)",
-                &fixed.strategy,
-                start,
-                again.ok,
-                format!("{} tests", again.count),
-            );
-            if again.ok {
-                return Ok(Tried::Partial(fixed, again));
+            if let Some(partial) = self.ignoring_failures(venv, &spec, &collection, installer)? {
+                return Ok(partial);
             }
         }
         Ok(Tried::Failed(collection_failure(&collection)))
+    }
+
+    /// A scratch copy of the repository to run install steps in: under the
+    /// cache directory, unless that is inside the repository (the copy
+    /// would copy itself).
+    fn scratch_tree(&mut self, strategy: &str) -> Result<BuildTree> {
+        let start = Instant::now();
+        let cache = self.options.cache_dir.canonicalize();
+        let scratch = if cache.is_ok_and(|c| c.starts_with(&self.repo)) {
+            std::env::temp_dir()
+        } else {
+            self.options.cache_dir.join("build")
+        };
+        let tree = BuildTree::new(&self.repo, &scratch)?;
+        self.record(
+            "copy",
+            strategy,
+            start,
+            true,
+            format!(
+                "{}{}",
+                tree.path().display(),
+                if tree.git { " (with git history)" } else { "" }
+            ),
+        );
+        Ok(tree)
+    }
+
+    /// Install `spec`'s test dependencies from `tree`; when a declared
+    /// pytest does not install, the newest one instead (noted in `spec`).
+    /// Returns the failure, if they do not install.
+    fn install_test_deps(
+        &mut self,
+        venv: &Path,
+        tree: &Path,
+        spec: &mut EnvSpec,
+        installer: &Installer,
+    ) -> Result<Option<Tried>> {
+        let strategy = spec.strategy.clone();
+        let mut line = test_deps_line(spec);
+        loop {
+            let start = Instant::now();
+            let out = self.install_line(venv, tree, spec, &line, installer)?;
+            self.record(
+                &format!("install: {line}"),
+                &strategy,
+                start,
+                out.success(),
+                tail(&out, 2000),
+            );
+            if out.success() {
+                return Ok(None);
+            }
+            // A declared pytest too old for this Python: the newest it is.
+            let pinned = spec
+                .test_deps
+                .iter()
+                .find(|d| requirement_name(d) == "pytest" && d.as_str() != "pytest")
+                .cloned();
+            let Some(pinned) = pinned else {
+                return Ok(Some(Tried::Failed(format!(
+                    "`{line}` failed: {}",
+                    tail(&out, 800)
+                ))));
+            };
+            spec.notes.push(format!(
+                "the declared `{pinned}` does not install here; using the newest pytest"
+            ));
+            set_requirement(&mut spec.test_deps, "pytest");
+            line = test_deps_line(spec);
+        }
+    }
+
+    /// `spec` with the files that fail to collect in `collection` ignored,
+    /// when the tests then collect.
+    fn ignoring_failures(
+        &mut self,
+        venv: &Path,
+        spec: &EnvSpec,
+        collection: &Collection,
+        installer: &Installer,
+    ) -> Result<Option<Tried>> {
+        let mut fixed = spec.clone();
+        let at = fixed.test_cmd.len().min(4);
+        for (i, file) in collection.errors.iter().enumerate() {
+            fixed.test_cmd.insert(at + i, format!("--ignore={file}"));
+        }
+        fixed.notes.push(format!(
+            "ignored files that fail to collect: {}",
+            collection.errors.join(", ")
+        ));
+        let start = Instant::now();
+        let again = self.collect(venv, &fixed, installer)?;
+        self.record(
+            "collect (with ignores)",
+            &fixed.strategy,
+            start,
+            again.ok,
+            format!("{} tests", again.count),
+        );
+        Ok(again.ok.then_some(Tried::Partial(fixed, again)))
     }
 
     /// Run one install line from `tree` with the venv first on `PATH`.
@@ -1008,8 +1097,6 @@ fn stamp_key(venv: &Path) -> Option<String> {
     serde_json::from_str::<Stamp>(&text).ok().map(|s| s.key)
 }
 
-/// The cache key: repository path, packaging files' contents, the user spec
-/// file and the installer.
 /// The key of a venv in the cache: what determines the install (the
 /// packaging and requirements files, by path inside the repository and
 /// content, a spec file's content, the installer), never where the

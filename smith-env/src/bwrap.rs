@@ -246,6 +246,43 @@ fn bind_args(args: &mut Vec<String>, flag: &str, path: &Path) {
     args.extend([flag.to_string(), p.clone(), p]);
 }
 
+/// The system directories, read-only (symlinks such as `/bin -> usr/bin`
+/// as symlinks), with the entries of `/etc` this user cannot read covered:
+/// an empty tmpfs over a directory, `/dev/null` over a file.
+fn system_args(args: &mut Vec<String>) {
+    for dir in SYSTEM_DIRS {
+        let path = Path::new(dir);
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            // `/bin -> usr/bin` on merged-/usr systems.
+            if let Ok(target) = std::fs::read_link(path) {
+                args.extend([
+                    "--symlink".to_string(),
+                    target.display().to_string(),
+                    dir.to_string(),
+                ]);
+            }
+        } else if meta.is_dir() {
+            bind_args(args, "--ro-bind", path);
+        }
+    }
+    let mut covered = Vec::new();
+    unreadable_entries(Path::new("/etc"), 4, &mut covered);
+    for (path, is_dir) in covered {
+        if is_dir {
+            args.extend(["--tmpfs".to_string(), path.display().to_string()]);
+        } else {
+            args.extend([
+                "--ro-bind".to_string(),
+                "/dev/null".to_string(),
+                path.display().to_string(),
+            ]);
+        }
+    }
+}
+
 /// bwrap's arguments up to (not including) `--chdir` and `--`: the
 /// namespaces, the system read-only, scratch tmpfs, then the paths in `ro`
 /// read-only on top (paths under `/tmp` or `/root` would otherwise vanish
@@ -275,37 +312,7 @@ fn base_args(options: &BwrapOptions, ro: &[PathBuf]) -> Vec<String> {
         // regained over anything, even the sandbox's own mounts.
         args.push("--disable-userns".into());
     }
-    for dir in SYSTEM_DIRS {
-        let path = Path::new(dir);
-        let Ok(meta) = path.symlink_metadata() else {
-            continue;
-        };
-        if meta.file_type().is_symlink() {
-            // `/bin -> usr/bin` on merged-/usr systems.
-            if let Ok(target) = std::fs::read_link(path) {
-                args.extend([
-                    "--symlink".to_string(),
-                    target.display().to_string(),
-                    dir.to_string(),
-                ]);
-            }
-        } else if meta.is_dir() {
-            bind_args(&mut args, "--ro-bind", path);
-        }
-    }
-    let mut covered = Vec::new();
-    unreadable_entries(Path::new("/etc"), 4, &mut covered);
-    for (path, is_dir) in covered {
-        if is_dir {
-            args.extend(["--tmpfs".to_string(), path.display().to_string()]);
-        } else {
-            args.extend([
-                "--ro-bind".to_string(),
-                "/dev/null".to_string(),
-                path.display().to_string(),
-            ]);
-        }
-    }
+    system_args(&mut args);
     args.extend(["--dev", "/dev", "--proc", "/proc"].map(String::from));
     // $HOME too where it is elsewhere, so that tests writing there work
     // (and leave nothing behind).

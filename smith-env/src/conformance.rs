@@ -152,7 +152,38 @@ pub fn check_apply_reset_is_byte_identical(sandbox: &dyn Sandbox) {
         },
     ]);
     ws.apply(&patch).expect("apply");
-    let applied = snapshot(ws.as_ref());
+    assert_patched(ws.as_mut(), name);
+    ws.reset().expect("reset");
+    assert_eq!(
+        snapshot(ws.as_ref()),
+        clean,
+        "[{name}] reset is not byte-identical"
+    );
+    assert_eq!(
+        disk_snapshot(ws.root()),
+        clean_disk,
+        "[{name}] reset left the directory different"
+    );
+    // And again, to catch state kept across resets.
+    ws.apply(&patch).expect("apply twice");
+    ws.reset().expect("reset twice");
+    assert_eq!(
+        snapshot(ws.as_ref()),
+        clean,
+        "[{name}] second reset differs"
+    );
+    assert_eq!(
+        disk_snapshot(ws.root()),
+        clean_disk,
+        "[{name}] second reset left the directory different"
+    );
+}
+
+/// The patch of [`check_apply_reset_is_byte_identical`] is applied in `ws`:
+/// the new file added, `data/blob.txt` deleted, `pkg/calc.py` modified, on
+/// disk and for a command.
+fn assert_patched(ws: &mut dyn Workspace, name: &str) {
+    let applied = snapshot(ws);
     assert_eq!(
         applied[NEW_FILE].as_deref(),
         Some(&b"x = 1\n"[..]),
@@ -177,30 +208,6 @@ pub fn check_apply_reset_is_byte_identical(sandbox: &dyn Sandbox) {
     assert!(
         out.stdout.contains("a - b"),
         "[{name}] command did not see the patch: {out:?}"
-    );
-    ws.reset().expect("reset");
-    assert_eq!(
-        snapshot(ws.as_ref()),
-        clean,
-        "[{name}] reset is not byte-identical"
-    );
-    assert_eq!(
-        disk_snapshot(ws.root()),
-        clean_disk,
-        "[{name}] reset left the directory different"
-    );
-    // And again, to catch state kept across resets.
-    ws.apply(&patch).expect("apply twice");
-    ws.reset().expect("reset twice");
-    assert_eq!(
-        snapshot(ws.as_ref()),
-        clean,
-        "[{name}] second reset differs"
-    );
-    assert_eq!(
-        disk_snapshot(ws.root()),
-        clean_disk,
-        "[{name}] second reset left the directory different"
     );
 }
 

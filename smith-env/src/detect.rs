@@ -112,58 +112,260 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
         });
     }
     let (test_cmd, cmd_notes) = test_command(&facts);
-    let base = EnvSpec {
-        test_cmd,
-        pythonpath: facts.pythonpath.clone(),
-        notes: cmd_notes,
-        ..EnvSpec::default()
+    let mut found = Found {
+        base: EnvSpec {
+            test_cmd,
+            pythonpath: facts.pythonpath.clone(),
+            notes: cmd_notes,
+            ..EnvSpec::default()
+        },
+        installable: facts.installable,
+        specs: Vec::new(),
+        all_reqs: Vec::new(),
     };
-    let plain_install = || -> Vec<String> {
-        if facts.installable {
-            vec!["pip install -e .".to_string()]
-        } else {
-            Vec::new()
+    let pyproject = read_toml(repo, "pyproject.toml")?;
+    found.pyproject(pyproject.as_ref());
+    if let Some(cfg) = read_ini(repo, "setup.cfg")? {
+        found.setup_cfg(&cfg);
+    }
+    // Requirements files for tests.
+    for file in test_requirement_files(repo) {
+        let mut install = found.plain_install();
+        install.push(format!("pip install -r {}", shell_quote(&file)));
+        let own = requirement_lines(repo, &file, 0);
+        found.all_reqs.extend(own.iter().cloned());
+        found.push(format!("requirements:{file}"), install, Vec::new(), own);
+    }
+    if let Some(tox) = read_ini(repo, "tox.ini")? {
+        found.tox(repo, &tox);
+    }
+    if let Ok(text) = std::fs::read_to_string(repo.join("noxfile.py")) {
+        let deps = nox_deps(&text);
+        if !deps.is_empty() {
+            found.all_reqs.extend(deps.iter().cloned());
+            found.push("nox".into(), found.plain_install(), deps.clone(), deps);
         }
+    }
+    let last = if facts.installable {
+        "plain"
+    } else {
+        "no-install"
     };
-    // Every strategy carries the requirements its own source names, so that
-    // a pytest pin found elsewhere is applied only where the source has none.
-    let mut found: Vec<(EnvSpec, Vec<String>)> = Vec::new();
-    let mut push = |strategy: String, install: Vec<String>, deps: Vec<String>, own: Vec<String>| {
-        let mut spec = base.clone();
+    found.push(last.into(), found.plain_install(), Vec::new(), Vec::new());
+    Ok(found.into_specs(facts.requires_python.as_deref()))
+}
+
+/// The install strategies found for a repository, in order, each with the
+/// requirements its own source names: a pytest pin found elsewhere is
+/// applied only where the source has none.
+struct Found {
+    /// What every strategy shares: the test command, `PYTHONPATH`, notes.
+    base: EnvSpec,
+    /// The repository is a package (`pip install -e .` installs it).
+    installable: bool,
+    /// Each strategy's spec and its source's own requirements.
+    specs: Vec<(EnvSpec, Vec<String>)>,
+    /// Every requirement of every source, where the project's pytest pin
+    /// is looked for.
+    all_reqs: Vec<String>,
+}
+
+impl Found {
+    /// Add strategy `strategy`: `install` steps, test `deps`, and the
+    /// requirements its source names (`own`).
+    fn push(
+        &mut self,
+        strategy: String,
+        install: Vec<String>,
+        deps: Vec<String>,
+        own: Vec<String>,
+    ) {
+        let mut spec = self.base.clone();
         spec.strategy = strategy;
         spec.install = install;
         spec.test_deps = deps;
         spec.ensure_test_deps();
-        found.push((spec, own));
-    };
-    let pyproject = read_toml(repo, "pyproject.toml")?;
-    let project_name = pyproject
-        .as_ref()
-        .and_then(|p| p.get("project")?.get("name")?.as_str())
-        .map(requirement_name);
-    let editable = |extras: &[String]| -> Vec<String> {
+        self.specs.push((spec, own));
+    }
+
+    /// `pip install -e .`, or nothing for a repository that is no package.
+    fn plain_install(&self) -> Vec<String> {
+        if self.installable {
+            vec!["pip install -e .".to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The editable install with `extras` (the plain one without).
+    fn editable(&self, extras: &[String]) -> Vec<String> {
         if extras.is_empty() {
-            plain_install()
+            self.plain_install()
         } else {
             vec![format!(
                 "pip install -e {}",
                 shell_quote(&format!(".[{}]", extras.join(",")))
             )]
         }
-    };
-    let mut all_reqs: Vec<String> = Vec::new();
+    }
 
-    // PEP 621 extras and PEP 735 dependency groups (PDM's dev-dependencies
-    // are groups of the same shape) that name test dependencies: all of them
-    // together first, so that tests skipping on a missing optional package
-    // run, then the first of each kind alone.
+    /// PEP 621 extras and PEP 735 dependency groups (PDM's dev-dependencies
+    /// are groups of the same shape) that name test dependencies: all of
+    /// them together first, so that tests skipping on a missing optional
+    /// package run, then the first of each kind alone.
+    fn pyproject(&mut self, pyproject: Option<&toml::Value>) {
+        let project_name = pyproject
+            .and_then(|p| p.get("project")?.get("name")?.as_str())
+            .map(requirement_name);
+        let (extras, groups) = extras_and_groups(pyproject);
+        let test_extras = test_names(extras.keys());
+        let test_groups = test_names(groups.keys());
+        let group_deps = |names: &[String]| group_deps(&groups, project_name.as_deref(), names);
+        if !test_extras.is_empty() || !test_groups.is_empty() {
+            let (deps, own_extras) = group_deps(&test_groups);
+            let mut names = test_extras.clone();
+            for e in own_extras {
+                if !names.contains(&e) {
+                    names.push(e);
+                }
+            }
+            let mut parts = Vec::new();
+            if !test_extras.is_empty() {
+                parts.push(format!("pep621:{}", test_extras.join(",")));
+            }
+            if !test_groups.is_empty() {
+                parts.push(format!("dependency-groups:{}", test_groups.join(",")));
+            }
+            let mut own = extra_requirements(&extras, &names);
+            own.extend(deps.iter().cloned());
+            self.all_reqs.extend(own.iter().cloned());
+            self.push(parts.join("+"), self.editable(&names), deps, own);
+        }
+        if let Some(name) = test_extras.first() {
+            let names = [name.clone()];
+            let own = extra_requirements(&extras, &names);
+            self.push(
+                format!("pep621:{name}"),
+                self.editable(&names),
+                Vec::new(),
+                own,
+            );
+        }
+        if let Some(name) = test_groups.first() {
+            let (deps, own_extras) = group_deps(std::slice::from_ref(name));
+            let own = deps.clone();
+            let install = self.editable(&own_extras);
+            self.push(format!("dependency-groups:{name}"), install, deps, own);
+        }
+    }
+
+    /// setup.cfg extras, as PEP 621's: all test extras together (when
+    /// there are several), then the first alone.
+    fn setup_cfg(&mut self, cfg: &Ini) {
+        let Some(cfg_extras) = cfg.get("options.extras_require") else {
+            return;
+        };
+        let names = test_names(cfg_extras.keys());
+        let reqs = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .filter_map(|n| cfg_extras.get(n))
+                .flat_map(|v| v.lines().map(str::trim).map(String::from))
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect()
+        };
+        if names.len() > 1 {
+            self.all_reqs.extend(reqs(&names));
+            let strategy = format!("setup.cfg:{}", names.join(","));
+            self.push(strategy, self.editable(&names), Vec::new(), reqs(&names));
+        }
+        if let Some(name) = names.first() {
+            let one = [name.clone()];
+            self.all_reqs.extend(reqs(&one));
+            self.push(
+                format!("setup.cfg:{name}"),
+                self.editable(&one),
+                Vec::new(),
+                reqs(&one),
+            );
+        }
+    }
+
+    /// tox's `testenv`: its deps (requirements files installed with
+    /// `pip install -r`) and extras.
+    fn tox(&mut self, repo: &Path, tox: &Ini) {
+        let Some(env) = tox.get("testenv") else {
+            return;
+        };
+        let deps = tox_deps(env.get("deps").map(String::as_str).unwrap_or(""));
+        let mut install = self.plain_install();
+        if let Some(extras) = env.get("extras") {
+            let names: Vec<&str> = extras.split([',', '\n']).map(str::trim).collect();
+            let names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
+            if self.installable && !names.is_empty() {
+                install = vec![format!(
+                    "pip install -e {}",
+                    shell_quote(&format!(".[{}]", names.join(",")))
+                )];
+            }
+        }
+        let (reqs, plain): (Vec<String>, Vec<String>) =
+            deps.into_iter().partition(|d| d.starts_with("-r "));
+        let mut own = plain.clone();
+        for r in &reqs {
+            let file = r.trim_start_matches("-r ").trim_matches('\'');
+            own.extend(requirement_lines(repo, file, 0));
+        }
+        self.all_reqs.extend(own.iter().cloned());
+        install.extend(reqs.into_iter().map(|r| format!("pip install {r}")));
+        self.push("tox".into(), install, plain, own);
+    }
+
+    /// The specs, each pinning pytest as its source does (else as the
+    /// project does anywhere), noting `requires_python`; strategies that
+    /// come to the same steps are kept once.
+    fn into_specs(self, requires_python: Option<&str>) -> Vec<EnvSpec> {
+        // The project's declared runner: the first pytest requirement with a
+        // version constraint, wherever the project states it.
+        let declared_pytest = self
+            .all_reqs
+            .iter()
+            .find(|r| requirement_name(r) == "pytest" && has_version_constraint(r))
+            .cloned();
+        let mut specs: Vec<EnvSpec> = Vec::new();
+        for (mut spec, own) in self.specs {
+            // The source's own pin wins; stated in the test deps too, because a
+            // pin in a constraints file binds only the line that names it.
+            let own_pin = own
+                .iter()
+                .find(|r| requirement_name(r) == "pytest" && has_version_constraint(r));
+            if let Some(pin) = own_pin.or(declared_pytest.as_ref()) {
+                set_requirement(&mut spec.test_deps, pin);
+            }
+            if let Some(rp) = requires_python {
+                spec.notes.push(format!("requires-python {rp}"));
+            }
+            // Two sources may come to the same steps (one extra alone and all
+            // of them): try those once.
+            if !specs
+                .iter()
+                .any(|s| s.install == spec.install && s.test_deps == spec.test_deps)
+            {
+                specs.push(spec);
+            }
+        }
+        specs
+    }
+}
+
+/// pyproject.toml's optional dependencies (PEP 621 extras) and dependency
+/// groups (PEP 735's, with PDM's dev-dependencies).
+fn extras_and_groups(pyproject: Option<&toml::Value>) -> (toml::Table, toml::Table) {
     let extras = pyproject
-        .as_ref()
         .and_then(|p| p.get("project")?.get("optional-dependencies")?.as_table())
         .cloned()
         .unwrap_or_default();
     let mut groups = pyproject
-        .as_ref()
         .and_then(|p| {
             p.get("tool")?
                 .get("pdm")?
@@ -172,189 +374,44 @@ pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
         })
         .cloned()
         .unwrap_or_default();
-    if let Some(declared) = pyproject
-        .as_ref()
-        .and_then(|p| p.get("dependency-groups")?.as_table())
-    {
+    if let Some(declared) = pyproject.and_then(|p| p.get("dependency-groups")?.as_table()) {
         groups.extend(declared.clone());
     }
-    let test_extras = test_names(extras.keys());
-    let test_groups = test_names(groups.keys());
-    let extra_reqs = |names: &[String]| -> Vec<String> {
-        names
-            .iter()
-            .filter_map(|n| extras.get(n)?.as_array())
-            .flatten()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect()
-    };
-    // A group's deps, with requirements on the project itself turned into
-    // extras of its editable install (installing it from an index would
-    // replace the working tree's code).
-    let group_deps = |names: &[String]| -> (Vec<String>, Vec<String>) {
-        let mut deps = Vec::new();
-        for name in names {
-            resolve_group(&groups, name, &mut deps, 0);
-        }
-        let mut own_extras = Vec::new();
-        deps.retain(|d| {
-            if project_name.as_deref() != Some(requirement_name(d).as_str()) {
-                return true;
-            }
-            own_extras.extend(requirement_extras(d));
-            false
-        });
-        (deps, own_extras)
-    };
-    if !test_extras.is_empty() || !test_groups.is_empty() {
-        let (deps, own_extras) = group_deps(&test_groups);
-        let mut names = test_extras.clone();
-        for e in own_extras {
-            if !names.contains(&e) {
-                names.push(e);
-            }
-        }
-        let mut parts = Vec::new();
-        if !test_extras.is_empty() {
-            parts.push(format!("pep621:{}", test_extras.join(",")));
-        }
-        if !test_groups.is_empty() {
-            parts.push(format!("dependency-groups:{}", test_groups.join(",")));
-        }
-        let mut own = extra_reqs(&names);
-        own.extend(deps.iter().cloned());
-        all_reqs.extend(own.iter().cloned());
-        push(parts.join("+"), editable(&names), deps, own);
-    }
-    if let Some(name) = test_extras.first() {
-        let names = [name.clone()];
-        push(
-            format!("pep621:{name}"),
-            editable(&names),
-            Vec::new(),
-            extra_reqs(&names),
-        );
-    }
-    if let Some(name) = test_groups.first() {
-        let (deps, own_extras) = group_deps(std::slice::from_ref(name));
-        let own = deps.clone();
-        push(
-            format!("dependency-groups:{name}"),
-            editable(&own_extras),
-            deps,
-            own,
-        );
-    }
-    // setup.cfg extras, the same way.
-    if let Some(cfg) = read_ini(repo, "setup.cfg")? {
-        if let Some(cfg_extras) = cfg.get("options.extras_require") {
-            let names = test_names(cfg_extras.keys());
-            let reqs = |names: &[String]| -> Vec<String> {
-                names
-                    .iter()
-                    .filter_map(|n| cfg_extras.get(n))
-                    .flat_map(|v| v.lines().map(str::trim).map(String::from))
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .collect()
-            };
-            if names.len() > 1 {
-                all_reqs.extend(reqs(&names));
-                push(
-                    format!("setup.cfg:{}", names.join(",")),
-                    editable(&names),
-                    Vec::new(),
-                    reqs(&names),
-                );
-            }
-            if let Some(name) = names.first() {
-                let one = [name.clone()];
-                all_reqs.extend(reqs(&one));
-                push(
-                    format!("setup.cfg:{name}"),
-                    editable(&one),
-                    Vec::new(),
-                    reqs(&one),
-                );
-            }
-        }
-    }
-    // Requirements files for tests.
-    for file in test_requirement_files(repo) {
-        let mut install = plain_install();
-        install.push(format!("pip install -r {}", shell_quote(&file)));
-        let own = requirement_lines(repo, &file, 0);
-        all_reqs.extend(own.iter().cloned());
-        push(format!("requirements:{file}"), install, Vec::new(), own);
-    }
-    // tox and nox.
-    if let Some(tox) = read_ini(repo, "tox.ini")? {
-        if let Some(env) = tox.get("testenv") {
-            let deps = tox_deps(env.get("deps").map(String::as_str).unwrap_or(""));
-            let mut install = plain_install();
-            if let Some(extras) = env.get("extras") {
-                let names: Vec<&str> = extras.split([',', '\n']).map(str::trim).collect();
-                let names: Vec<&str> = names.into_iter().filter(|n| !n.is_empty()).collect();
-                if facts.installable && !names.is_empty() {
-                    install = vec![format!(
-                        "pip install -e {}",
-                        shell_quote(&format!(".[{}]", names.join(",")))
-                    )];
-                }
-            }
-            let (reqs, plain): (Vec<String>, Vec<String>) =
-                deps.into_iter().partition(|d| d.starts_with("-r "));
-            let mut own = plain.clone();
-            for r in &reqs {
-                let file = r.trim_start_matches("-r ").trim_matches('\'');
-                own.extend(requirement_lines(repo, file, 0));
-            }
-            all_reqs.extend(own.iter().cloned());
-            install.extend(reqs.into_iter().map(|r| format!("pip install {r}")));
-            push("tox".into(), install, plain, own);
-        }
-    }
-    if let Ok(text) = std::fs::read_to_string(repo.join("noxfile.py")) {
-        let deps = nox_deps(&text);
-        if !deps.is_empty() {
-            all_reqs.extend(deps.iter().cloned());
-            push("nox".into(), plain_install(), deps.clone(), deps);
-        }
-    }
-    let last = if facts.installable {
-        "plain"
-    } else {
-        "no-install"
-    };
-    push(last.into(), plain_install(), Vec::new(), Vec::new());
-    // The project's declared runner: the first pytest requirement with a
-    // version constraint, wherever the project states it.
-    let declared_pytest = all_reqs
+    (extras, groups)
+}
+
+/// The requirements of the PEP 621 extras `names`.
+fn extra_requirements(extras: &toml::Table, names: &[String]) -> Vec<String> {
+    names
         .iter()
-        .find(|r| requirement_name(r) == "pytest" && has_version_constraint(r))
-        .cloned();
-    let mut specs: Vec<EnvSpec> = Vec::new();
-    for (mut spec, own) in found {
-        // The source's own pin wins; stated in the test deps too, because a
-        // pin in a constraints file binds only the line that names it.
-        let own_pin = own
-            .iter()
-            .find(|r| requirement_name(r) == "pytest" && has_version_constraint(r));
-        if let Some(pin) = own_pin.or(declared_pytest.as_ref()) {
-            set_requirement(&mut spec.test_deps, pin);
-        }
-        if let Some(rp) = &facts.requires_python {
-            spec.notes.push(format!("requires-python {rp}"));
-        }
-        // Two sources may come to the same steps (one extra alone and all
-        // of them): try those once.
-        if !specs
-            .iter()
-            .any(|s| s.install == spec.install && s.test_deps == spec.test_deps)
-        {
-            specs.push(spec);
-        }
+        .filter_map(|n| extras.get(n)?.as_array())
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect()
+}
+
+/// The deps of dependency groups `names`, with requirements on the project
+/// itself (`project_name`) turned into extras of its editable install
+/// (installing it from an index would replace the working tree's code):
+/// (deps, extras).
+fn group_deps(
+    groups: &toml::Table,
+    project_name: Option<&str>,
+    names: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let mut deps = Vec::new();
+    for name in names {
+        resolve_group(groups, name, &mut deps, 0);
     }
-    Ok(specs)
+    let mut own_extras = Vec::new();
+    deps.retain(|d| {
+        if project_name != Some(requirement_name(d).as_str()) {
+            return true;
+        }
+        own_extras.extend(requirement_extras(d));
+        false
+    });
+    (deps, own_extras)
 }
 
 /// Extra or group names that mean "what the tests need": those of

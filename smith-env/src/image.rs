@@ -226,17 +226,7 @@ pub fn build_image(env: &Environment, options: &ImageOptions) -> Result<Image> {
     let ca = host_ca_bundle();
     let text = image_dockerfile(env, &base, &commit, ca.is_some());
     let hash = hash_of(&text);
-    let inspect = |tag: &str| -> Option<(String, String, u64)> {
-        let format = format!(
-            "{{{{.Id}}}}\t{{{{index .Config.Labels \"{IMAGE_HASH_LABEL}\"}}}}\t{{{{.Size}}}}"
-        );
-        let out = docker(program, &["image", "inspect", "--format", &format, tag]).ok()?;
-        let mut parts = out.trim().split('\t');
-        let id = parts.next()?.to_string();
-        let label = parts.next().unwrap_or_default().to_string();
-        let size = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        Some((id, label, size))
-    };
+    let inspect = |tag: &str| inspect_image(program, tag);
     let found = |built: bool| -> Result<Image> {
         let (id, _, size) = inspect(&options.tag).ok_or_else(|| Error::Environment {
             path: env.repo.clone(),
@@ -261,18 +251,7 @@ pub fn build_image(env: &Environment, options: &ImageOptions) -> Result<Image> {
         }
     }
     let (_scratch, context) = build_context(&env.repo, commit.is_empty())?;
-    // What the environment's install generated in the packages (a version
-    // module), as an in-place install leaves it in `/testbed`.
-    env.overlay_generated(&context)?;
-    if let Some(ca) = &ca {
-        let to = context.join(CA_FILE);
-        std::fs::copy(ca, &to).map_err(|e| Error::io(ca, e))?;
-    }
-    let file = context.join(".smith.Dockerfile");
-    std::fs::write(&file, &text).map_err(|e| Error::io(&file, e))?;
-    let ignore = context.join(".dockerignore");
-    std::fs::write(&ignore, ".smith.Dockerfile\n.dockerignore\n")
-        .map_err(|e| Error::io(&ignore, e))?;
+    let file = add_build_files(env, &context, ca.as_deref(), &text)?;
     let mut cmd = Command::new(program);
     cmd.args(["build", "-q", "-t", &options.tag, "-f"])
         .arg(&file)
@@ -297,6 +276,44 @@ pub fn build_image(env: &Environment, options: &ImageOptions) -> Result<Image> {
         });
     }
     found(true)
+}
+
+/// The id, [`IMAGE_HASH_LABEL`] and size of the image `tag`, if there is
+/// one.
+fn inspect_image(program: &Path, tag: &str) -> Option<(String, String, u64)> {
+    let format =
+        format!("{{{{.Id}}}}\t{{{{index .Config.Labels \"{IMAGE_HASH_LABEL}\"}}}}\t{{{{.Size}}}}");
+    let out = docker(program, &["image", "inspect", "--format", &format, tag]).ok()?;
+    let mut parts = out.trim().split('\t');
+    let id = parts.next()?.to_string();
+    let label = parts.next().unwrap_or_default().to_string();
+    let size = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Some((id, label, size))
+}
+
+/// Add to the build `context` what the image needs beside the tree: the
+/// files the environment's install generated, the host's CA bundle
+/// (`ca`), and the Dockerfile `text` (returned: its path), both left out
+/// of the image by a `.dockerignore`.
+fn add_build_files(
+    env: &Environment,
+    context: &Path,
+    ca: Option<&Path>,
+    text: &str,
+) -> Result<PathBuf> {
+    // What the environment's install generated in the packages (a version
+    // module), as an in-place install leaves it in `/testbed`.
+    env.overlay_generated(context)?;
+    if let Some(ca) = ca {
+        let to = context.join(CA_FILE);
+        std::fs::copy(ca, &to).map_err(|e| Error::io(ca, e))?;
+    }
+    let file = context.join(".smith.Dockerfile");
+    std::fs::write(&file, text).map_err(|e| Error::io(&file, e))?;
+    let ignore = context.join(".dockerignore");
+    std::fs::write(&ignore, ".smith.Dockerfile\n.dockerignore\n")
+        .map_err(|e| Error::io(&ignore, e))?;
+    Ok(file)
 }
 
 /// The last `n` lines of `text`.
