@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use smith_core::{
-    Baseline, Candidate, FileChange, Patch, RunOptions, Sandbox, TestId, Validation, Verdict,
+    Baseline, Candidate, FileChange, InvalidReason, Patch, RunOptions, Sandbox, TestId, Validation,
+    Verdict,
 };
 use smith_validate::{
     run_baseline, run_baseline_with, validate, CandidateSelection, CoverageMap, PytestExecutor,
@@ -301,7 +302,7 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
     assert_eq!(
         verdict(&selected, "import"),
         Verdict::Invalid {
-            reason: "every test broke (16 failed)".into()
+            reason: InvalidReason::EveryTestBroke { failed: 16 }
         }
     );
 
