@@ -45,7 +45,7 @@ pub use chat::{
 };
 pub use edit::{apply_edits, Edit, Mutation};
 pub use entity::{ByteRange, Entity, EntityFlags, EntityKind, SourceFile};
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result};
 pub use hash::{stable_hash, stable_hex, Shard};
 pub use instance::{instance_id, TaskInstance};
 pub use patch::{FileChange, FilePatch, Hunk, HunkLine, LineKind, Patch};

@@ -170,7 +170,7 @@ pub fn generate(
         .stack_size(WORKER_STACK)
         .thread_name(|i| format!("smith-mutate-{i}"))
         .build()
-        .map_err(|e| Error::invalid("threads", e.to_string()))?;
+        .map_err(|e| Error::invalid_source("threads", "", e))?;
     let results: Vec<FileResult> = pool.install(|| {
         files
             .par_iter()

@@ -589,9 +589,8 @@ impl CoverageMap {
             missing_lines: Vec<u32>,
             start_line: Option<u32>,
         }
-        let report: Report = serde_json::from_slice(json).map_err(|e| Error::TestRun {
-            reason: format!("bad coverage JSON: {e}"),
-        })?;
+        let report: Report = serde_json::from_slice(json)
+            .map_err(|e| Error::test_run_source("bad coverage JSON", e))?;
         let mut map = CoverageMap {
             format: Self::FORMAT,
             ..CoverageMap::default()

@@ -191,10 +191,8 @@ impl JunitReport {
     }
 }
 
-fn xml_error(e: impl std::fmt::Display) -> Error {
-    Error::TestRun {
-        reason: format!("bad JUnit XML: {e}"),
-    }
+fn xml_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::test_run_source("bad JUnit XML", e)
 }
 
 /// Parse a JUnit XML report as pytest writes it (`--junitxml`).
