@@ -144,6 +144,19 @@ pub enum InvalidReason {
     /// A combined bug where some component no longer breaks a test that
     /// the others leave passing.
     ComponentStoppedBreaking,
+    /// A label rests on a test that draws from the random state, and from
+    /// another random seed the test does not keep it.
+    RandomStateLabel {
+        /// Whether the label is FAIL_TO_PASS (else PASS_TO_PASS).
+        fail_to_pass: bool,
+        /// The test.
+        test: TestId,
+        /// The random seed it was run from.
+        seed: u32,
+        /// What it did from there: `passes`, `fails`, `runs out of time`,
+        /// `does not run`.
+        outcome: String,
+    },
     /// Text from no variant above (read from an older record).
     Other(String),
 }
@@ -172,6 +185,10 @@ impl InvalidReason {
             " module(s) fail to collect, which stops a plain pytest run before any test",
         ) {
             count(n).map(|modules| InvalidReason::CollectionErrors { modules })
+        } else if let Some((label_test, seed_outcome)) =
+            text.split_once(" draws from the random state, and from random seed ")
+        {
+            random_state_label(label_test, seed_outcome)
         } else {
             None
         };
@@ -181,6 +198,23 @@ impl InvalidReason {
             .filter(|r| r.to_string() == text)
             .unwrap_or_else(|| InvalidReason::Other(text.to_string()))
     }
+}
+
+/// A [`InvalidReason::RandomStateLabel`] from the text around its fixed
+/// middle: `{label} {test}` and `{seed} it {outcome}`.
+fn random_state_label(label_test: &str, seed_outcome: &str) -> Option<InvalidReason> {
+    let (label, test) = label_test.split_once(' ')?;
+    let (seed, outcome) = seed_outcome.split_once(" it ")?;
+    Some(InvalidReason::RandomStateLabel {
+        fail_to_pass: match label {
+            "FAIL_TO_PASS" => true,
+            "PASS_TO_PASS" => false,
+            _ => return None,
+        },
+        test: TestId::from(test),
+        seed: seed.parse().ok()?,
+        outcome: outcome.to_string(),
+    })
 }
 
 impl std::fmt::Display for InvalidReason {
@@ -202,6 +236,22 @@ impl std::fmt::Display for InvalidReason {
             ),
             InvalidReason::ComponentStoppedBreaking => {
                 f.write_str("a component no longer breaks a test of its own")
+            }
+            InvalidReason::RandomStateLabel {
+                fail_to_pass,
+                test,
+                seed,
+                outcome,
+            } => {
+                let label = if *fail_to_pass {
+                    "FAIL_TO_PASS"
+                } else {
+                    "PASS_TO_PASS"
+                };
+                write!(
+                    f,
+                    "{label} {test} draws from the random state, and from random seed {seed} it {outcome}"
+                )
             }
             InvalidReason::Other(text) => f.write_str(text),
         }
@@ -328,6 +378,15 @@ mod tests {
             (
                 InvalidReason::ComponentStoppedBreaking,
                 "a component no longer breaks a test of its own",
+            ),
+            (
+                InvalidReason::RandomStateLabel {
+                    fail_to_pass: true,
+                    test: TestId::from("t.py::test_roll[a b]"),
+                    seed: 1,
+                    outcome: "runs out of time".into(),
+                },
+                "FAIL_TO_PASS t.py::test_roll[a b] draws from the random state, and from random seed 1 it runs out of time",
             ),
             (
                 InvalidReason::Other("the moon was full".into()),

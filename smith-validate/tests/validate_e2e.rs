@@ -629,6 +629,7 @@ fn labels_that_depend_on_the_random_state_are_not_kept() {
     let Verdict::Invalid { reason } = &collatz.verdict else {
         panic!("collatz: {collatz:?}");
     };
+    let reason = reason.to_string();
     assert!(
         reason.contains("test_steps_of_a_random_odd_number draws from the random state"),
         "{reason}"
