@@ -48,12 +48,14 @@ pub enum Error {
         reason: String,
     },
     /// A command could not be started or failed.
-    #[error("command `{command}` failed: {reason}")]
+    #[error("command `{command}` failed: {}", with_cause(reason, source))]
     Command {
         /// The command line.
         command: String,
         /// What happened.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// A JSONL record could not be read.
     #[error("{path}:{line}: bad record: {reason}")]
@@ -82,10 +84,12 @@ pub enum Error {
         reason: String,
     },
     /// A test run could not produce a report.
-    #[error("test run failed: {reason}")]
+    #[error("test run failed: {}", with_cause(reason, source))]
     TestRun {
         /// What went wrong.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// A language model request failed.
     #[error("language model `{model}`: {reason}")]
@@ -111,13 +115,31 @@ pub enum Error {
         what: String,
     },
     /// An option or argument is out of range.
-    #[error("invalid {what}: {reason}")]
+    #[error("invalid {what}: {}", with_cause(reason, source))]
     Invalid {
         /// The option or value.
         what: String,
         /// Why it is invalid.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
+}
+
+/// The error behind an [`Error`], kept as its
+/// [`source`](std::error::Error::source) rather than flattened into text.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `reason: cause`, or whichever of the two is there.
+///
+/// The message keeps the cause's text: records and summaries store an
+/// error's message alone, and it says what it said before causes were kept.
+fn with_cause(reason: &str, cause: &Option<Cause>) -> String {
+    match cause {
+        None => reason.to_string(),
+        Some(cause) if reason.is_empty() => cause.to_string(),
+        Some(cause) => format!("{reason}: {cause}"),
+    }
 }
 
 impl Error {
@@ -134,6 +156,38 @@ impl Error {
         Error::Command {
             command: command.into(),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Command`] for `command` caused by `cause`; the message is
+    /// `command `…` failed: {reason}: {cause}`.
+    pub fn command_source(
+        command: impl Into<String>,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Command {
+            command: command.into(),
+            reason: reason.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// An [`Error::TestRun`].
+    pub fn test_run(reason: impl Into<String>) -> Self {
+        Error::TestRun {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::TestRun`] caused by `cause`; the message is
+    /// `test run failed: {reason}: {cause}`.
+    pub fn test_run_source(reason: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::TestRun {
+            reason: reason.into(),
+            source: Some(cause.into()),
         }
     }
 
@@ -142,9 +196,66 @@ impl Error {
         Error::Invalid {
             what: what.into(),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Invalid`] caused by `cause`; the message is
+    /// `invalid {what}: {reason}: {cause}`, or `invalid {what}: {cause}` for
+    /// an empty `reason`.
+    pub fn invalid_source(
+        what: impl Into<String>,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+            source: Some(cause.into()),
         }
     }
 }
 
 /// `Result` with smith's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_kept_cause_is_the_source_and_stays_in_the_message() {
+        let cause = serde_json::from_str::<u32>("x").unwrap_err();
+        let cause_text = cause.to_string();
+        let err = Error::command_source("fork server", "unreadable answer", cause);
+        assert_eq!(
+            err.to_string(),
+            format!("command `fork server` failed: unreadable answer: {cause_text}")
+        );
+        assert_eq!(err.source().unwrap().to_string(), cause_text);
+
+        let err = Error::invalid_source("threads", "", std::io::Error::other("too many"));
+        assert_eq!(err.to_string(), "invalid threads: too many");
+        let err = Error::test_run_source("bad JUnit XML", "unclosed tag");
+        assert_eq!(
+            err.to_string(),
+            "test run failed: bad JUnit XML: unclosed tag"
+        );
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn errors_without_a_cause_say_what_they_said() {
+        assert_eq!(
+            Error::command("git log", "exit 1").to_string(),
+            "command `git log` failed: exit 1"
+        );
+        assert_eq!(
+            Error::test_run("no report").to_string(),
+            "test run failed: no report"
+        );
+        assert!(Error::invalid("shard", "0/0").source().is_none());
+    }
+}

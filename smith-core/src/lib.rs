@@ -39,13 +39,13 @@ pub mod rng;
 mod service;
 mod traits;
 
-pub use candidate::{candidate_id, Candidate, Validation, Verdict};
+pub use candidate::{candidate_id, Candidate, InvalidReason, Validation, Verdict};
 pub use chat::{
     ChatMessage, ChatRole, FunctionCall, FunctionSpec, ToolCall, ToolCompletion, ToolSpec,
 };
 pub use edit::{apply_edits, Edit, Mutation};
 pub use entity::{ByteRange, Entity, EntityFlags, EntityKind, SourceFile};
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result};
 pub use hash::{stable_hash, stable_hex, Shard};
 pub use instance::{instance_id, TaskInstance};
 pub use patch::{FileChange, FilePatch, Hunk, HunkLine, LineKind, Patch};

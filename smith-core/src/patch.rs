@@ -394,21 +394,25 @@ fn parse_range(s: &str) -> Option<(usize, usize)> {
     }
 }
 
+/// A [`Error::PatchParse`] at 0-based line `line`.
+fn parse_error(line: usize, reason: &str) -> Error {
+    Error::PatchParse {
+        line: line + 1,
+        reason: reason.to_string(),
+    }
+}
+
 fn parse(text: &str) -> Result<Vec<FilePatch>> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut files: Vec<FilePatch> = Vec::new();
     let mut i = 0;
-    let err = |line: usize, reason: &str| Error::PatchParse {
-        line: line + 1,
-        reason: reason.to_string(),
-    };
     while i < lines.len() {
         let line = lines[i].trim_end_matches(['\n', '\r']);
         if let Some(old) = line.strip_prefix("--- ") {
             let new = lines
                 .get(i + 1)
                 .and_then(|l| l.trim_end_matches(['\n', '\r']).strip_prefix("+++ "))
-                .ok_or_else(|| err(i + 1, "`---` line not followed by `+++`"))?;
+                .ok_or_else(|| parse_error(i + 1, "`---` line not followed by `+++`"))?;
             files.push(FilePatch {
                 old_path: strip_prefix(old),
                 new_path: strip_prefix(new),
@@ -420,67 +424,75 @@ fn parse(text: &str) -> Result<Vec<FilePatch>> {
         if let Some(rest) = line.strip_prefix("@@ -") {
             let file = files
                 .last_mut()
-                .ok_or_else(|| err(i, "hunk before any file header"))?;
-            let header = rest.split(" @@").next().unwrap_or("");
-            let (old, new) = header
-                .split_once(" +")
-                .ok_or_else(|| err(i, "bad hunk header"))?;
-            let (old_start, old_len) = parse_range(old).ok_or_else(|| err(i, "bad old range"))?;
-            let (new_start, new_len) = parse_range(new).ok_or_else(|| err(i, "bad new range"))?;
-            let mut hunk = Hunk {
-                old_start,
-                old_len,
-                new_start,
-                new_len,
-                lines: Vec::new(),
-            };
-            let (mut seen_old, mut seen_new) = (0, 0);
-            i += 1;
-            while (seen_old < old_len || seen_new < new_len) && i < lines.len() {
-                let raw = lines[i];
-                let (kind, body) = match raw.as_bytes().first() {
-                    Some(b' ') => (LineKind::Context, &raw[1..]),
-                    Some(b'-') => (LineKind::Removed, &raw[1..]),
-                    Some(b'+') => (LineKind::Added, &raw[1..]),
-                    Some(b'\\') => {
-                        strip_last_newline(&mut hunk);
-                        i += 1;
-                        continue;
-                    }
-                    // Some tools drop the space of empty context lines.
-                    Some(b'\n') => (LineKind::Context, raw),
-                    _ => return Err(err(i, "hunk ends before its line counts are met")),
-                };
-                match kind {
-                    LineKind::Context => {
-                        seen_old += 1;
-                        seen_new += 1;
-                    }
-                    LineKind::Removed => seen_old += 1,
-                    LineKind::Added => seen_new += 1,
-                }
-                hunk.lines.push(HunkLine {
-                    kind,
-                    text: body.to_string(),
-                });
-                i += 1;
-            }
-            if seen_old != old_len || seen_new != new_len {
-                return Err(err(i, "hunk is shorter than its header says"));
-            }
-            if lines.get(i).is_some_and(|l| l.starts_with('\\')) {
-                strip_last_newline(&mut hunk);
-                i += 1;
-            }
+                .ok_or_else(|| parse_error(i, "hunk before any file header"))?;
+            let (hunk, next) = parse_hunk(&lines, i, rest)?;
             file.hunks.push(hunk);
+            i = next;
             continue;
         }
         i += 1;
     }
     if files.is_empty() && !text.trim().is_empty() {
-        return Err(err(0, "no file header (`--- a/...`) found"));
+        return Err(parse_error(0, "no file header (`--- a/...`) found"));
     }
     Ok(files)
+}
+
+/// The hunk whose header is `lines[at]` (`rest` follows its `@@ -`), and
+/// the index of the line after it.
+fn parse_hunk(lines: &[&str], at: usize, rest: &str) -> Result<(Hunk, usize)> {
+    let header = rest.split(" @@").next().unwrap_or("");
+    let (old, new) = header
+        .split_once(" +")
+        .ok_or_else(|| parse_error(at, "bad hunk header"))?;
+    let (old_start, old_len) = parse_range(old).ok_or_else(|| parse_error(at, "bad old range"))?;
+    let (new_start, new_len) = parse_range(new).ok_or_else(|| parse_error(at, "bad new range"))?;
+    let mut hunk = Hunk {
+        old_start,
+        old_len,
+        new_start,
+        new_len,
+        lines: Vec::new(),
+    };
+    let (mut seen_old, mut seen_new) = (0, 0);
+    let mut i = at + 1;
+    while (seen_old < old_len || seen_new < new_len) && i < lines.len() {
+        let raw = lines[i];
+        let (kind, body) = match raw.as_bytes().first() {
+            Some(b' ') => (LineKind::Context, &raw[1..]),
+            Some(b'-') => (LineKind::Removed, &raw[1..]),
+            Some(b'+') => (LineKind::Added, &raw[1..]),
+            Some(b'\\') => {
+                strip_last_newline(&mut hunk);
+                i += 1;
+                continue;
+            }
+            // Some tools drop the space of empty context lines.
+            Some(b'\n') => (LineKind::Context, raw),
+            _ => return Err(parse_error(i, "hunk ends before its line counts are met")),
+        };
+        match kind {
+            LineKind::Context => {
+                seen_old += 1;
+                seen_new += 1;
+            }
+            LineKind::Removed => seen_old += 1,
+            LineKind::Added => seen_new += 1,
+        }
+        hunk.lines.push(HunkLine {
+            kind,
+            text: body.to_string(),
+        });
+        i += 1;
+    }
+    if seen_old != old_len || seen_new != new_len {
+        return Err(parse_error(i, "hunk is shorter than its header says"));
+    }
+    if lines.get(i).is_some_and(|l| l.starts_with('\\')) {
+        strip_last_newline(&mut hunk);
+        i += 1;
+    }
+    Ok((hunk, i))
 }
 
 fn strip_last_newline(hunk: &mut Hunk) {

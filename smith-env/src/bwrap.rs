@@ -145,6 +145,11 @@ pub fn bwrap_works(options: &BwrapOptions) -> Result<()> {
     );
     let out = run_command(cmd, &display, &RunOptions::default()).map_err(|e| {
         let reason = match e {
+            Error::Command {
+                reason,
+                source: Some(cause),
+                ..
+            } => format!("{reason}: {cause}"),
             Error::Command { reason, .. } => reason,
             other => other.to_string(),
         };

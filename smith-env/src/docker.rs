@@ -519,7 +519,7 @@ impl Watcher {
         .process_group(0);
         let mut child = cmd
             .spawn()
-            .map_err(|e| Error::command("sh (container watcher)", e.to_string()))?;
+            .map_err(|e| Error::command_source("sh (container watcher)", "", e))?;
         let stdin = child.stdin.take();
         Ok(Watcher { child, stdin })
     }
@@ -607,7 +607,7 @@ impl Runner for DockerRunner {
             .stderr(Stdio::piped());
         let child = cmd
             .spawn()
-            .map_err(|e| Error::command(command.display(), e.to_string()))?;
+            .map_err(|e| Error::command_source(command.display(), "", e))?;
         Ok(Box::new(DockerService {
             inner: Some(ChildService::new(child, command.display())?),
             program: self.program.clone(),

@@ -82,7 +82,7 @@ fn run_with(
     let start = Instant::now();
     let mut child = command
         .spawn()
-        .map_err(|e| Error::command(display, format!("cannot start: {e}")))?;
+        .map_err(|e| Error::command_source(display, "cannot start", e))?;
     let pgid = child.id();
     if let Err(e) = cap_memory(pgid, memory_limit, display) {
         let _ = child.wait();
@@ -127,7 +127,7 @@ fn run_with(
         lease.kill_all();
     }
     let _ = waiter.join();
-    let status = status.map_err(|e| Error::command(display, format!("wait failed: {e}")))?;
+    let status = status.map_err(|e| Error::command_source(display, "wait failed", e))?;
     let stdout = stdout.map(collect_reader).unwrap_or_default();
     let stderr = stderr.map(collect_reader).unwrap_or_default();
     Ok(RunOutput {
@@ -172,7 +172,7 @@ fn spawn_with(
         .process_group(0);
     let child = command
         .spawn()
-        .map_err(|e| Error::command(display, format!("cannot start: {e}")))?;
+        .map_err(|e| Error::command_source(display, "cannot start", e))?;
     let pid = child.id();
     let service = ChildService::new(child, display)?;
     cap_memory(pid, memory_limit, display)?;
@@ -205,7 +205,7 @@ fn cap_memory(pid: u32, bytes: Option<u64>, display: &str) -> Result<()> {
         .map(|_| ())
         .map_err(|e| {
             kill_group(pid);
-            Error::command(display, format!("cannot cap its memory: {e}"))
+            Error::command_source(display, "cannot cap its memory", e)
         })
 }
 

@@ -99,7 +99,7 @@ impl EnvSpec {
     /// Read a spec from TOML text.
     pub fn from_toml(text: &str) -> Result<EnvSpec> {
         let spec: EnvSpec =
-            toml::from_str(text).map_err(|e| Error::invalid("environment spec", e.to_string()))?;
+            toml::from_str(text).map_err(|e| Error::invalid_source("environment spec", "", e))?;
         Ok(spec.completed())
     }
 

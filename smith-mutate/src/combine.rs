@@ -284,25 +284,7 @@ pub fn combine(
             ),
         ));
     }
-    let mut groups: BTreeMap<String, Vec<Component<'_>>> = BTreeMap::new();
-    let mut sorted: Vec<&Candidate> = kept.to_vec();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    sorted.dedup_by(|a, b| a.id == b.id);
-    for candidate in sorted {
-        let Ok(changes) = line_changes(&candidate.patch) else {
-            continue;
-        };
-        let keys: BTreeSet<String> = changes.keys().map(|p| options.scope.group_of(p)).collect();
-        if keys.len() != 1 || changes.values().all(Vec::is_empty) {
-            continue;
-        }
-        let key = keys.into_iter().next().unwrap_or_default();
-        groups
-            .entry(key)
-            .or_default()
-            .push(Component { candidate, changes });
-    }
-
+    let groups = group_components(kept, options.scope);
     let mut out = Vec::new();
     for (key, members) in &groups {
         let mut rng = Rng::new(options.seed ^ smith_core::stable_hash(&[key.as_bytes()]) as u64);
@@ -354,6 +336,34 @@ pub fn combine(
         out.extend(made);
     }
     Ok(out)
+}
+
+/// The candidates (each once, by id) whose patches parse and change lines,
+/// grouped by the one file or directory of `scope` they touch; a candidate
+/// spanning several groups is left out.
+fn group_components<'a>(
+    kept: &[&'a Candidate],
+    scope: CombineScope,
+) -> BTreeMap<String, Vec<Component<'a>>> {
+    let mut groups: BTreeMap<String, Vec<Component<'a>>> = BTreeMap::new();
+    let mut sorted: Vec<&Candidate> = kept.to_vec();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    sorted.dedup_by(|a, b| a.id == b.id);
+    for candidate in sorted {
+        let Ok(changes) = line_changes(&candidate.patch) else {
+            continue;
+        };
+        let keys: BTreeSet<String> = changes.keys().map(|p| scope.group_of(p)).collect();
+        if keys.len() != 1 || changes.values().all(Vec::is_empty) {
+            continue;
+        }
+        let key = keys.into_iter().next().unwrap_or_default();
+        groups
+            .entry(key)
+            .or_default()
+            .push(Component { candidate, changes });
+    }
+    groups
 }
 
 fn combination(parts: &[&Candidate], patch: Patch, scope: CombineScope) -> Combination {

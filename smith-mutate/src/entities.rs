@@ -133,73 +133,8 @@ impl<'a> Collector<'_, 'a> {
     /// `try: ... except ImportError:`), so those are searched too.
     fn stmt(&mut self, stmt: &'a Stmt) {
         match stmt {
-            Stmt::FunctionDef(f) => {
-                let in_class = self.scope.last().is_some_and(|(_, c)| *c);
-                let kind = if in_class {
-                    EntityKind::Method
-                } else if f.is_async {
-                    EntityKind::AsyncFunction
-                } else {
-                    EntityKind::Function
-                };
-                let flags = EntityFlags {
-                    is_test: self.test_file
-                        || f.name.as_str().starts_with("test")
-                        || self.scope.iter().any(|(n, c)| *c && n.starts_with("Test")),
-                    is_property: f.decorator_list.iter().any(|d| is_property(&d.expression)),
-                    has_docstring: has_docstring(&f.body),
-                    is_stub: is_stub_body(&f.body)
-                        || f.decorator_list
-                            .iter()
-                            .any(|d| decorator_name(&d.expression) == Some("abstractmethod")),
-                    is_async: f.is_async,
-                };
-                let start = f
-                    .decorator_list
-                    .first()
-                    .map_or(f.start(), |d| d.start())
-                    .to_usize();
-                self.push(
-                    f.name.as_str(),
-                    kind,
-                    start,
-                    f.end().to_usize(),
-                    flags,
-                    Def::Function(f),
-                    complexity_of_function(f),
-                );
-                self.scope.push((f.name.to_string(), false));
-                self.body(&f.body);
-                self.scope.pop();
-            }
-            Stmt::ClassDef(c) => {
-                let flags = EntityFlags {
-                    is_test: self.test_file || c.name.as_str().starts_with("Test"),
-                    is_property: false,
-                    has_docstring: has_docstring(&c.body),
-                    is_stub: is_stub_body(&c.body),
-                    is_async: false,
-                };
-                let start = c
-                    .decorator_list
-                    .first()
-                    .map_or(c.start(), |d| d.start())
-                    .to_usize();
-                let mut counter = Complexity(1);
-                counter.visit_body(&c.body);
-                self.push(
-                    c.name.as_str(),
-                    EntityKind::Class,
-                    start,
-                    c.end().to_usize(),
-                    flags,
-                    Def::Class(c),
-                    counter.0,
-                );
-                self.scope.push((c.name.to_string(), true));
-                self.body(&c.body);
-                self.scope.pop();
-            }
+            Stmt::FunctionDef(f) => self.function(f),
+            Stmt::ClassDef(c) => self.class(c),
             Stmt::If(s) => {
                 self.body(&s.body);
                 for clause in &s.elif_else_clauses {
@@ -231,6 +166,77 @@ impl<'a> Collector<'_, 'a> {
             }
             _ => {}
         }
+    }
+
+    /// A function or method, then the definitions in its body.
+    fn function(&mut self, f: &'a StmtFunctionDef) {
+        let in_class = self.scope.last().is_some_and(|(_, c)| *c);
+        let kind = if in_class {
+            EntityKind::Method
+        } else if f.is_async {
+            EntityKind::AsyncFunction
+        } else {
+            EntityKind::Function
+        };
+        let flags = EntityFlags {
+            is_test: self.test_file
+                || f.name.as_str().starts_with("test")
+                || self.scope.iter().any(|(n, c)| *c && n.starts_with("Test")),
+            is_property: f.decorator_list.iter().any(|d| is_property(&d.expression)),
+            has_docstring: has_docstring(&f.body),
+            is_stub: is_stub_body(&f.body)
+                || f.decorator_list
+                    .iter()
+                    .any(|d| decorator_name(&d.expression) == Some("abstractmethod")),
+            is_async: f.is_async,
+        };
+        let start = f
+            .decorator_list
+            .first()
+            .map_or(f.start(), |d| d.start())
+            .to_usize();
+        self.push(
+            f.name.as_str(),
+            kind,
+            start,
+            f.end().to_usize(),
+            flags,
+            Def::Function(f),
+            complexity_of_function(f),
+        );
+        self.scope.push((f.name.to_string(), false));
+        self.body(&f.body);
+        self.scope.pop();
+    }
+
+    /// A class, then the definitions in its body.
+    fn class(&mut self, c: &'a StmtClassDef) {
+        let flags = EntityFlags {
+            is_test: self.test_file || c.name.as_str().starts_with("Test"),
+            is_property: false,
+            has_docstring: has_docstring(&c.body),
+            is_stub: is_stub_body(&c.body),
+            is_async: false,
+        };
+        let start = c
+            .decorator_list
+            .first()
+            .map_or(c.start(), |d| d.start())
+            .to_usize();
+        let mut counter = Complexity(1);
+        counter.visit_body(&c.body);
+        self.push(
+            c.name.as_str(),
+            EntityKind::Class,
+            start,
+            c.end().to_usize(),
+            flags,
+            Def::Class(c),
+            counter.0,
+        );
+        self.scope.push((c.name.to_string(), true));
+        self.body(&c.body);
+        self.scope.pop();
     }
 
     #[allow(clippy::too_many_arguments)]

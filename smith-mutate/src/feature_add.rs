@@ -119,6 +119,80 @@ fn parse_action(reply: &str) -> Action {
     Action::Unknown
 }
 
+/// Run the agent's shell command; the feedback is its exit code and output,
+/// cut to [`OUTPUT_BYTES`].
+fn run_shell(workspace: &mut dyn Workspace, command: &str, limits: &RunOptions) -> Result<String> {
+    let spec = CommandSpec::new("sh", ["-c", command]);
+    let out = workspace.run(&spec, limits)?;
+    let mut text = format!(
+        "exit code: {}\n{}{}",
+        out.exit_code
+            .map_or("killed".to_string(), |c| c.to_string()),
+        out.stdout,
+        out.stderr
+    );
+    if text.len() > OUTPUT_BYTES {
+        let mut cut = OUTPUT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n[output truncated]");
+    }
+    Ok(text)
+}
+
+/// Write the agent's file (refusing a path outside the repository),
+/// remembering its clean text in `clean` and its path in `written` the
+/// first time; the feedback says which.
+fn write_file(
+    workspace: &mut dyn Workspace,
+    clean: &mut BTreeMap<String, Option<String>>,
+    written: &mut Vec<String>,
+    path: String,
+    content: &str,
+) -> Result<String> {
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        return Ok(format!(
+            "refused: `{path}` is not a path inside the repository"
+        ));
+    }
+    if !clean.contains_key(&path) {
+        let before = workspace
+            .read(&path)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        clean.insert(path.clone(), before);
+        written.push(path.clone());
+    }
+    workspace.write(&path, content.as_bytes())?;
+    Ok(format!("wrote {path}"))
+}
+
+/// The library files among `written` whose text differs from `clean`.
+fn library_changes(
+    workspace: &dyn Workspace,
+    written: &[String],
+    clean: &BTreeMap<String, Option<String>>,
+) -> Vec<FileChange> {
+    let mut changes = Vec::new();
+    for path in written.iter().filter(|p| is_library_path(p)) {
+        let after = workspace
+            .read(path)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let before = clean.get(path).cloned().flatten();
+        if before != after {
+            changes.push(FileChange {
+                path: path.clone(),
+                before,
+                after,
+            });
+        }
+    }
+    changes
+}
+
 /// Run the agent on a fresh workspace state (the caller passes a clean
 /// workspace; it is reset at the end), then run the suite with `executor`
 /// and compare with `baseline`.
@@ -157,41 +231,9 @@ pub fn feature_add(
                 finished = true;
                 break;
             }
-            Action::Run(command) => {
-                let spec = CommandSpec::new("sh", ["-c", command.as_str()]);
-                let out = workspace.run(&spec, &options.command_limits)?;
-                let mut text = format!(
-                    "exit code: {}\n{}{}",
-                    out.exit_code
-                        .map_or("killed".to_string(), |c| c.to_string()),
-                    out.stdout,
-                    out.stderr
-                );
-                if text.len() > OUTPUT_BYTES {
-                    let mut cut = OUTPUT_BYTES;
-                    while !text.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    text.truncate(cut);
-                    text.push_str("\n[output truncated]");
-                }
-                text
-            }
+            Action::Run(command) => run_shell(workspace, &command, &options.command_limits)?,
             Action::Write { path, content } => {
-                if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
-                    format!("refused: `{path}` is not a path inside the repository")
-                } else {
-                    if !clean.contains_key(&path) {
-                        let before = workspace
-                            .read(&path)
-                            .ok()
-                            .and_then(|b| String::from_utf8(b).ok());
-                        clean.insert(path.clone(), before);
-                        written.push(path.clone());
-                    }
-                    workspace.write(&path, content.as_bytes())?;
-                    format!("wrote {path}")
-                }
+                write_file(workspace, &mut clean, &mut written, path, &content)?
             }
             Action::Unknown => {
                 "no action found: reply with one ```bash block, one ```write block, or DONE"
@@ -210,21 +252,7 @@ pub fn feature_add(
         .cloned()
         .collect();
 
-    let mut changes = Vec::new();
-    for path in written.iter().filter(|p| is_library_path(p)) {
-        let after = workspace
-            .read(path)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
-        let before = clean.get(path).cloned().flatten();
-        if before != after {
-            changes.push(FileChange {
-                path: path.clone(),
-                before,
-                after,
-            });
-        }
-    }
+    let changes = library_changes(workspace, &written, &clean);
     workspace.reset()?;
     let candidate = (!broken.is_empty() && !changes.is_empty()).then(|| {
         let subject = feature.lines().next().unwrap_or_default().trim();

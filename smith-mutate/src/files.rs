@@ -56,7 +56,8 @@ pub fn python_files(root: &Path, options: &FileOptions) -> Result<Vec<String>> {
         .exclude
         .iter()
         .map(|g| {
-            glob::Pattern::new(g).map_err(|e| Error::invalid("exclude glob", format!("`{g}`: {e}")))
+            glob::Pattern::new(g)
+                .map_err(|e| Error::invalid_source("exclude glob", format!("`{g}`"), e))
         })
         .collect::<Result<Vec<_>>>()?;
     if !root.is_dir() {

@@ -170,7 +170,7 @@ pub fn generate(
         .stack_size(WORKER_STACK)
         .thread_name(|i| format!("smith-mutate-{i}"))
         .build()
-        .map_err(|e| Error::invalid("threads", e.to_string()))?;
+        .map_err(|e| Error::invalid_source("threads", "", e))?;
     let results: Vec<FileResult> = pool.install(|| {
         files
             .par_iter()
@@ -278,29 +278,16 @@ fn process_file(
                 }
                 let patch = match bug_patch(&file, module, &lines, &mut region, mutation) {
                     Ok(patch) => patch,
-                    Err(AstChange::Unparsable) => {
-                        stats.unparsable += 1;
+                    Err(dropped) => {
+                        stats.count_dropped(dropped);
                         continue;
                     }
-                    Err(AstChange::Unchanged) => {
-                        stats.unchanged += 1;
-                        continue;
-                    }
-                    Err(_) => {
-                        stats.invalid_edit += 1;
-                        continue;
-                    }
-                };
-                let entities = if mutation.entities.is_empty() {
-                    vec![entity.id()]
-                } else {
-                    mutation.entities.clone()
                 };
                 let candidate = Candidate::new(
                     repo,
                     base_commit,
                     mutation.strategy.as_str(),
-                    entities,
+                    mutation_entities(entity, mutation),
                     mutation.description.as_str(),
                     patch,
                 );
@@ -315,6 +302,26 @@ fn process_file(
         }
     }
     result
+}
+
+/// The entities a mutation of `entity` touches: its own list, or `entity`.
+fn mutation_entities(entity: &Entity, mutation: &Mutation) -> Vec<String> {
+    if mutation.entities.is_empty() {
+        vec![entity.id()]
+    } else {
+        mutation.entities.clone()
+    }
+}
+
+impl MutatorStats {
+    /// Count a mutation dropped before it became a candidate, by why.
+    fn count_dropped(&mut self, why: AstChange) {
+        match why {
+            AstChange::Unparsable => self.unparsable += 1,
+            AstChange::Unchanged => self.unchanged += 1,
+            _ => self.invalid_edit += 1,
+        }
+    }
 }
 
 /// Byte offsets of line starts, for line numbers without rescanning.

@@ -67,21 +67,17 @@ pub fn run_baseline_with(
         executor.prepare(workspace)?;
         let report = executor.run_tests(workspace, &TestSelection::All, options)?;
         if report.timed_out {
-            return Err(Error::TestRun {
-                reason: format!(
-                    "baseline run {run} of {repo} timed out after {:.1}s",
-                    report.wall_secs
-                ),
-            });
+            return Err(Error::test_run(format!(
+                "baseline run {run} of {repo} timed out after {:.1}s",
+                report.wall_secs
+            )));
         }
         if report.outcomes.is_empty() {
-            return Err(Error::TestRun {
-                reason: format!(
-                    "baseline run {run} of {repo} reported no tests (exit code {:?}): {}",
-                    report.exit_code,
-                    crate::pytest::tail(&report.log, 2000)
-                ),
-            });
+            return Err(Error::test_run(format!(
+                "baseline run {run} of {repo} reported no tests (exit code {:?}): {}",
+                report.exit_code,
+                crate::pytest::tail(&report.log, 2000)
+            )));
         }
         tracing::debug!(
             run,

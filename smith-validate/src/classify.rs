@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use smith_core::{Baseline, Outcome, TestId, TestReport, TestSelection, Verdict};
+use smith_core::{Baseline, InvalidReason, Outcome, TestId, TestReport, TestSelection, Verdict};
 
 /// The tests a run was asked to judge: the selected tests that passed in
 /// every baseline run. Flaky and failing tests are never labelled.
@@ -87,7 +87,7 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
     if eligible.is_empty() {
         return match selected {
             TestSelection::All | TestSelection::AllKnown(_) => Verdict::Invalid {
-                reason: "no test passes reliably on the clean tree".into(),
+                reason: InvalidReason::NoReliableTest,
             },
             TestSelection::Only(_) => Verdict::Uncovered,
         };
@@ -114,11 +114,10 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
     }
     if !missing.is_empty() {
         return Verdict::Invalid {
-            reason: format!(
-                "{} selected test(s) missing from the report, e.g. {}",
-                missing.len(),
-                missing[0]
-            ),
+            reason: InvalidReason::TestsMissing {
+                count: missing.len(),
+                example: missing[0].clone(),
+            },
         };
     }
     // A session that died before collecting anything would have taken the
@@ -138,7 +137,9 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
     }
     if pass_to_pass.is_empty() {
         return Verdict::Invalid {
-            reason: format!("every test broke ({} failed)", fail_to_pass.len()),
+            reason: InvalidReason::EveryTestBroke {
+                failed: fail_to_pass.len(),
+            },
         };
     }
     // smith's runs go on past a module that fails to collect; a grader's
@@ -146,10 +147,9 @@ pub fn classify(baseline: &Baseline, selected: &TestSelection, report: &TestRepo
     // pass with the bug: every test breaks, as above.
     if !report.collection_errors.is_empty() {
         return Verdict::Invalid {
-            reason: format!(
-                "{} module(s) fail to collect, which stops a plain pytest run before any test",
-                report.collection_errors.len()
-            ),
+            reason: InvalidReason::CollectionErrors {
+                modules: report.collection_errors.len(),
+            },
         };
     }
     Verdict::Kept {
@@ -267,7 +267,7 @@ mod tests {
                 all.clone(),
                 everything_broke(),
                 Verdict::Invalid {
-                    reason: "every test broke (4 failed)".into(),
+                    reason: InvalidReason::EveryTestBroke { failed: 4 },
                 },
             ),
             (
@@ -287,7 +287,10 @@ mod tests {
                 only(&["m.py::a", "m.py::b"]),
                 report(&[("m.py::a", Failed)]),
                 Verdict::Invalid {
-                    reason: "1 selected test(s) missing from the report, e.g. m.py::b".into(),
+                    reason: InvalidReason::TestsMissing {
+                        count: 1,
+                        example: TestId::from("m.py::b"),
+                    },
                 },
             ),
             (
@@ -295,7 +298,10 @@ mod tests {
                 all.clone(),
                 report(&[("m.py::a", Failed), ("m.py::b", Passed)]),
                 Verdict::Invalid {
-                    reason: "2 selected test(s) missing from the report, e.g. m.py::c".into(),
+                    reason: InvalidReason::TestsMissing {
+                        count: 2,
+                        example: TestId::from("m.py::c"),
+                    },
                 },
             ),
             (
@@ -306,7 +312,7 @@ mod tests {
                     ..report(&[("n.py::d", Passed)])
                 },
                 Verdict::Invalid {
-                    reason: "1 module(s) fail to collect, which stops a plain pytest run before any test".into(),
+                    reason: InvalidReason::CollectionErrors { modules: 1 },
                 },
             ),
             (
@@ -332,7 +338,7 @@ mod tests {
                     ..report(&[])
                 },
                 Verdict::Invalid {
-                    reason: "every test broke (1 failed)".into(),
+                    reason: InvalidReason::EveryTestBroke { failed: 1 },
                 },
             ),
             (
@@ -365,7 +371,10 @@ mod tests {
                     ("m.py::c", Passed),
                 ]),
                 Verdict::Invalid {
-                    reason: "1 selected test(s) missing from the report, e.g. n.py::d".into(),
+                    reason: InvalidReason::TestsMissing {
+                        count: 1,
+                        example: TestId::from("n.py::d"),
+                    },
                 },
             ),
             (
@@ -373,7 +382,7 @@ mod tests {
                 known(),
                 everything_broke(),
                 Verdict::Invalid {
-                    reason: "every test broke (4 failed)".into(),
+                    reason: InvalidReason::EveryTestBroke { failed: 4 },
                 },
             ),
             (

@@ -566,32 +566,8 @@ impl CoverageMap {
         events: &str,
         source: impl Fn(&str) -> Option<String>,
     ) -> Result<CoverageMap> {
-        #[derive(Deserialize)]
-        struct Report {
-            files: BTreeMap<String, FileReport>,
-        }
-        #[derive(Deserialize)]
-        struct FileReport {
-            #[serde(default)]
-            executed_lines: Vec<u32>,
-            #[serde(default)]
-            missing_lines: Vec<u32>,
-            #[serde(default)]
-            contexts: BTreeMap<String, Vec<String>>,
-            #[serde(default)]
-            functions: BTreeMap<String, FunctionReport>,
-        }
-        #[derive(Deserialize)]
-        struct FunctionReport {
-            #[serde(default)]
-            executed_lines: Vec<u32>,
-            #[serde(default)]
-            missing_lines: Vec<u32>,
-            start_line: Option<u32>,
-        }
-        let report: Report = serde_json::from_slice(json).map_err(|e| Error::TestRun {
-            reason: format!("bad coverage JSON: {e}"),
-        })?;
+        let report: JsonReport = serde_json::from_slice(json)
+            .map_err(|e| Error::test_run_source("bad coverage JSON", e))?;
         let mut map = CoverageMap {
             format: Self::FORMAT,
             ..CoverageMap::default()
@@ -604,69 +580,11 @@ impl CoverageMap {
             if path.starts_with('/') || path.starts_with("../") || path.contains(":/") {
                 continue;
             }
-            let mut statements: Vec<u32> = file
-                .executed_lines
-                .iter()
-                .chain(&file.missing_lines)
-                .copied()
-                .collect();
-            statements.sort_unstable();
-            statements.dedup();
-            let mut lines = BTreeMap::new();
-            for (line, contexts) in file.contexts {
-                let Ok(line) = line.parse::<u32>() else {
-                    continue;
-                };
-                let mut ids: Vec<u32> = contexts
-                    .into_iter()
-                    .map(|c| {
-                        let next = index.len() as u32;
-                        *index.entry(c.clone()).or_insert_with(|| {
-                            map.contexts.push(c);
-                            next
-                        })
-                    })
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
-                lines.insert(line, ids);
-            }
-            let mut headers = BTreeMap::new();
-            if let Some(text) = source(&path) {
-                let text_lines: Vec<&str> = text.lines().collect();
-                let is_decorator = |line: u32| {
-                    text_lines
-                        .get(line as usize - 1)
-                        .is_some_and(|l| l.trim_start().starts_with('@'))
-                };
-                for (name, function) in file.functions {
-                    // The module's own region has an empty name.
-                    let Some(start) = function.start_line.filter(|_| !name.is_empty()) else {
-                        continue;
-                    };
-                    if statements.binary_search(&start).is_err() {
-                        continue;
-                    }
-                    let mut body: Vec<u32> = function
-                        .executed_lines
-                        .into_iter()
-                        .chain(function.missing_lines)
-                        .collect();
-                    body.sort_unstable();
-                    body.dedup();
-                    let mut header = vec![start];
-                    let at = statements.partition_point(|s| *s < start);
-                    for &before in statements[..at].iter().rev() {
-                        if before == 0 || !is_decorator(before) {
-                            break;
-                        }
-                        header.push(before);
-                    }
-                    for line in header {
-                        headers.insert(line, body.clone());
-                    }
-                }
-            }
+            let statements = sorted_lines(&file.executed_lines, &file.missing_lines);
+            let lines = map.line_contexts(file.contexts, &mut index);
+            let headers = source(&path)
+                .map(|text| function_headers(file.functions, &statements, &text))
+                .unwrap_or_default();
             map.files.insert(
                 path,
                 FileCoverage {
@@ -676,10 +594,46 @@ impl CoverageMap {
                 },
             );
         }
+        map.add_events(events);
+        Ok(map)
+    }
+
+    /// A file's executed line → the indices of its contexts, interning
+    /// context names into [`CoverageMap::contexts`] (`index` finds them).
+    fn line_contexts(
+        &mut self,
+        contexts: BTreeMap<String, Vec<String>>,
+        index: &mut BTreeMap<String, u32>,
+    ) -> BTreeMap<u32, Vec<u32>> {
+        let mut lines = BTreeMap::new();
+        for (line, names) in contexts {
+            let Ok(line) = line.parse::<u32>() else {
+                continue;
+            };
+            let mut ids: Vec<u32> = names
+                .into_iter()
+                .map(|c| {
+                    let next = index.len() as u32;
+                    *index.entry(c.clone()).or_insert_with(|| {
+                        self.contexts.push(c);
+                        next
+                    })
+                })
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            lines.insert(line, ids);
+        }
+        lines
+    }
+
+    /// Take fixture users, followed subprocesses and spawning contexts from
+    /// the plugin's event log.
+    fn add_events(&mut self, events: &str) {
         for event in parse_events(events) {
             if let PluginEvent::Uses { nodeid, fixtures } = event {
                 for f in fixtures {
-                    map.fixture_users
+                    self.fixture_users
                         .entry(f)
                         .or_default()
                         .insert(TestId::new(nodeid.clone()));
@@ -691,14 +645,89 @@ impl CoverageMap {
             .filter_map(|l| serde_json::from_str::<ChildEvent>(l).ok())
         {
             match event {
-                ChildEvent::Children { followed } => map.subprocesses = followed,
+                ChildEvent::Children { followed } => self.subprocesses = followed,
                 ChildEvent::Spawn { context } => {
-                    map.spawners.insert(context);
+                    self.spawners.insert(context);
                 }
             }
         }
-        Ok(map)
     }
+}
+
+/// coverage.py's `json --show-contexts` report, the parts the map uses.
+#[derive(Deserialize)]
+struct JsonReport {
+    files: BTreeMap<String, JsonFile>,
+}
+
+/// One measured file of a [`JsonReport`].
+#[derive(Deserialize)]
+struct JsonFile {
+    #[serde(default)]
+    executed_lines: Vec<u32>,
+    #[serde(default)]
+    missing_lines: Vec<u32>,
+    #[serde(default)]
+    contexts: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    functions: BTreeMap<String, JsonFunction>,
+}
+
+/// One function region of a [`JsonFile`] (the module's own has no name).
+#[derive(Deserialize)]
+struct JsonFunction {
+    #[serde(default)]
+    executed_lines: Vec<u32>,
+    #[serde(default)]
+    missing_lines: Vec<u32>,
+    start_line: Option<u32>,
+}
+
+/// Both lists of statement lines, merged, sorted and deduplicated.
+fn sorted_lines(executed: &[u32], missing: &[u32]) -> Vec<u32> {
+    let mut lines: Vec<u32> = executed.iter().chain(missing).copied().collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines
+}
+
+/// The headers of a file's functions: the statement line of each `def`,
+/// and of each decorator above it (told from the file's `text`), → the
+/// statement lines of that function's body.
+fn function_headers(
+    functions: BTreeMap<String, JsonFunction>,
+    statements: &[u32],
+    text: &str,
+) -> BTreeMap<u32, Vec<u32>> {
+    let text_lines: Vec<&str> = text.lines().collect();
+    let is_decorator = |line: u32| {
+        text_lines
+            .get(line as usize - 1)
+            .is_some_and(|l| l.trim_start().starts_with('@'))
+    };
+    let mut headers = BTreeMap::new();
+    for (name, function) in functions {
+        // The module's own region has an empty name.
+        let Some(start) = function.start_line.filter(|_| !name.is_empty()) else {
+            continue;
+        };
+        if statements.binary_search(&start).is_err() {
+            continue;
+        }
+        let body = sorted_lines(&function.executed_lines, &function.missing_lines);
+        let mut header = vec![start];
+        let at = statements.partition_point(|s| *s < start);
+        for &before in statements[..at].iter().rev() {
+            if before == 0 || !is_decorator(before) {
+                break;
+            }
+            header.push(before);
+        }
+        for line in header {
+            headers.insert(line, body.clone());
+        }
+    }
+    headers
 }
 
 /// Run the whole suite once under coverage.py (after erasing data an

@@ -579,7 +579,7 @@ fn request(
     }
     .ok_or_else(|| Error::command("fork server", "no answer past the run's time limit"))?;
     let done: Done = serde_json::from_str(&answer)
-        .map_err(|e| Error::command("fork server", format!("unreadable answer: {e}")))?;
+        .map_err(|e| Error::command_source("fork server", "unreadable answer", e))?;
     if let Some(reason) = done.fallback {
         return Ok((Answer::FallBack(reason), None));
     }

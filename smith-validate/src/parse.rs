@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use smith_core::{Error, Outcome, Result, TestId};
 
@@ -191,10 +191,8 @@ impl JunitReport {
     }
 }
 
-fn xml_error(e: impl std::fmt::Display) -> Error {
-    Error::TestRun {
-        reason: format!("bad JUnit XML: {e}"),
-    }
+fn xml_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::test_run_source("bad JUnit XML", e)
 }
 
 /// Parse a JUnit XML report as pytest writes it (`--junitxml`).
@@ -211,35 +209,11 @@ pub fn parse_junit_xml(xml: &str) -> Result<JunitReport> {
     loop {
         match reader.read_event().map_err(xml_error)? {
             Event::Start(e) | Event::Empty(e) if e.name().as_ref() == b"testcase" => {
-                if let Some(done) = current.take() {
-                    report.cases.push(done);
-                }
-                let mut case = JunitCase {
-                    classname: String::new(),
-                    name: String::new(),
-                    file: None,
-                    time: 0.0,
-                    outcome: Outcome::Passed,
-                    message: None,
-                    text: String::new(),
-                };
-                for attr in e.attributes() {
-                    let attr = attr.map_err(xml_error)?;
-                    let value = attr.unescape_value().map_err(xml_error)?.into_owned();
-                    match attr.key.as_ref() {
-                        b"classname" => case.classname = value,
-                        b"name" => case.name = value,
-                        b"file" => case.file = Some(value),
-                        b"time" => case.time = value.parse().unwrap_or(0.0),
-                        _ => {}
-                    }
-                }
-                current = Some(case);
+                report.cases.extend(current.take());
+                current = Some(junit_case(&e)?);
             }
             Event::End(e) if e.name().as_ref() == b"testcase" => {
-                if let Some(done) = current.take() {
-                    report.cases.push(done);
-                }
+                report.cases.extend(current.take());
             }
             Event::Start(e) | Event::Empty(e)
                 if matches!(e.name().as_ref(), b"failure" | b"error" | b"skipped") =>
@@ -247,23 +221,7 @@ pub fn parse_junit_xml(xml: &str) -> Result<JunitReport> {
                 let Some(case) = current.as_mut() else {
                     continue;
                 };
-                let mut message = None;
-                let mut kind = None;
-                for attr in e.attributes() {
-                    let attr = attr.map_err(xml_error)?;
-                    let value = attr.unescape_value().map_err(xml_error)?.into_owned();
-                    match attr.key.as_ref() {
-                        b"message" => message = Some(value),
-                        b"type" => kind = Some(value),
-                        _ => {}
-                    }
-                }
-                let outcome = match e.name().as_ref() {
-                    b"failure" => Outcome::Failed,
-                    b"error" => Outcome::Error,
-                    _ if kind.as_deref() == Some("pytest.xfail") => Outcome::XFailed,
-                    _ => Outcome::Skipped,
-                };
+                let (outcome, message) = case_result(&e)?;
                 if severity(outcome) >= severity(case.outcome) || case.outcome == Outcome::Passed {
                     case.outcome = outcome;
                     case.message = message;
@@ -281,34 +239,93 @@ pub fn parse_junit_xml(xml: &str) -> Result<JunitReport> {
             }
             Event::GeneralRef(r) if in_body => {
                 if let Some(case) = current.as_mut() {
-                    let name = String::from_utf8_lossy(r.as_ref()).into_owned();
-                    case.text.push_str(match name.as_str() {
-                        "lt" => "<",
-                        "gt" => ">",
-                        "amp" => "&",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        _ => "",
-                    });
-                    if let Some(code) = name.strip_prefix('#') {
-                        let n = code
-                            .strip_prefix('x')
-                            .map(|h| u32::from_str_radix(h, 16))
-                            .unwrap_or_else(|| code.parse());
-                        if let Some(c) = n.ok().and_then(char::from_u32) {
-                            case.text.push(c);
-                        }
-                    }
+                    push_entity(&mut case.text, &String::from_utf8_lossy(r.as_ref()));
                 }
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    if let Some(done) = current.take() {
-        report.cases.push(done);
-    }
+    report.cases.extend(current.take());
     Ok(report)
+}
+
+/// The unescaped attributes of `element`, as (name, value) pairs.
+fn attributes(element: &BytesStart<'_>) -> Result<Vec<(Vec<u8>, String)>> {
+    element
+        .attributes()
+        .map(|attr| {
+            let attr = attr.map_err(xml_error)?;
+            let value = attr.unescape_value().map_err(xml_error)?.into_owned();
+            Ok((attr.key.as_ref().to_vec(), value))
+        })
+        .collect()
+}
+
+/// A `<testcase>` from its attributes, passed until a child says otherwise.
+fn junit_case(element: &BytesStart<'_>) -> Result<JunitCase> {
+    let mut case = JunitCase {
+        classname: String::new(),
+        name: String::new(),
+        file: None,
+        time: 0.0,
+        outcome: Outcome::Passed,
+        message: None,
+        text: String::new(),
+    };
+    for (key, value) in attributes(element)? {
+        match key.as_slice() {
+            b"classname" => case.classname = value,
+            b"name" => case.name = value,
+            b"file" => case.file = Some(value),
+            b"time" => case.time = value.parse().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    Ok(case)
+}
+
+/// The outcome a `<failure>`, `<error>` or `<skipped>` child gives its
+/// test case, and its `message` attribute.
+fn case_result(element: &BytesStart<'_>) -> Result<(Outcome, Option<String>)> {
+    let mut message = None;
+    let mut kind = None;
+    for (key, value) in attributes(element)? {
+        match key.as_slice() {
+            b"message" => message = Some(value),
+            b"type" => kind = Some(value),
+            _ => {}
+        }
+    }
+    let outcome = match element.name().as_ref() {
+        b"failure" => Outcome::Failed,
+        b"error" => Outcome::Error,
+        _ if kind.as_deref() == Some("pytest.xfail") => Outcome::XFailed,
+        _ => Outcome::Skipped,
+    };
+    Ok((outcome, message))
+}
+
+/// Append the character an entity reference (`lt`, `#10`, `#x41`, ...)
+/// stands for; an unknown name adds nothing.
+fn push_entity(text: &mut String, name: &str) {
+    text.push_str(match name {
+        "lt" => "<",
+        "gt" => ">",
+        "amp" => "&",
+        "quot" => "\"",
+        "apos" => "'",
+        _ => "",
+    });
+    if let Some(code) = name.strip_prefix('#') {
+        let n = code
+            .strip_prefix('x')
+            .map(|h| u32::from_str_radix(h, 16))
+            .unwrap_or_else(|| code.parse());
+        if let Some(c) = n.ok().and_then(char::from_u32) {
+            text.push(c);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -513,21 +513,30 @@ impl TestPhases {
     }
 }
 
-/// Turn the plugin's events and the process output into a report.
-pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
-    let mut log = output.stdout.clone();
-    if !output.stderr.is_empty() {
-        log.push('\n');
-        log.push_str(&output.stderr);
-    }
-    let mut phases: BTreeMap<String, TestPhases> = BTreeMap::new();
-    let mut collection_errors = Vec::new();
-    let mut over_test_limit = None;
-    let mut randomized = BTreeSet::new();
+/// What the plugin's event log says about a run, test by test.
+#[derive(Default)]
+struct EventSummary {
+    /// Node id → its phases.
+    phases: BTreeMap<String, TestPhases>,
+    /// Nodes that failed to collect.
+    collection_errors: Vec<String>,
+    /// The test the plugin ended the run for, over its time limit.
+    over_test_limit: Option<TestId>,
+    /// Tests that drew from the random state.
+    randomized: BTreeSet<TestId>,
+}
+
+/// Gather the plugin's events into phases per test.
+fn summarize_events(events: &str) -> EventSummary {
+    let mut summary = EventSummary::default();
     for event in parse_events(events) {
         match event {
-            PluginEvent::Start { nodeid } => phases.entry(nodeid).or_default().started = true,
-            PluginEvent::Finish { nodeid } => phases.entry(nodeid).or_default().finished = true,
+            PluginEvent::Start { nodeid } => {
+                summary.phases.entry(nodeid).or_default().started = true;
+            }
+            PluginEvent::Finish { nodeid } => {
+                summary.phases.entry(nodeid).or_default().finished = true;
+            }
             PluginEvent::Report {
                 nodeid,
                 when,
@@ -536,7 +545,7 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
                 xfail,
                 subtest,
             } => {
-                let p = phases.entry(nodeid).or_default();
+                let p = summary.phases.entry(nodeid).or_default();
                 if subtest {
                     p.subtest_failed |= outcome == "failed";
                     continue;
@@ -548,16 +557,32 @@ pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
                     _ => p.teardown_failed |= outcome == "failed",
                 }
             }
-            PluginEvent::CollectError { nodeid } => collection_errors.push(nodeid),
+            PluginEvent::CollectError { nodeid } => summary.collection_errors.push(nodeid),
             PluginEvent::Random { nodeid } => {
-                randomized.insert(TestId::new(nodeid));
+                summary.randomized.insert(TestId::new(nodeid));
             }
             PluginEvent::OverLimit { nodeid } => {
-                over_test_limit = Some(TestId::new(nodeid.unwrap_or_default()));
+                summary.over_test_limit = Some(TestId::new(nodeid.unwrap_or_default()));
             }
             PluginEvent::Call {} | PluginEvent::Uses { .. } => {}
         }
     }
+    summary
+}
+
+/// Turn the plugin's events and the process output into a report.
+pub(crate) fn build_report(events: &str, output: &RunOutput) -> TestReport {
+    let mut log = output.stdout.clone();
+    if !output.stderr.is_empty() {
+        log.push('\n');
+        log.push_str(&output.stderr);
+    }
+    let EventSummary {
+        phases,
+        mut collection_errors,
+        over_test_limit,
+        randomized,
+    } = summarize_events(events);
     // A run the plugin ended for a test over its limit timed out, as one a
     // fork server ends does.
     let timed_out = output.timed_out || over_test_limit.is_some();

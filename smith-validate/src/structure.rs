@@ -148,21 +148,7 @@ impl Sides<'_> {
         if !new_names.iter().all(|n| old_names.contains(n)) {
             return None;
         }
-        let plain = |body: &'a [Stmt], name: &str| {
-            body.iter().find(|s| {
-                matches!(s, Stmt::FunctionDef(f) if f.decorator_list.is_empty() && f.name.as_str() == name)
-            })
-        };
-        for name in &new_names {
-            let (Some(sa @ Stmt::FunctionDef(fa)), Some(sb)) =
-                (plain(&a.body, name), plain(&b.body, name))
-            else {
-                return None;
-            };
-            if ComparableStmt::from(sa) != ComparableStmt::from(sb) {
-                out.insert(self.at(fa));
-            }
-        }
+        self.rewritten_methods(a, b, &new_names, out)?;
         let removed: Vec<&StmtFunctionDef> = old_defs
             .iter()
             .copied()
@@ -184,11 +170,6 @@ impl Sides<'_> {
         } else {
             removed.iter().map(|f| f.name.as_str()).collect()
         };
-        let named = |ranges: &[TextRange], text: &str, names: &[&str]| {
-            ranges
-                .iter()
-                .any(|r| names.iter().any(|n| mentions(&text[*r], n)))
-        };
         // A moved method matters to what the class body itself runs; a
         // removed one to anything that runs at import.
         if named(&creation_ranges(&a.body), self.old, &watched)
@@ -197,36 +178,7 @@ impl Sides<'_> {
             return None;
         }
         if !removed.is_empty() {
-            let names: Vec<&str> = removed.iter().map(|f| f.name.as_str()).collect();
-            if names.iter().any(|n| SPECIAL.contains(n))
-                || named(&self.old_import, self.old, &names)
-                || named(&self.new_import, self.new, &names)
-            {
-                return None;
-            }
-            let has_bases = a
-                .arguments
-                .as_ref()
-                .is_some_and(|args| !args.args.is_empty());
-            if has_bases {
-                let makers: Vec<&StmtFunctionDef> = a
-                    .body
-                    .iter()
-                    .filter_map(|s| match s {
-                        Stmt::FunctionDef(f)
-                            if f.name.as_str() == "__init__" || f.name.as_str() == "__new__" =>
-                        {
-                            Some(f)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if makers.is_empty() {
-                    return None;
-                }
-                out.extend(makers.into_iter().map(|f| self.at(f)));
-            }
-            out.extend(removed.into_iter().map(|f| self.at(f)));
+            self.removed_methods(a, removed, out)?;
         }
         if moved {
             out.extend(old_defs.into_iter().map(|f| FunctionAt {
@@ -236,6 +188,83 @@ impl Sides<'_> {
         }
         Some(())
     }
+
+    /// The methods kept by name in both versions of a class: each must be
+    /// undecorated on both sides, and one whose text changed is observed
+    /// by its callers.
+    fn rewritten_methods<'a>(
+        &self,
+        a: &'a StmtClassDef,
+        b: &'a StmtClassDef,
+        names: &[&str],
+        out: &mut BTreeSet<FunctionAt>,
+    ) -> Option<()> {
+        let plain = |body: &'a [Stmt], name: &str| {
+            body.iter().find(|s| {
+                matches!(s, Stmt::FunctionDef(f) if f.decorator_list.is_empty() && f.name.as_str() == name)
+            })
+        };
+        for name in names {
+            let (Some(sa @ Stmt::FunctionDef(fa)), Some(sb)) =
+                (plain(&a.body, name), plain(&b.body, name))
+            else {
+                return None;
+            };
+            if ComparableStmt::from(sa) != ComparableStmt::from(sb) {
+                out.insert(self.at(fa));
+            }
+        }
+        Some(())
+    }
+
+    /// Methods removed from class `a`: observed by their callers and, when
+    /// the class has bases, by the callers of its `__init__`/`__new__`;
+    /// `None` when something at import could observe them instead.
+    fn removed_methods(
+        &self,
+        a: &StmtClassDef,
+        removed: Vec<&StmtFunctionDef>,
+        out: &mut BTreeSet<FunctionAt>,
+    ) -> Option<()> {
+        let names: Vec<&str> = removed.iter().map(|f| f.name.as_str()).collect();
+        if names.iter().any(|n| SPECIAL.contains(n))
+            || named(&self.old_import, self.old, &names)
+            || named(&self.new_import, self.new, &names)
+        {
+            return None;
+        }
+        let has_bases = a
+            .arguments
+            .as_ref()
+            .is_some_and(|args| !args.args.is_empty());
+        if has_bases {
+            let makers: Vec<&StmtFunctionDef> = a
+                .body
+                .iter()
+                .filter_map(|s| match s {
+                    Stmt::FunctionDef(f)
+                        if f.name.as_str() == "__init__" || f.name.as_str() == "__new__" =>
+                    {
+                        Some(f)
+                    }
+                    _ => None,
+                })
+                .collect();
+            if makers.is_empty() {
+                return None;
+            }
+            out.extend(makers.into_iter().map(|f| self.at(f)));
+        }
+        out.extend(removed.into_iter().map(|f| self.at(f)));
+        Some(())
+    }
+}
+
+/// Whether the code in `ranges` of `text` mentions any of `names`.
+fn named(ranges: &[TextRange], text: &str, names: &[&str]) -> bool {
+    ranges
+        .iter()
+        .any(|r| names.iter().any(|n| mentions(&text[*r], n)))
 }
 
 /// Whether two versions of a function keep its name, async-ness and

@@ -505,15 +505,13 @@ fn labels_under_other_random_states(
             None if report.timed_out => "runs out of time",
             None => "does not run",
         };
-        let label = if fail_to_pass.contains(test) {
-            "FAIL_TO_PASS"
-        } else {
-            "PASS_TO_PASS"
-        };
         return Ok(Some(Verdict::Invalid {
-            reason: format!(
-                "{label} {test} draws from the random state, and from random seed {seed} it {what}"
-            ),
+            reason: smith_core::InvalidReason::RandomStateLabel {
+                fail_to_pass: fail_to_pass.contains(test),
+                test: test.clone(),
+                seed,
+                outcome: what.to_string(),
+            },
         }));
     }
     Ok(None)

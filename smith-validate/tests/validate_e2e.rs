@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use smith_core::{
-    Baseline, Candidate, FileChange, Patch, RunOptions, Sandbox, TestId, Validation, Verdict,
+    Baseline, Candidate, FileChange, InvalidReason, Patch, RunOptions, Sandbox, TestId, Validation,
+    Verdict,
 };
 use smith_validate::{
     run_baseline, run_baseline_with, validate, CandidateSelection, CoverageMap, PytestExecutor,
@@ -301,7 +302,7 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
     assert_eq!(
         verdict(&selected, "import"),
         Verdict::Invalid {
-            reason: "every test broke (16 failed)".into()
+            reason: InvalidReason::EveryTestBroke { failed: 16 }
         }
     );
 
@@ -628,6 +629,7 @@ fn labels_that_depend_on_the_random_state_are_not_kept() {
     let Verdict::Invalid { reason } = &collatz.verdict else {
         panic!("collatz: {collatz:?}");
     };
+    let reason = reason.to_string();
     assert!(
         reason.contains("test_steps_of_a_random_odd_number draws from the random state"),
         "{reason}"

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use smith_core::memory::{MemorySandbox, ScriptedExecutor};
 use smith_core::{
-    Baseline, Candidate, Error, Executor, FileChange, Patch, Result, RunOptions, Sandbox, TestId,
-    TestReport, TestSelection, Validation, Verdict, Workspace,
+    Baseline, Candidate, Error, Executor, FileChange, InvalidReason, Patch, Result, RunOptions,
+    Sandbox, TestId, TestReport, TestSelection, Validation, Verdict, Workspace,
 };
 use smith_validate::{run_baseline, validate, CoverageMap, FileCoverage, ValidateOptions};
 
@@ -183,7 +183,10 @@ fn a_test_missing_once_is_rerun_and_missing_twice_is_invalid() {
     assert_eq!(
         run_one(&always, &b, &c),
         Verdict::Invalid {
-            reason: "1 selected test(s) missing from the report, e.g. t.py::add".into()
+            reason: InvalidReason::TestsMissing {
+                count: 1,
+                example: TestId::from("t.py::add"),
+            }
         }
     );
 }
@@ -343,7 +346,7 @@ fn a_selected_run_with_collection_errors_is_redone_on_the_whole_suite() {
     assert_eq!(
         v.verdict,
         Verdict::Invalid {
-            reason: "every test broke (2 failed)".into()
+            reason: InvalidReason::EveryTestBroke { failed: 2 }
         }
     );
 }

@@ -575,14 +575,30 @@ fn main() -> ExitCode {
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::json!({ "error": format!("{err:#}"), "exit_code": code })
+                    serde_json::json!({ "error": error_chain(&err), "exit_code": code })
                 );
             } else {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", error_chain(&err));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes, `: `-separated as `{err:#}` prints them, less
+/// a cause whose text the message before it already ends with: smith's
+/// errors keep their cause's text in their own message.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    let mut previous = text.clone();
+    for cause in err.chain().skip(1).map(ToString::to_string) {
+        if !previous.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        previous = cause;
+    }
+    text
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
