@@ -10,7 +10,7 @@ use smith_mutate::{parse_git_log, HistoryCommit, GIT_LOG_FORMAT};
 /// Non-merge commits reachable from `HEAD` of the git repository at `repo`,
 /// newest first, at most `max` of them (`None` = all).
 ///
-/// [`Error::Command`] if `git` cannot run or fails (not a repository, no
+/// [`smith_core::Error::Command`] if `git` cannot run or fails (not a repository, no
 /// commits).
 pub fn commits(repo: &Path, max: Option<usize>) -> Result<Vec<HistoryCommit>> {
     let count = max.map(|n| format!("--max-count={n}"));

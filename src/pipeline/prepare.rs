@@ -292,9 +292,7 @@ impl Pipeline {
         });
         let baseline = baseline?;
         self.check_environment(p, &baseline)?;
-        let coverage = coverage.map_err(|_| Error::TestRun {
-            reason: "the coverage stage panicked".into(),
-        })??;
+        let coverage = coverage.map_err(|_| Error::test_run("the coverage stage panicked"))??;
         Ok((baseline, coverage))
     }
 
