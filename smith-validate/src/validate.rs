@@ -392,42 +392,18 @@ fn run_and_judge(
             }
         }
     }
-    // Labels obtained through a fork server are checked the way a grader
-    // would obtain them: the same tests (every FAIL_TO_PASS test among
-    // them) in a fresh interpreter. Where the verdicts differ, the fresh
-    // one is the truth.
     clock.add(Phase::Confirm, confirming.elapsed());
     let checking = Instant::now();
     if validation.verdict.is_kept() && options.fresh_check {
         if let Some(fresh) = executor.fresh() {
-            let mut randomized = report.randomized.clone();
-            let again = judge(workspace, &*fresh, baseline, candidate, selection, options)?;
-            randomized.extend(again.report.randomized.iter().cloned());
-            let agreed = again.verdict == validation.verdict;
-            validation.fresh_confirmed = Some(agreed);
-            if !agreed {
-                tracing::debug!(
-                    candidate = %candidate.id,
-                    "a fresh interpreter disagrees with the forked run; keeping its verdict"
-                );
-                if again.selection.is_whole_suite() {
-                    validation.selected = None;
-                }
-                validation.verdict = again.verdict;
-                report = again.report;
-            }
-            let seeded = labels_under_other_random_states(
-                workspace,
-                &*fresh,
-                baseline,
-                &validation.verdict,
-                &randomized,
-                options,
+            let checked = Judged {
+                selection,
+                report,
+                verdict: validation.verdict.clone(),
+            };
+            report = fresh_check(
+                workspace, &*fresh, baseline, candidate, checked, options, validation,
             )?;
-            if let Some(verdict) = seeded {
-                validation.fresh_confirmed = Some(false);
-                validation.verdict = verdict;
-            }
         }
     }
     clock.add(Phase::FreshCheck, checking.elapsed());
@@ -436,6 +412,61 @@ fn run_and_judge(
         validation.log = failure_excerpt(&report.log, &f2p, options.log_bytes);
     }
     Ok(())
+}
+
+/// Check a kept candidate's labels obtained through a fork server (`run`)
+/// the way a grader would obtain them: the same tests (every FAIL_TO_PASS
+/// test among them) in the `fresh` interpreter. Where the verdicts differ,
+/// the fresh one is the truth; then labels resting on tests that drew from
+/// the random state are checked from other states. Returns the report the
+/// verdict now comes from.
+#[allow(clippy::too_many_arguments)]
+fn fresh_check(
+    workspace: &mut dyn Workspace,
+    fresh: &dyn Executor,
+    baseline: &Baseline,
+    candidate: &Candidate,
+    run: Judged,
+    options: &ValidateOptions,
+    validation: &mut Validation,
+) -> Result<TestReport> {
+    let mut report = run.report;
+    let mut randomized = report.randomized.clone();
+    let again = judge(
+        workspace,
+        fresh,
+        baseline,
+        candidate,
+        run.selection,
+        options,
+    )?;
+    randomized.extend(again.report.randomized.iter().cloned());
+    let agreed = again.verdict == run.verdict;
+    validation.fresh_confirmed = Some(agreed);
+    if !agreed {
+        tracing::debug!(
+            candidate = %candidate.id,
+            "a fresh interpreter disagrees with the forked run; keeping its verdict"
+        );
+        if again.selection.is_whole_suite() {
+            validation.selected = None;
+        }
+        validation.verdict = again.verdict;
+        report = again.report;
+    }
+    let seeded = labels_under_other_random_states(
+        workspace,
+        fresh,
+        baseline,
+        &validation.verdict,
+        &randomized,
+        options,
+    )?;
+    if let Some(verdict) = seeded {
+        validation.fresh_confirmed = Some(false);
+        validation.verdict = verdict;
+    }
+    Ok(report)
 }
 
 /// The random states ([`Executor::with_seed`]) under which labeled tests
