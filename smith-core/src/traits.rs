@@ -96,6 +96,12 @@ pub struct RunOptions {
     /// time, as smith's forking pytest executor does). Executors that cannot
     /// watch single tests rely on `timeout` alone.
     pub test_timeout: Option<Duration>,
+    /// For test runs: limits of single tests, in place of `test_timeout`
+    /// for the tests named. A validator gives each test a limit that
+    /// follows its own baseline duration, so that a test is held to the
+    /// same limit whichever tests run beside it (a selection or the whole
+    /// suite).
+    pub test_timeouts: BTreeMap<TestId, Duration>,
 }
 
 impl Default for RunOptions {
@@ -104,6 +110,7 @@ impl Default for RunOptions {
             timeout: Some(Duration::from_secs(600)),
             max_output: 4 << 20,
             test_timeout: None,
+            test_timeouts: BTreeMap::new(),
         }
     }
 }

@@ -157,6 +157,7 @@ fn run_suite(env: &Environment, bwrap: bool) -> anyhow::Result<(usize, usize, us
             timeout: Some(Duration::from_secs(600)),
             max_output: 1 << 20,
             test_timeout: None,
+            ..RunOptions::default()
         },
     )?;
     let summary = out

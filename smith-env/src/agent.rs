@@ -156,6 +156,7 @@ pub fn install_with_agent(
         timeout: Some(agent.command_timeout),
         max_output: 256 << 10,
         test_timeout: None,
+        ..RunOptions::default()
     };
     let scratch_env = scratch_environment(&repo, &spec, &installer, &venv, &short)?;
     let sandbox = LocalSandbox::new(&scratch_env)?;

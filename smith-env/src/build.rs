@@ -901,6 +901,7 @@ impl Builder<'_> {
             timeout: Some(self.options.step_timeout),
             max_output: 256 << 10,
             test_timeout: None,
+            ..RunOptions::default()
         }
     }
 }
@@ -1051,6 +1052,7 @@ fn git_in(dir: &Path, args: &[&str]) -> Option<String> {
         timeout: Some(Duration::from_secs(120)),
         max_output: 64 << 10,
         test_timeout: None,
+        ..RunOptions::default()
     };
     let out = run_command(cmd, &format!("git {}", args.join(" ")), &options).ok()?;
     out.success().then_some(out.stdout)
@@ -1071,6 +1073,7 @@ pub(crate) fn installed_version(venv: &Path, package: &str) -> Option<String> {
         timeout: Some(Duration::from_secs(60)),
         max_output: 4 << 10,
         test_timeout: None,
+        ..RunOptions::default()
     };
     let out = run_command(cmd, "python -I -c importlib.metadata.version", &options).ok()?;
     let version = out.stdout.trim();
@@ -1200,6 +1203,7 @@ pub fn find_or_install_uv(cache_dir: &Path) -> Result<PathBuf> {
         timeout: Some(Duration::from_secs(600)),
         max_output: 64 << 10,
         test_timeout: None,
+        ..RunOptions::default()
     };
     let mut venv = Command::new("python3");
     venv.args(["-m", "venv"]).arg(&tools);

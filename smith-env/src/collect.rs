@@ -107,6 +107,7 @@ pub fn collect_in(
             timeout: Some(timeout),
             max_output: 1 << 20,
             test_timeout: None,
+            ..RunOptions::default()
         },
     )?;
     let report = workspace.read(REPORT_PATH).ok();

@@ -202,6 +202,7 @@ pub fn docker_available(program: &Path) -> Result<()> {
             timeout: Some(Duration::from_secs(30)),
             max_output: 64 << 10,
             test_timeout: None,
+            ..RunOptions::default()
         },
     )?;
     if out.success() {

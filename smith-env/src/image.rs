@@ -105,6 +105,7 @@ fn quick() -> RunOptions {
         timeout: Some(Duration::from_secs(120)),
         max_output: 1 << 20,
         test_timeout: None,
+        ..RunOptions::default()
     }
 }
 
@@ -264,6 +265,7 @@ pub fn build_image(env: &Environment, options: &ImageOptions) -> Result<Image> {
             timeout: Some(Duration::from_secs(3600)),
             max_output: 1 << 20,
             test_timeout: None,
+            ..RunOptions::default()
         },
     )?;
     if !out.success() {

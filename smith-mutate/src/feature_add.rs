@@ -56,6 +56,7 @@ impl FeatureAddOptions {
                 timeout: Some(std::time::Duration::from_secs(60)),
                 max_output: 1 << 20,
                 test_timeout: None,
+                ..RunOptions::default()
             },
         }
     }

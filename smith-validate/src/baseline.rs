@@ -1,9 +1,10 @@
 //! The baseline: the clean tree's suite run `k` times, and the time limits
 //! derived from it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use smith_core::{Baseline, Error, Executor, Result, RunOptions, TestSelection, Workspace};
+use smith_core::{Baseline, Error, Executor, Result, RunOptions, TestId, TestSelection, Workspace};
 
 /// Run the whole suite `k` times in a clean `workspace` and combine the runs
 /// into a [`Baseline`]: tests that pass every time are eligible for labels,
@@ -150,10 +151,33 @@ pub fn test_timeout(
     scaled(floor, factor, slowest)
 }
 
+/// Each test's own limit in a run of `selection`: `floor + factor × its
+/// baseline duration`, for every selected test the baseline timed (every
+/// test it timed, for the whole suite). A test then has the same limit in
+/// any run, so a bug that slows it down is judged alike whether it runs in
+/// a selection or in the whole suite; tests without a duration keep
+/// [`test_timeout`].
+pub fn test_timeouts(
+    baseline: &Baseline,
+    selection: &TestSelection,
+    floor: Duration,
+    factor: f64,
+) -> BTreeMap<TestId, Duration> {
+    let limit = |t: &TestId| {
+        let d = baseline.durations.get(t)?;
+        Some((t.clone(), scaled(floor, factor, *d)))
+    };
+    match selection {
+        TestSelection::All | TestSelection::AllKnown(_) => {
+            baseline.durations.keys().filter_map(limit).collect()
+        }
+        TestSelection::Only(ids) => ids.iter().filter_map(limit).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smith_core::TestId;
 
     #[test]
     fn timeout_scales_with_selected_durations() {
@@ -182,6 +206,24 @@ mod tests {
             run_timeout(&b, &unknown, floor, 1.0),
             Duration::from_secs(9)
         );
+    }
+
+    #[test]
+    fn each_test_gets_the_same_own_limit_in_a_selection_and_in_the_whole_suite() {
+        let b = Baseline {
+            durations: [("a", 0.5), ("b", 3.0)]
+                .map(|(t, d)| (TestId::from(t), d))
+                .into(),
+            ..Baseline::default()
+        };
+        let floor = Duration::from_secs(1);
+        let only = TestSelection::Only(vec![TestId::from("a"), TestId::from("zz")]);
+        let selected = test_timeouts(&b, &only, floor, 4.0);
+        let whole = test_timeouts(&b, &TestSelection::All, floor, 4.0);
+        assert_eq!(selected.len(), 1, "an untimed test keeps the run's limit");
+        assert_eq!(selected[&TestId::from("a")], Duration::from_secs(3));
+        assert_eq!(whole[&TestId::from("a")], Duration::from_secs(3));
+        assert_eq!(whole[&TestId::from("b")], Duration::from_secs(13));
     }
 
     #[test]

@@ -51,7 +51,7 @@ mod pytest;
 mod structure;
 mod validate;
 
-pub use baseline::{run_baseline, run_baseline_with, run_timeout, test_timeout};
+pub use baseline::{run_baseline, run_baseline_with, run_timeout, test_timeout, test_timeouts};
 pub use classify::{classify, collection_failed, eligible, missing_tests};
 pub use coverage::{changed_lines, CandidateSelection, CoverageMap, FileCoverage};
 pub use parse::{parse_junit_xml, parse_pytest_log, JunitCase, JunitReport};

@@ -33,6 +33,7 @@ pub(crate) const CONTROL_DIR: &str = ".smith";
 const PLUGIN_PATH: &str = ".smith/smith_pytest_plugin.py";
 const SELECT_PATH: &str = ".smith/select.json";
 const EVENTS_PATH: &str = ".smith/events.jsonl";
+const LIMITS_PATH: &str = ".smith/limits.json";
 /// The most of a run's output kept in [`TestReport::log`].
 const MAX_LOG: usize = 1 << 20;
 
@@ -346,11 +347,16 @@ impl Executor for PytestExecutor {
         let (output, route) = match forked {
             Some(run) => run,
             None => {
-                // The plugin keeps the per-test limit a fork server would.
-                let spec = match options.test_timeout {
+                // The plugin keeps the per-test limits a fork server would.
+                let mut spec = match options.test_timeout {
                     Some(limit) => spec.env("SMITH_TEST_TIMEOUT", limit.as_secs_f64().to_string()),
                     None => spec,
                 };
+                if !options.test_timeouts.is_empty() {
+                    let limits = crate::fork::limits_json(options).to_string();
+                    workspace.write(LIMITS_PATH, limits.as_bytes())?;
+                    spec = spec.env("SMITH_TEST_LIMITS", LIMITS_PATH);
+                }
                 (workspace.run(&spec, options)?, Route::Fresh)
             }
         };

@@ -20,9 +20,10 @@ It does these things for smith's validator:
   lines map to exact tests (fixtures set up once serve many tests); and
   Python processes the tests start measure themselves under the context
   that started them (see `_follow_children`);
-* a per-test time limit: with SMITH_TEST_TIMEOUT set (seconds), a thread
-  watches the CPU time the process spends in the current test's call and,
-  past the limit, appends `{"event": "over_limit", "nodeid": ...}` to the
+* a per-test time limit: with SMITH_TEST_TIMEOUT set (seconds; a JSON
+  file named by SMITH_TEST_LIMITS may give single tests limits of their
+  own), a thread watches the CPU time the process spends in the current
+  test's call and, past the limit, appends `{"event": "over_limit", "nodeid": ...}` to the
   event log and kills the process: a looping mutant costs the limit, not
   the whole run's. A fork server does the same from outside its children
   and does not set the variable;
@@ -165,17 +166,26 @@ def pytest_configure(config):
         except ValueError:
             limit = None
         if limit and limit > 0:
-            threading.Thread(target=_watch_calls, args=(limit,), daemon=True).start()
+            limits = {}
+            path = os.environ.get("SMITH_TEST_LIMITS")
+            if path:
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        limits = json.load(f)
+                except (OSError, ValueError):
+                    limits = {}
+            threading.Thread(target=_watch_calls, args=(limit, limits), daemon=True).start()
 
 
-def _watch_calls(limit):
-    """Kill the process when one test's call has used `limit` seconds of
-    CPU. Pure-Python loops let this thread run between bytecodes; code that
-    holds the interpreter lock for good is left to the run's own limit."""
+def _watch_calls(limit, limits):
+    """Kill the process when one test's call has used its limit in seconds
+    of CPU: `limits[node id]`, else `limit`. Pure-Python loops let this
+    thread run between bytecodes; code that holds the interpreter lock for
+    good is left to the run's own limit."""
     while True:
         time.sleep(0.05)
         call = _call
-        if call is None or time.process_time() - call[0] <= limit:
+        if call is None or time.process_time() - call[0] <= limits.get(call[1], limit):
             continue
         line = json.dumps({"event": "over_limit", "nodeid": call[1]}) + "\n"
         try:

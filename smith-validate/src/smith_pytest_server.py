@@ -21,7 +21,8 @@ Requests and answers are JSON lines on stdin and stdout:
               "pass_hook": bool, "vetted": bool}}
                                            -> {"warmed": N, "refused": [...]}
     {"argv": [...], "env": {...}, "timeout": secs|null, "max_output": bytes,
-     "test_timeout": secs|null, "events": path|null,
+     "test_timeout": secs|null, "test_timeouts": {node id: secs},
+     "events": path|null,
      "learn": bool}                        -> {"started": pid}, then
     {"exit_code": int|null, "timed_out": bool, "seconds": float,
      "stdout": str, "stderr": str, "learned": {...}|null}
@@ -417,8 +418,11 @@ class _CallClock:
     loaded machine never turns a passing test into a timeout. A test that
     hangs without using CPU is left to the run's own limit."""
 
-    def __init__(self, path, limit, pid):
-        self.limit = float(limit)
+    def __init__(self, path, limit, pid, limits=None):
+        # The run's limit, single tests' own ones, and the running test's.
+        self.default = float(limit)
+        self.limits = limits or {}
+        self.limit = self.default
         self.pid = pid
         self.file = None
         self.pending = b""
@@ -453,6 +457,7 @@ class _CallClock:
                 if kind == "call":
                     self.since = self._now()
                     self.nodeid = event.get("nodeid")
+                    self.limit = float(self.limits.get(self.nodeid, self.default))
                 elif kind == "finish" or (
                     kind == "report" and event.get("when") == "call" and not event.get("subtest")
                 ):
@@ -597,7 +602,9 @@ def _run(request):
     deadline = None if timeout is None else start + float(timeout)
     clock = None
     if request.get("test_timeout") is not None and request.get("events"):
-        clock = _CallClock(request["events"], request["test_timeout"], pid)
+        clock = _CallClock(
+            request["events"], request["test_timeout"], pid, request.get("test_timeouts")
+        )
     status = None
     exited_at = None
     timed_out = False

@@ -12,7 +12,7 @@ use smith_core::{
     TestSelection, Validation, Verdict, Workspace,
 };
 
-use crate::baseline::{run_timeout, test_timeout};
+use crate::baseline::{run_timeout, test_timeout, test_timeouts};
 use crate::classify::{classify, missing_tests};
 use crate::coverage::{CandidateSelection, CoverageMap};
 use crate::phases::{Phase, PhaseClock};
@@ -274,6 +274,10 @@ fn run_options(
         test_timeout: options
             .test_timeout_floor
             .map(|floor| test_timeout(baseline, selection, floor, options.timeout_factor)),
+        test_timeouts: options
+            .test_timeout_floor
+            .map(|floor| test_timeouts(baseline, selection, floor, options.timeout_factor))
+            .unwrap_or_default(),
     }
 }
 

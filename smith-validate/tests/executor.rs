@@ -786,3 +786,41 @@ fn tests_that_draw_from_the_random_state_are_reported() {
         );
     }
 }
+
+/// A test's own limit (`RunOptions::test_timeouts`) stops it where the
+/// run's per-test limit would not, in a fork server and a fresh interpreter
+/// alike.
+#[test]
+fn a_tests_own_limit_applies_in_place_of_the_runs() {
+    let sandbox = CopySandbox::new(fixture("hang"));
+    let mut ws = sandbox.workspace().unwrap();
+    let looping = TestId::from("tests/test_hang.py::test_loops");
+    for forking in [true, false] {
+        let exec = pytest().forking(forking).collected(false);
+        exec.prepare(&mut ws).unwrap();
+        let options = RunOptions {
+            timeout: Some(Duration::from_secs(120)),
+            test_timeout: Some(Duration::from_secs(100)),
+            test_timeouts: [(looping.clone(), Duration::from_millis(500))].into(),
+            ..RunOptions::default()
+        };
+        let started = Instant::now();
+        let report = exec
+            .run_tests(
+                &mut ws,
+                &TestSelection::Only(vec![looping.clone()]),
+                &options,
+            )
+            .unwrap();
+        assert!(report.timed_out, "forking {forking}: {}", report.log);
+        assert_eq!(
+            report.over_test_limit,
+            Some(looping.clone()),
+            "forking {forking}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "forking {forking}: stopped by the run's limits, not the test's"
+        );
+    }
+}

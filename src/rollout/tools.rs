@@ -177,6 +177,7 @@ impl Tools {
             timeout: Some(self.limits.bash_timeout),
             max_output: (self.limits.max_output_chars * 4).max(64 << 10),
             test_timeout: None,
+            ..RunOptions::default()
         };
         let out = episode.exec_with(&CommandSpec::new("bash", ["-c", command]), &options)?;
         let mut text = out.stdout;
