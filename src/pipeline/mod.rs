@@ -109,6 +109,16 @@ pub struct Prepared {
     _lock: OutDirLock,
 }
 
+impl Prepared {
+    /// The validations' test runs so far, by how they ran.
+    fn run_times(&self) -> RunTimes {
+        self.validation_runs
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Turns the pipeline's sandbox or executor into another (a wrapper).
 type Wrap<T> = Box<dyn Fn(Arc<T>) -> Arc<T> + Send + Sync>;
 
@@ -335,11 +345,7 @@ impl Pipeline {
             forked_runs: p.pytest.served_runs(),
             env_reused: p.env.reused,
             phases: p.phases.times(),
-            runs: p
-                .validation_runs
-                .lock()
-                .map(|r| r.clone())
-                .unwrap_or_default(),
+            runs: p.run_times(),
             confirm_agreement: tally.confirm_agreement,
             validations_path: self.path("validations.jsonl"),
             instances: instances.len(),

@@ -290,11 +290,7 @@ pub(super) fn summarize(
         instances_path,
         env_reused: p.env.reused,
         phases: p.phases.times(),
-        runs: p
-            .validation_runs
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default(),
+        runs: p.run_times(),
     }
 }
 
