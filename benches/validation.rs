@@ -23,7 +23,8 @@
 //! `cargo bench --bench validation`. The corpus is fetched by smith's own
 //! script into `target/smith-mutate-corpus`. Settings:
 //! `SMITH_BENCH_PROJECTS` (comma-separated names; default `demo` and the
-//! dev corpus), `SMITH_BENCH_N` (candidates per project, default 40),
+//! dev corpus; empty for none), `SMITH_BENCH_N` (candidates per project,
+//! default 40),
 //! `SMITH_BENCH_WORKERS` (default 2), `SMITH_BENCH_OPS_N` (operator-change
 //! candidates on more-itertools, default 200; 0 skips that run).
 
@@ -46,8 +47,9 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// The demo and the dev corpus (fetched, or found up to date), by name.
-fn projects() -> Vec<(String, PathBuf)> {
+/// The demo and the dev corpus (fetched, or found up to date), by name:
+/// all of them, and those `SMITH_BENCH_PROJECTS` names (all by default).
+fn projects() -> (Vec<(String, PathBuf)>, Vec<(String, PathBuf)>) {
     let corpus = workspace().join("target/smith-mutate-corpus");
     let fetched = Command::new("bash")
         .arg(workspace().join("scripts/corpus/fetch-corpus.sh"))
@@ -66,14 +68,12 @@ fn projects() -> Vec<(String, PathBuf)> {
         .collect();
     names.sort();
     all.extend(names.into_iter().map(|n| (n.clone(), corpus.join(n))));
-    match std::env::var("SMITH_BENCH_PROJECTS") {
-        Ok(wanted) => {
-            let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
-            all.retain(|(n, _)| wanted.contains(&n.as_str()));
-            all
-        }
-        Err(_) => all,
+    let mut chosen = all.clone();
+    if let Ok(wanted) = std::env::var("SMITH_BENCH_PROJECTS") {
+        let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+        chosen.retain(|(n, _)| wanted.contains(&n.as_str()));
     }
+    (all, chosen)
 }
 
 /// One validation of a project's sample in one mode.
@@ -252,8 +252,8 @@ fn main() {
         "| project | tests | whole suite s | candidates | whole s/cand | selected s/cand | no-fresh s/cand | speed-up (selected / no-fresh) | physical limit s/cand | no-fresh ÷ (limit + 20 ms) | labels differ from whole |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let all = projects();
-    for (name, repo) in &all {
+    let (all, chosen) = projects();
+    for (name, repo) in &chosen {
         project_row(name, repo, n, &scratch);
     }
     let ops_n = env_usize("SMITH_BENCH_OPS_N", 200);
