@@ -47,9 +47,12 @@ fn env_usize(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A project's name and checkout.
+type Project = (String, PathBuf);
+
 /// The demo and the dev corpus (fetched, or found up to date), by name:
 /// all of them, and those `SMITH_BENCH_PROJECTS` names (all by default).
-fn projects() -> (Vec<(String, PathBuf)>, Vec<(String, PathBuf)>) {
+fn projects() -> (Vec<Project>, Vec<Project>) {
     let corpus = workspace().join("target/smith-mutate-corpus");
     let fetched = Command::new("bash")
         .arg(workspace().join("scripts/corpus/fetch-corpus.sh"))
