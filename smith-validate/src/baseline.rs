@@ -133,7 +133,8 @@ fn scaled(floor: Duration, factor: f64, secs: f64) -> Duration {
 /// tests` (a test without one counts the longest of all). A test's baseline
 /// duration covers its setup and teardown too, so it bounds the call alone;
 /// one test over this limit is hung, however long the rest of the run may
-/// still be allowed.
+/// still be allowed. Validation gives every timed test its own limit
+/// ([`test_timeouts`]); this one holds the tests the baseline did not time.
 pub fn test_timeout(
     baseline: &Baseline,
     selection: &TestSelection,
