@@ -490,6 +490,8 @@ impl Builder<'_> {
         // (another run's snapshot) or another tree with the same
         // packaging. This tree's tests must collect in it too.
         env.repo = self.repo.clone();
+        // Venvs built before smith compiled them.
+        compile_bytecode(venv);
         if self.options.verify {
             self.generated = env.generated.clone();
             let start = Instant::now();
@@ -880,6 +882,7 @@ impl Builder<'_> {
             pytest_version: pytest_version.clone(),
             generated: self.generated.clone(),
         };
+        compile_bytecode(&venv);
         let path = venv.join(STAMP_FILE);
         let json = serde_json::to_string_pretty(&stamp).unwrap_or_default();
         std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
@@ -1078,6 +1081,48 @@ pub(crate) fn installed_version(venv: &Path, package: &str) -> Option<String> {
     let out = run_command(cmd, "python -I -c importlib.metadata.version", &options).ok()?;
     let version = out.stdout.trim();
     (out.success() && !version.is_empty()).then(|| version.to_string())
+}
+
+/// Marks a venv whose installed modules are compiled to bytecode.
+const BYTECODE_MARK: &str = ".smith-bytecode";
+
+/// Compile what is installed in `venv` to bytecode, once.
+///
+/// Every command smith runs sets `PYTHONDONTWRITEBYTECODE=1`, so that no
+/// stale bytecode of a workspace file (a mutated file can keep its size and
+/// second of modification) is ever written or loaded. Installers honour
+/// the variable too, which leaves a venv without bytecode: then every
+/// fresh interpreter compiles pytest and the suite's dependencies from
+/// source (about a second on a loaded machine, before a single test runs).
+/// A venv's installed files never change after the build, so compiling them
+/// here is safe; workspace files are never compiled. Best effort: a file
+/// that does not compile (test data shipped inside a package) is left as it
+/// is, and a venv that cannot be compiled still works, only slower.
+fn compile_bytecode(venv: &Path) {
+    let mark = venv.join(BYTECODE_MARK);
+    if mark.exists() {
+        return;
+    }
+    let mut cmd = Command::new(venv.join("bin").join("python"));
+    cmd.args(["-I", "-m", "compileall", "-q", "-j", "0"])
+        .arg(venv.join("lib"))
+        .env_remove("PYTHONDONTWRITEBYTECODE")
+        .current_dir(venv);
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(600)),
+        max_output: 64 << 10,
+        test_timeout: None,
+        ..RunOptions::default()
+    };
+    match run_command(cmd, "python -m compileall", &options) {
+        Ok(out) if !out.timed_out => {
+            // compileall exits 1 when any file fails to compile; the rest
+            // is compiled all the same.
+            let _ = std::fs::write(&mark, b"");
+        }
+        Ok(_) => tracing::debug!(venv = %venv.display(), "compiling the venv timed out"),
+        Err(e) => tracing::debug!(venv = %venv.display(), "cannot compile the venv: {e}"),
+    }
 }
 
 /// `8` of `8.3.2`.

@@ -71,6 +71,21 @@ fn builds_a_src_layout_project_and_workspaces_shadow_the_install() {
     assert!(clean.success(), "{}", clean.stdout);
     // Nothing wrote bytecode into the workspace.
     assert!(!ws.root().join("src/calc/__pycache__").exists());
+    // The venv's installed modules are compiled once, so fresh interpreters
+    // do not compile pytest again.
+    let compiled = ws
+        .run(
+            &CommandSpec::new(
+                "python",
+                [
+                    "-c",
+                    "import importlib.util as u, os, _pytest.main as m; print(os.path.exists(u.cache_from_source(m.__file__)))",
+                ],
+            ),
+            &RunOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(compiled.stdout.trim(), "True", "{}", compiled.stderr);
 
     // The same environment runs the suite under bubblewrap, with the venv read-only.
     if bwrap_works(&BwrapOptions::default()).is_ok() {
