@@ -502,10 +502,14 @@ fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
         workers: 1,
         // Room for a fresh interpreter's start-up, which the baseline's
         // forked runs did not pay.
-        timeout_floor: Duration::from_secs(2),
+        timeout_floor: Duration::from_secs(3),
         // The whole suite's limit must hold test_slow's 5 s plus the slow
         // mutant's delay with room to spare.
         timeout_factor: 3.0,
+        // The looping mutant must meet its test's CPU limit well before
+        // the run's wall limit, even where a loaded machine gives it a
+        // quarter of a core: then it is hung, not slow, and not re-run.
+        test_timeout_floor: Some(Duration::from_millis(250)),
         ..ValidateOptions::default()
     };
     let render = TestId::from("tests/test_render.py::test_render");
