@@ -25,8 +25,10 @@ It does these things for smith's validator:
   own), a thread watches the CPU time the process spends in the current
   test's call and, past the limit, appends `{"event": "over_limit", "nodeid": ...}` to the
   event log and kills the process: a looping mutant costs the limit, not
-  the whole run's. A fork server does the same from outside its children
-  and does not set the variable;
+  the whole run's. A call that uses little CPU but lasts `_WAIT_FACTOR`
+  times its limit plus `_WAIT_EXTRA` seconds of wall time (a deadlock) is
+  over too. A fork server does the same from outside its children and
+  does not set the variable;
 * random state: a test whose call changes the state of Python's global
   random generator (or numpy's), without seeding it itself, drew from the
   process's random state: `{"event": "random", "nodeid": ...}` says so, as
@@ -177,15 +179,26 @@ def pytest_configure(config):
             threading.Thread(target=_watch_calls, args=(limit, limits), daemon=True).start()
 
 
+# The wall-time bound of a call, as the fork server's: `_WAIT_FACTOR` × its
+# CPU limit + `_WAIT_EXTRA` seconds.
+_WAIT_FACTOR = 8.0
+_WAIT_EXTRA = 2.0
+
+
 def _watch_calls(limit, limits):
     """Kill the process when one test's call has used its limit in seconds
-    of CPU: `limits[node id]`, else `limit`. Pure-Python loops let this
-    thread run between bytecodes; code that holds the interpreter lock for
-    good is left to the run's own limit."""
+    of CPU (`limits[node id]`, else `limit`), or has lasted the wall-time
+    bound of that limit. Pure-Python loops let this thread run between
+    bytecodes; code that holds the interpreter lock for good is left to the
+    run's own limit."""
     while True:
         time.sleep(0.05)
         call = _call
-        if call is None or time.process_time() - call[0] <= limits.get(call[1], limit):
+        if call is None:
+            continue
+        own = limits.get(call[1], limit)
+        waited = time.monotonic() - call[2] > _WAIT_FACTOR * own + _WAIT_EXTRA
+        if not waited and time.process_time() - call[0] <= own:
             continue
         line = json.dumps({"event": "over_limit", "nodeid": call[1]}) + "\n"
         try:
@@ -588,7 +601,7 @@ def pytest_runtest_call(item):
     # session fixture's first set-up).
     global _call
     _emit({"event": "call", "nodeid": item.nodeid})
-    _call = (time.process_time(), item.nodeid)
+    _call = (time.process_time(), item.nodeid, time.monotonic())
     try:
         yield
     finally:

@@ -408,6 +408,13 @@ def _cpu_seconds(pid):
         return None
 
 
+# A test's call may last this many times its CPU limit, plus these
+# seconds, of wall time (see `_CallClock`; the plugin's `_watch_calls` uses
+# the same bound).
+_WAIT_FACTOR = 8.0
+_WAIT_EXTRA = 2.0
+
+
 class _CallClock:
     """Watches a run's event log for the test whose call is under way, so
     that one test over its limit ends the run as timed out.
@@ -416,7 +423,10 @@ class _CallClock:
     (wall time where /proc cannot say): a mutant that loops uses it up at
     once, while a test that merely waits for a busy machine does not, so a
     loaded machine never turns a passing test into a timeout. A test that
-    hangs without using CPU is left to the run's own limit."""
+    hangs without using CPU (a deadlock, a wait for an event that never
+    comes) is over once its call has lasted `_WAIT_FACTOR` times its limit
+    plus `_WAIT_EXTRA` seconds of wall time, more than any load stretches a
+    call that stays within its CPU limit."""
 
     def __init__(self, path, limit, pid, limits=None):
         # The run's limit, single tests' own ones, and the running test's.
@@ -427,6 +437,7 @@ class _CallClock:
         self.file = None
         self.pending = b""
         self.since = None
+        self.wall_since = None
         self.nodeid = None
         self.path = path
         # One kind of clock for the whole run: readings of the two kinds
@@ -456,6 +467,7 @@ class _CallClock:
                 kind = event.get("event")
                 if kind == "call":
                     self.since = self._now()
+                    self.wall_since = time.monotonic()
                     self.nodeid = event.get("nodeid")
                     self.limit = float(self.limits.get(self.nodeid, self.default))
                 elif kind == "finish" or (
@@ -466,6 +478,8 @@ class _CallClock:
                     self.since = None
         if self.since is None:
             return False
+        if time.monotonic() - self.wall_since > _WAIT_FACTOR * self.limit + _WAIT_EXTRA:
+            return True
         now = self._now()
         return now is not None and now - self.since > self.limit
 

@@ -63,11 +63,13 @@ pub struct ValidateOptions {
     /// without it a selected run drops candidates a full run keeps.
     pub recheck_timeouts: bool,
     /// Smallest time limit for one test's call; the limit is this floor +
-    /// `timeout_factor` × the slowest selected test's baseline duration
-    /// ([`test_timeout`]). A hung mutant then costs about this long instead
-    /// of the whole run's limit, which also pays for start-up and collection.
-    /// `None`: only the run's limit. Enforced in forked pytest runs, on the
-    /// CPU time of the call.
+    /// `timeout_factor` × the test's own baseline duration
+    /// ([`test_timeouts`]; [`test_timeout`] for tests the baseline did not
+    /// time). A hung mutant then costs about this long instead of the
+    /// whole run's limit, which also pays for start-up and collection.
+    /// `None`: only the run's limit. Enforced in forked and fresh pytest
+    /// runs on the CPU time of the call, and on its wall time at 8 × the
+    /// limit + 2 s (a call blocked for good uses no CPU).
     pub test_timeout_floor: Option<Duration>,
     /// Keep at most this many bytes of each run's stdout and stderr.
     pub max_output: usize,

@@ -824,3 +824,43 @@ fn a_tests_own_limit_applies_in_place_of_the_runs() {
         );
     }
 }
+
+/// A test that blocks for good without using CPU (a deadlock) is over once
+/// its call has lasted the wall-time bound of its own limit, in a fork
+/// server and a fresh interpreter alike: a hung mutant costs about that
+/// bound, not the run's whole limit and a re-run.
+#[test]
+fn a_test_that_waits_for_good_is_over_at_its_limits_wall_bound() {
+    let sandbox = CopySandbox::new(fixture("hang"));
+    let mut ws = sandbox.workspace().unwrap();
+    let waiting = TestId::from("tests/test_wait.py::test_waits_for_nothing");
+    for forking in [true, false] {
+        let exec = pytest().forking(forking).collected(false);
+        exec.prepare(&mut ws).unwrap();
+        let options = RunOptions {
+            timeout: Some(Duration::from_secs(120)),
+            test_timeout: Some(Duration::from_secs(100)),
+            // Wall-time bound: 8 × 0.25 s + 2 s.
+            test_timeouts: [(waiting.clone(), Duration::from_millis(250))].into(),
+            ..RunOptions::default()
+        };
+        let started = Instant::now();
+        let report = exec
+            .run_tests(
+                &mut ws,
+                &TestSelection::Only(vec![waiting.clone()]),
+                &options,
+            )
+            .unwrap();
+        assert!(report.timed_out, "forking {forking}: {}", report.log);
+        assert_eq!(
+            report.over_test_limit,
+            Some(waiting.clone()),
+            "forking {forking}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "forking {forking}: stopped by the run's limit, not the test's"
+        );
+    }
+}

@@ -501,15 +501,16 @@ fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
     let options = ValidateOptions {
         workers: 1,
         // Room for a fresh interpreter's start-up, which the baseline's
-        // forked runs did not pay.
-        timeout_floor: Duration::from_secs(3),
+        // forked runs did not pay, and for the looping mutant to use its
+        // test's CPU limit (1 s) before the run's wall limit even where a
+        // loaded machine gives it a quarter of a core: then it is hung,
+        // not slow, and not re-run. The slow mutant's sleep (this limit
+        // plus a second) stays within the wall-time bound of its test's
+        // limit (8 × 1 s + 2 s), so it is slow, not hung.
+        timeout_floor: Duration::from_secs(5),
         // The whole suite's limit must hold test_slow's 5 s plus the slow
         // mutant's delay with room to spare.
         timeout_factor: 3.0,
-        // The looping mutant must meet its test's CPU limit well before
-        // the run's wall limit, even where a loaded machine gives it a
-        // quarter of a core: then it is hung, not slow, and not re-run.
-        test_timeout_floor: Some(Duration::from_millis(250)),
         ..ValidateOptions::default()
     };
     let render = TestId::from("tests/test_render.py::test_render");
