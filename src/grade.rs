@@ -449,11 +449,7 @@ fn write_logs(dir: &Path, id: &str, r: &InstanceReport) -> Result<()> {
 /// id (the three forms SWE-bench accepts).
 pub fn load_predictions(path: &Path) -> Result<Vec<Prediction>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |e: serde_json::Error| Error::Record {
-        path: path.to_path_buf(),
-        line: e.line(),
-        reason: e.to_string(),
-    };
+    let bad = |e: serde_json::Error| Error::record_source(path, e.line(), "", e);
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(&text).map_err(bad);
     }

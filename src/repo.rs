@@ -185,10 +185,7 @@ pub fn open_repo(path: &Path, name: Option<&str>, work_dir: &Path) -> Result<Rep
 /// The repository at `path`, canonical: it must be a directory holding a
 /// Python project.
 fn project_root(path: &Path) -> Result<PathBuf> {
-    let repo_err = |reason: &str| Error::Repo {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
+    let repo_err = |reason: &str| Error::repo(path, reason);
     if !path.exists() {
         return Err(repo_err("no such file or directory"));
     }

@@ -53,13 +53,7 @@ fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, u64)> {
             // An unterminated last line was cut short: drop it.
             _ if !complete => break,
             Ok(_) => unreachable!(),
-            Err(e) => {
-                return Err(Error::Record {
-                    path: path.to_path_buf(),
-                    line: number,
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => return Err(Error::record_source(path, number, "", e)),
         }
     }
     Ok((records, good_len))
@@ -189,11 +183,8 @@ impl<T: Serialize> JsonlWriter<T> {
 
     /// Write one record as one line and flush it.
     pub fn write(&mut self, record: &T) -> Result<()> {
-        let mut line = serde_json::to_string(record).map_err(|e| Error::Record {
-            path: self.path.clone(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
+        let mut line = serde_json::to_string(record)
+            .map_err(|e| Error::record_source(&self.path, 0, "", e))?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -224,11 +215,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_jsonl<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
     let mut out = String::new();
     for r in records {
-        out.push_str(&serde_json::to_string(r).map_err(|e| Error::Record {
-            path: path.to_path_buf(),
-            line: 0,
-            reason: e.to_string(),
-        })?);
+        out.push_str(&serde_json::to_string(r).map_err(|e| Error::record_source(path, 0, "", e))?);
         out.push('\n');
     }
     write_atomic(path, out.as_bytes())
@@ -239,11 +226,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::Record {
-                path: path.to_path_buf(),
-                line: 1,
-                reason: e.to_string(),
-            }),
+            .map_err(|e| Error::record_source(path, 1, "", e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -251,11 +234,8 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 
 /// Write a value as pretty JSON, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Record {
-        path: path.to_path_buf(),
-        line: 0,
-        reason: e.to_string(),
-    })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::record_source(path, 0, "", e))?;
     write_atomic(path, format!("{text}\n").as_bytes())
 }
 

@@ -153,12 +153,54 @@ pub enum InvalidReason {
         test: TestId,
         /// The random seed it was run from.
         seed: u32,
-        /// What it did from there: `passes`, `fails`, `runs out of time`,
-        /// `does not run`.
-        outcome: String,
+        /// What it did from there.
+        outcome: SeededOutcome,
     },
     /// Text from no variant above (read from an older record).
     Other(String),
+}
+
+/// What a test did when run from another random seed, in an
+/// [`InvalidReason::RandomStateLabel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeededOutcome {
+    /// It passed: `passes`.
+    Passes,
+    /// It failed or errored: `fails`.
+    Fails,
+    /// The run timed out before it finished: `runs out of time`.
+    RunsOutOfTime,
+    /// It is missing from the run: `does not run`.
+    DoesNotRun,
+}
+
+impl SeededOutcome {
+    const ALL: [SeededOutcome; 4] = [
+        SeededOutcome::Passes,
+        SeededOutcome::Fails,
+        SeededOutcome::RunsOutOfTime,
+        SeededOutcome::DoesNotRun,
+    ];
+
+    /// The words a reason writes for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeededOutcome::Passes => "passes",
+            SeededOutcome::Fails => "fails",
+            SeededOutcome::RunsOutOfTime => "runs out of time",
+            SeededOutcome::DoesNotRun => "does not run",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for SeededOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl InvalidReason {
@@ -213,7 +255,7 @@ fn random_state_label(label_test: &str, seed_outcome: &str) -> Option<InvalidRea
         },
         test: TestId::from(test),
         seed: seed.parse().ok()?,
-        outcome: outcome.to_string(),
+        outcome: SeededOutcome::parse(outcome)?,
     })
 }
 
@@ -384,7 +426,7 @@ mod tests {
                     fail_to_pass: true,
                     test: TestId::from("t.py::test_roll[a b]"),
                     seed: 1,
-                    outcome: "runs out of time".into(),
+                    outcome: SeededOutcome::RunsOutOfTime,
                 },
                 "FAIL_TO_PASS t.py::test_roll[a b] draws from the random state, and from random seed 1 it runs out of time",
             ),

@@ -58,7 +58,7 @@ pub enum Error {
         source: Option<Cause>,
     },
     /// A JSONL record could not be read.
-    #[error("{path}:{line}: bad record: {reason}")]
+    #[error("{path}:{line}: bad record: {}", with_cause(reason, source))]
     Record {
         /// The JSONL file.
         path: PathBuf,
@@ -66,22 +66,28 @@ pub enum Error {
         line: usize,
         /// What was wrong.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// The repository is not something smith can work on.
-    #[error("{path}: {reason}")]
+    #[error("{path}: {}", with_cause(reason, source))]
     Repo {
         /// The repository root.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// The Python environment could not be built or used.
-    #[error("environment for {path}: {reason}")]
+    #[error("environment for {path}: {}", with_cause(reason, source))]
     Environment {
         /// The repository root.
         path: PathBuf,
         /// What went wrong.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// A test run could not produce a report.
     #[error("test run failed: {}", with_cause(reason, source))]
@@ -92,20 +98,24 @@ pub enum Error {
         source: Option<Cause>,
     },
     /// A language model request failed.
-    #[error("language model `{model}`: {reason}")]
+    #[error("language model `{model}`: {}", with_cause(reason, source))]
     LanguageModel {
         /// The model asked.
         model: String,
         /// What went wrong.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// A problem statement could not be written.
-    #[error("issue for {instance}: {reason}")]
+    #[error("issue for {instance}: {}", with_cause(reason, source))]
     Issue {
         /// The candidate or instance id.
         instance: String,
         /// What went wrong.
         reason: String,
+        /// The error that caused it, if any (its text follows `reason`).
+        source: Option<Cause>,
     },
     /// A sandbox or workspace cannot do what was asked (for example, start
     /// a long-lived process).
@@ -214,6 +224,126 @@ impl Error {
             source: Some(cause.into()),
         }
     }
+
+    /// An [`Error::Record`] for line `line` of `path` (0 when the record
+    /// was being written).
+    pub fn record(path: impl Into<PathBuf>, line: usize, reason: impl Into<String>) -> Self {
+        Error::Record {
+            path: path.into(),
+            line,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Record`] caused by `cause`; the message is
+    /// `{path}:{line}: bad record: {reason}: {cause}`, or
+    /// `{path}:{line}: bad record: {cause}` for an empty `reason`.
+    pub fn record_source(
+        path: impl Into<PathBuf>,
+        line: usize,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Record {
+            path: path.into(),
+            line,
+            reason: reason.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// An [`Error::Repo`] for the repository at `path`.
+    pub fn repo(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Repo {
+            path: path.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Repo`] caused by `cause`; the message is
+    /// `{path}: {reason}: {cause}`.
+    pub fn repo_source(
+        path: impl Into<PathBuf>,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Repo {
+            path: path.into(),
+            reason: reason.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// An [`Error::Environment`] for the repository at `path`.
+    pub fn environment(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Environment {
+            path: path.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Environment`] caused by `cause`; the message is
+    /// `environment for {path}: {reason}: {cause}`.
+    pub fn environment_source(
+        path: impl Into<PathBuf>,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Environment {
+            path: path.into(),
+            reason: reason.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// An [`Error::LanguageModel`] for `model`.
+    pub fn language_model(model: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::LanguageModel {
+            model: model.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::LanguageModel`] caused by `cause`; the message is
+    /// `language model `{model}`: {reason}: {cause}`.
+    pub fn language_model_source(
+        model: impl Into<String>,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::LanguageModel {
+            model: model.into(),
+            reason: reason.into(),
+            source: Some(cause.into()),
+        }
+    }
+
+    /// An [`Error::Issue`] for the candidate or instance `instance`.
+    pub fn issue(instance: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Issue {
+            instance: instance.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Issue`] caused by `cause`; the message is
+    /// `issue for {instance}: {reason}: {cause}`.
+    pub fn issue_source(
+        instance: impl Into<String>,
+        reason: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Error::Issue {
+            instance: instance.into(),
+            reason: reason.into(),
+            source: Some(cause.into()),
+        }
+    }
 }
 
 /// `Result` with smith's [`Error`].
@@ -244,6 +374,64 @@ mod tests {
             "test run failed: bad JUnit XML: unclosed tag"
         );
         assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn environment_repo_record_model_and_issue_errors_keep_their_cause() {
+        let err = Error::environment_source(
+            "/r",
+            "bad stamp file",
+            std::io::Error::other("expected value"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "environment for /r: bad stamp file: expected value"
+        );
+        assert_eq!(err.source().unwrap().to_string(), "expected value");
+        assert_eq!(
+            Error::environment("/r", "no test passes").to_string(),
+            "environment for /r: no test passes"
+        );
+        assert!(Error::environment("/r", "x").source().is_none());
+
+        let cause = serde_json::from_str::<u32>("x").unwrap_err();
+        let cause_text = cause.to_string();
+        let err = Error::record_source("a.jsonl", 3, "", cause);
+        assert_eq!(
+            err.to_string(),
+            format!("a.jsonl:3: bad record: {cause_text}")
+        );
+        assert_eq!(err.source().unwrap().to_string(), cause_text);
+
+        let err = Error::repo_source(
+            "/r",
+            "cannot open repository",
+            std::io::Error::other("gone"),
+        );
+        assert_eq!(err.to_string(), "/r: cannot open repository: gone");
+        assert!(err.source().is_some());
+        let err = Error::language_model_source("m", "gave up", std::io::Error::other("refused"));
+        assert_eq!(err.to_string(), "language model `m`: gave up: refused");
+        assert!(err.source().is_some());
+        let err = Error::issue_source("c1", "leaked", std::io::Error::other("twice"));
+        assert_eq!(err.to_string(), "issue for c1: leaked: twice");
+        assert!(err.source().is_some());
+        assert_eq!(
+            Error::issue("c1", "empty").to_string(),
+            "issue for c1: empty"
+        );
+        assert_eq!(
+            Error::language_model("m", "no reply").to_string(),
+            "language model `m`: no reply"
+        );
+        assert_eq!(
+            Error::repo("/r", "not a directory").to_string(),
+            "/r: not a directory"
+        );
+        assert_eq!(
+            Error::record("a.jsonl", 0, "x").to_string(),
+            "a.jsonl:0: bad record: x"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub mod rng;
 mod service;
 mod traits;
 
-pub use candidate::{candidate_id, Candidate, InvalidReason, Validation, Verdict};
+pub use candidate::{candidate_id, Candidate, InvalidReason, SeededOutcome, Validation, Verdict};
 pub use chat::{
     ChatMessage, ChatRole, FunctionCall, FunctionSpec, ToolCall, ToolCompletion, ToolSpec,
 };

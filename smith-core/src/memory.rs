@@ -309,10 +309,7 @@ impl LanguageModel for ScriptedModel {
             .lock()
             .ok()
             .and_then(|mut r| r.pop_front())
-            .ok_or_else(|| Error::LanguageModel {
-                model: "scripted".into(),
-                reason: "no scripted reply left".into(),
-            })?;
+            .ok_or_else(|| Error::language_model("scripted", "no scripted reply left"))?;
         Ok(Completion {
             text,
             ..Default::default()

@@ -520,10 +520,10 @@ pub trait LanguageModel: Send + Sync + Debug {
         params: &CompletionParams,
     ) -> Result<ToolCompletion> {
         let _ = (messages, tools, params);
-        Err(crate::Error::LanguageModel {
-            model: self.model().to_string(),
-            reason: "this model does not support tool calls".into(),
-        })
+        Err(crate::Error::language_model(
+            self.model(),
+            "this model does not support tool calls",
+        ))
     }
 }
 

@@ -135,10 +135,9 @@ pub fn install_with_agent(
     options: &EnvOptions,
     agent: &AgentOptions,
 ) -> Result<AgentOutcome> {
-    let repo = repo.canonicalize().map_err(|e| Error::Repo {
-        path: repo.to_path_buf(),
-        reason: format!("cannot open repository: {e}"),
-    })?;
+    let repo = repo
+        .canonicalize()
+        .map_err(|e| Error::repo_source(repo, "cannot open repository", e))?;
     let mut spec = detect(&repo)?.pop().unwrap_or_default();
     spec.install.clear();
     spec.strategy = format!("agent:{}", model.model());
@@ -148,10 +147,7 @@ pub fn install_with_agent(
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let venv = scratch.path().join("venv");
-    let fail = |reason: String| Error::Environment {
-        path: repo.clone(),
-        reason,
-    };
+    let fail = |reason: String| Error::environment(repo.clone(), reason);
     let short = RunOptions {
         timeout: Some(agent.command_timeout),
         max_output: 256 << 10,
@@ -240,10 +236,10 @@ fn scratch_environment(
         short,
     )?;
     if !out.success() {
-        return Err(Error::Environment {
-            path: repo.to_path_buf(),
-            reason: format!("cannot create the agent's venv: {}", out.stderr.trim()),
-        });
+        return Err(Error::environment(
+            repo,
+            format!("cannot create the agent's venv: {}", out.stderr.trim()),
+        ));
     }
     Ok(Environment {
         spec: spec.clone(),

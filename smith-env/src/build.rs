@@ -239,10 +239,8 @@ impl Environment {
     pub fn open(venv: &Path) -> Result<Environment> {
         let path = venv.join(STAMP_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let stamp: Stamp = serde_json::from_str(&text).map_err(|e| Error::Environment {
-            path: path.clone(),
-            reason: format!("bad stamp file: {e}"),
-        })?;
+        let stamp: Stamp = serde_json::from_str(&text)
+            .map_err(|e| Error::environment_source(path.clone(), "bad stamp file", e))?;
         Ok(Environment {
             spec: stamp.spec,
             venv: venv.to_path_buf(),
@@ -319,10 +317,9 @@ pub fn build_environment_with(
     options: &EnvOptions,
     progress: &mut dyn FnMut(&BuildStep),
 ) -> Result<Environment> {
-    let repo = repo.canonicalize().map_err(|e| Error::Repo {
-        path: repo.to_path_buf(),
-        reason: format!("cannot open repository: {e}"),
-    })?;
+    let repo = repo
+        .canonicalize()
+        .map_err(|e| Error::repo_source(repo, "cannot open repository", e))?;
     // Venv scripts and install records hold absolute paths.
     let cache_dir =
         std::path::absolute(&options.cache_dir).map_err(|e| Error::io(&options.cache_dir, e))?;
@@ -365,10 +362,10 @@ pub fn build_environment_with(
         Err(failures) => {
             // A half-built venv is worth nothing and would only fill the cache.
             let _ = std::fs::remove_dir_all(&venv);
-            Err(Error::Environment {
-                path: repo,
-                reason: format!("no install strategy worked:\n{}", failures.join("\n")),
-            })
+            Err(Error::environment(
+                repo,
+                format!("no install strategy worked:\n{}", failures.join("\n")),
+            ))
         }
     }
 }
@@ -498,14 +495,14 @@ impl Builder<'_> {
             let collection = self.collect(venv, &env.spec, &env.installer)?;
             self.record_collection("collect", &env.spec, start, &collection);
             if !collection.ok {
-                return Err(Error::Environment {
-                    path: self.repo.clone(),
-                    reason: format!(
+                return Err(Error::environment(
+                    self.repo.clone(),
+                    format!(
                         "in the cached environment {}: {}",
                         venv.display(),
                         collection_failure(&collection)
                     ),
-                });
+                ));
             }
             env.collected = Some(collection.count);
         }

@@ -114,10 +114,10 @@ impl BwrapSandbox {
     /// A sandbox with `options`, checked by running `true` under it.
     pub fn with_options(env: &Environment, options: BwrapOptions) -> Result<Self> {
         if !env.repo.is_dir() {
-            return Err(Error::Repo {
-                path: env.repo.clone(),
-                reason: "repository directory is missing".into(),
-            });
+            return Err(Error::repo(
+                env.repo.clone(),
+                "repository directory is missing",
+            ));
         }
         bwrap_works(&options)?;
         let mut ro: Vec<PathBuf> = vec![env.venv.clone(), env.repo.clone()];

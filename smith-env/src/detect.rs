@@ -58,10 +58,7 @@ pub struct RepoFacts {
 /// Inspect `repo` and return its facts.
 pub fn repo_facts(repo: &Path) -> Result<RepoFacts> {
     if !repo.is_dir() {
-        return Err(Error::Repo {
-            path: repo.to_path_buf(),
-            reason: "not a directory".into(),
-        });
+        return Err(Error::repo(repo, "not a directory"));
     }
     let pyproject = read_toml(repo, "pyproject.toml")?;
     let installable = pyproject
@@ -105,11 +102,10 @@ pub fn repo_facts(repo: &Path) -> Result<RepoFacts> {
 pub fn detect(repo: &Path) -> Result<Vec<EnvSpec>> {
     let facts = repo_facts(repo)?;
     if !facts.installable && !contains_python(repo) {
-        return Err(Error::Repo {
-            path: repo.to_path_buf(),
-            reason: "no Python project here (no pyproject.toml, setup.py, setup.cfg or .py files)"
-                .into(),
-        });
+        return Err(Error::repo(
+            repo,
+            "no Python project here (no pyproject.toml, setup.py, setup.cfg or .py files)",
+        ));
     }
     let (test_cmd, cmd_notes) = test_command(&facts);
     let mut found = Found {
@@ -745,10 +741,9 @@ fn read_toml(repo: &Path, name: &str) -> Result<Option<toml::Value>> {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
-    toml::from_str(&text).map(Some).map_err(|e| Error::Repo {
-        path: path.clone(),
-        reason: format!("invalid TOML: {e}"),
-    })
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::repo_source(path, "invalid TOML", e))
 }
 
 /// Sections → keys → values of an INI file, with indented continuation lines

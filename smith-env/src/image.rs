@@ -229,9 +229,11 @@ pub fn build_image(env: &Environment, options: &ImageOptions) -> Result<Image> {
     let hash = hash_of(&text);
     let inspect = |tag: &str| inspect_image(program, tag);
     let found = |built: bool| -> Result<Image> {
-        let (id, _, size) = inspect(&options.tag).ok_or_else(|| Error::Environment {
-            path: env.repo.clone(),
-            reason: format!("image {} missing after its build", options.tag),
+        let (id, _, size) = inspect(&options.tag).ok_or_else(|| {
+            Error::environment(
+                env.repo.clone(),
+                format!("image {} missing after its build", options.tag),
+            )
         })?;
         Ok(Image {
             tag: options.tag.clone(),
@@ -269,13 +271,13 @@ pub fn build_image(env: &Environment, options: &ImageOptions) -> Result<Image> {
         },
     )?;
     if !out.success() {
-        return Err(Error::Environment {
-            path: env.repo.clone(),
-            reason: format!(
+        return Err(Error::environment(
+            env.repo.clone(),
+            format!(
                 "{display} (base {base}) failed: {}",
                 tail(&format!("{}\n{}", out.stdout, out.stderr), 40)
             ),
-        });
+        ));
     }
     found(true)
 }

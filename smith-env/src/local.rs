@@ -31,10 +31,10 @@ impl LocalSandbox {
     /// A sandbox over `env`'s repository; workspaces go in the system temp dir.
     pub fn new(env: &Environment) -> Result<Self> {
         if !env.repo.is_dir() {
-            return Err(Error::Repo {
-                path: env.repo.clone(),
-                reason: "repository directory is missing".into(),
-            });
+            return Err(Error::repo(
+                env.repo.clone(),
+                "repository directory is missing",
+            ));
         }
         Ok(LocalSandbox {
             env: env.clone(),

@@ -84,14 +84,12 @@ impl EnvSpec {
     /// anything else is tried as TOML).
     pub fn from_file(path: &Path) -> Result<EnvSpec> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let bad = |reason: String| Error::Environment {
-            path: path.to_path_buf(),
-            reason: format!("bad spec file: {reason}"),
-        };
+        let bad =
+            |cause: smith_core::Cause| Error::environment_source(path, "bad spec file", cause);
         let spec: EnvSpec = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
+            serde_json::from_str(&text).map_err(|e| bad(e.into()))?
         } else {
-            toml::from_str(&text).map_err(|e| bad(e.to_string()))?
+            toml::from_str(&text).map_err(|e| bad(e.into()))?
         };
         Ok(spec.completed())
     }

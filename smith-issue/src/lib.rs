@@ -107,11 +107,11 @@ pub fn write_checked(
         }
     }
     let last = leaks.last().map(ToString::to_string).unwrap_or_default();
-    Err(Error::Issue {
-        instance: context.candidate.id.clone(),
-        reason: format!(
+    Err(Error::issue(
+        context.candidate.id.clone(),
+        format!(
             "all {attempts} statements from `{}` leaked the fix (last: {last})",
             writer.name()
         ),
-    })
+    ))
 }

@@ -247,10 +247,10 @@ impl IssueWriter for LmIssueWriter {
         let completion = self.model.complete(&messages, &params)?;
         let statement = strip_reply(&completion.text);
         if statement.is_empty() {
-            return Err(Error::Issue {
-                instance: context.candidate.id.clone(),
-                reason: format!("model `{}` returned an empty statement", self.model.model()),
-            });
+            return Err(Error::issue(
+                context.candidate.id.clone(),
+                format!("model `{}` returned an empty statement", self.model.model()),
+            ));
         }
         Ok(statement)
     }

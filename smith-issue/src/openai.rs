@@ -144,10 +144,7 @@ impl OpenAiClient {
     /// named but not set, or if the URL needs TLS and the `tls` feature is
     /// off.
     pub fn new(config: OpenAiConfig) -> Result<Self> {
-        let fail = |reason: String| Error::LanguageModel {
-            model: config.model.clone(),
-            reason,
-        };
+        let fail = |reason: String| Error::language_model(config.model.clone(), reason);
         let api_key = match &config.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 fail(format!(
@@ -208,9 +205,20 @@ impl OpenAiClient {
     }
 
     fn error(&self, reason: impl Into<String>) -> Error {
-        Error::LanguageModel {
-            model: self.config.model.clone(),
-            reason: reason.into(),
+        Error::language_model(self.config.model.clone(), reason)
+    }
+
+    /// The error of a request that failed for `failure`, its reason after
+    /// `prefix` (when there is one) and its cause kept as the source.
+    fn failed(&self, prefix: Option<String>, failure: Failure) -> Error {
+        let reason = match (prefix, failure.reason.is_empty()) {
+            (None, _) => failure.reason,
+            (Some(prefix), true) if failure.cause.is_some() => prefix,
+            (Some(prefix), _) => format!("{prefix}: {}", failure.reason),
+        };
+        match failure.cause {
+            Some(cause) => Error::language_model_source(self.config.model.clone(), reason, cause),
+            None => self.error(reason),
         }
     }
 
@@ -247,24 +255,27 @@ impl OpenAiClient {
                         match (status, text) {
                             (200..=299, Ok(text)) => return Ok(text),
                             (200..=299, Err(e)) => {
-                                Attempt::Retry(format!("reading the reply: {e}"), None)
+                                Attempt::Retry(Failure::caused("reading the reply", e), None)
                             }
                             (429 | 500..=599, text) => Attempt::Retry(
-                                format!("HTTP {status}: {}", snippet(&text.unwrap_or_default())),
+                                Failure::said(format!(
+                                    "HTTP {status}: {}",
+                                    snippet(&text.unwrap_or_default())
+                                )),
                                 retry_after,
                             ),
-                            (_, text) => Attempt::Fatal(format!(
+                            (_, text) => Attempt::Fatal(Failure::said(format!(
                                 "HTTP {status}: {}",
                                 snippet(&text.unwrap_or_default())
-                            )),
+                            ))),
                         }
                     }
                     Err(
                         e @ (ureq::Error::Timeout(_)
                         | ureq::Error::Io(_)
                         | ureq::Error::ConnectionFailed),
-                    ) => Attempt::Retry(e.to_string(), None),
-                    Err(e) => Attempt::Fatal(e.to_string()),
+                    ) => Attempt::Retry(Failure::caused("", e), None),
+                    Err(e) => Attempt::Fatal(Failure::caused("", e)),
                 }
             };
             match outcome {
@@ -280,20 +291,55 @@ impl OpenAiClient {
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
-                Attempt::Retry(reason, _) => {
-                    return Err(
-                        self.error(format!("gave up after {} attempts: {reason}", attempt + 1))
-                    )
+                Attempt::Retry(failure, _) => {
+                    return Err(self.failed(
+                        Some(format!("gave up after {} attempts", attempt + 1)),
+                        failure,
+                    ))
                 }
-                Attempt::Fatal(reason) => return Err(self.error(reason)),
+                Attempt::Fatal(failure) => return Err(self.failed(None, failure)),
             }
         }
     }
 }
 
 enum Attempt {
-    Retry(String, Option<Duration>),
-    Fatal(String),
+    Retry(Failure, Option<Duration>),
+    Fatal(Failure),
+}
+
+/// Why one request failed: what happened and the error behind it, if any.
+struct Failure {
+    reason: String,
+    cause: Option<ureq::Error>,
+}
+
+impl Failure {
+    fn said(reason: String) -> Self {
+        Failure {
+            reason,
+            cause: None,
+        }
+    }
+
+    fn caused(reason: &str, cause: ureq::Error) -> Self {
+        Failure {
+            reason: reason.to_string(),
+            cause: Some(cause),
+        }
+    }
+}
+
+/// `reason: cause`, or whichever of the two is there (as the error's
+/// message will say it).
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            None => f.write_str(&self.reason),
+            Some(cause) if self.reason.is_empty() => write!(f, "{cause}"),
+            Some(cause) => write!(f, "{}: {cause}", self.reason),
+        }
+    }
 }
 
 fn snippet(text: &str) -> String {

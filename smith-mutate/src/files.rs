@@ -61,10 +61,7 @@ pub fn python_files(root: &Path, options: &FileOptions) -> Result<Vec<String>> {
         })
         .collect::<Result<Vec<_>>>()?;
     if !root.is_dir() {
-        return Err(Error::Repo {
-            path: root.to_path_buf(),
-            reason: "not a directory".into(),
-        });
+        return Err(Error::repo(root, "not a directory"));
     }
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];

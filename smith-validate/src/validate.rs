@@ -537,17 +537,17 @@ fn labels_under_other_random_states(
             continue;
         };
         let what = match report.outcomes.get(test) {
-            Some(o) if o.is_success() => "passes",
-            Some(_) => "fails",
-            None if report.timed_out => "runs out of time",
-            None => "does not run",
+            Some(o) if o.is_success() => smith_core::SeededOutcome::Passes,
+            Some(_) => smith_core::SeededOutcome::Fails,
+            None if report.timed_out => smith_core::SeededOutcome::RunsOutOfTime,
+            None => smith_core::SeededOutcome::DoesNotRun,
         };
         return Ok(Some(Verdict::Invalid {
             reason: smith_core::InvalidReason::RandomStateLabel {
                 fail_to_pass: fail_to_pass.contains(test),
                 test: test.clone(),
                 seed,
-                outcome: what.to_string(),
+                outcome: what,
             },
         }));
     }

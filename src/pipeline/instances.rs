@@ -98,7 +98,12 @@ impl Pipeline {
         ) {
             Ok(checked) => checked,
             // Every statement leaked the fix: no task is better than a spoiled one.
-            Err(Error::Issue { reason, .. }) => {
+            Err(Error::Issue { reason, source, .. }) => {
+                let reason = match source {
+                    Some(cause) if reason.is_empty() => cause.to_string(),
+                    Some(cause) => format!("{reason}: {cause}"),
+                    None => reason,
+                };
                 self.emit(Event::Warning(format!(
                     "no instance for {}: {reason}",
                     candidate.id

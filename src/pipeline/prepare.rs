@@ -260,9 +260,9 @@ impl Pipeline {
         if rate >= self.config.min_pass_rate {
             return Ok(());
         }
-        Err(Error::Environment {
-            path: p.repo.root.clone(),
-            reason: format!(
+        Err(Error::environment(
+            p.repo.root.clone(),
+            format!(
                 "only {passing} of {total} tests ({:.0}%) pass on the clean tree, below the minimum of {:.0}%: \
                  the environment probably lacks dependencies, services or data the tests need \
                  (baseline.json lists the tests that do not pass); lower the minimum \
@@ -270,7 +270,7 @@ impl Pipeline {
                 100.0 * rate,
                 100.0 * self.config.min_pass_rate
             ),
-        })
+        ))
     }
 
     /// The baseline (which must pass the environment gate) and the
@@ -326,10 +326,10 @@ impl Pipeline {
             &RunOptions::default(),
         )?;
         if baseline.passing.is_empty() {
-            return Err(Error::Environment {
-                path: p.repo.root.clone(),
-                reason: "no test passes on the clean tree; nothing can be validated".into(),
-            });
+            return Err(Error::environment(
+                p.repo.root.clone(),
+                "no test passes on the clean tree; nothing can be validated",
+            ));
         }
         store::write_json(&path, &baseline)?;
         Ok(baseline)

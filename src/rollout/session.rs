@@ -579,10 +579,7 @@ mod tests {
         }
         fn act(&mut self, _: &[ChatMessage], _: &[ToolSpec]) -> Result<ToolCompletion> {
             if self.0.is_empty() {
-                return Err(crate::Error::LanguageModel {
-                    model: "scripted".into(),
-                    reason: "out of replies".into(),
-                });
+                return Err(crate::Error::language_model("scripted", "out of replies"));
             }
             Ok(ToolCompletion {
                 message: self.0.remove(0),
