@@ -1039,6 +1039,16 @@ fn share_git_history(repo: &Path, into: &Path) -> bool {
         && git_in(into, &["update-ref", "--no-deref", "HEAD", head.trim()]).is_some()
 }
 
+/// Limits for a helper command: `secs` seconds, `max_output` bytes of each
+/// output stream kept.
+fn limits(secs: u64, max_output: usize) -> RunOptions {
+    RunOptions {
+        timeout: Some(Duration::from_secs(secs)),
+        max_output,
+        ..RunOptions::default()
+    }
+}
+
 /// Run `git args` in `dir`; its stdout when it succeeds.
 fn git_in(dir: &Path, args: &[&str]) -> Option<String> {
     let mut cmd = Command::new("git");
@@ -1048,12 +1058,7 @@ fn git_in(dir: &Path, args: &[&str]) -> Option<String> {
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
         .env_remove("GIT_INDEX_FILE");
-    let options = RunOptions {
-        timeout: Some(Duration::from_secs(120)),
-        max_output: 64 << 10,
-        test_timeout: None,
-        ..RunOptions::default()
-    };
+    let options = limits(120, 64 << 10);
     let out = run_command(cmd, &format!("git {}", args.join(" ")), &options).ok()?;
     out.success().then_some(out.stdout)
 }
@@ -1069,12 +1074,7 @@ pub(crate) fn installed_version(venv: &Path, package: &str) -> Option<String> {
         package,
     ])
     .current_dir(venv);
-    let options = RunOptions {
-        timeout: Some(Duration::from_secs(60)),
-        max_output: 4 << 10,
-        test_timeout: None,
-        ..RunOptions::default()
-    };
+    let options = limits(60, 4 << 10);
     let out = run_command(cmd, "python -I -c importlib.metadata.version", &options).ok()?;
     let version = out.stdout.trim();
     (out.success() && !version.is_empty()).then(|| version.to_string())
@@ -1105,12 +1105,7 @@ fn compile_bytecode(venv: &Path) {
         .arg(venv.join("lib"))
         .env_remove("PYTHONDONTWRITEBYTECODE")
         .current_dir(venv);
-    let options = RunOptions {
-        timeout: Some(Duration::from_secs(600)),
-        max_output: 64 << 10,
-        test_timeout: None,
-        ..RunOptions::default()
-    };
+    let options = limits(600, 64 << 10);
     match run_command(cmd, "python -m compileall", &options) {
         Ok(out) if !out.timed_out => {
             // compileall exits 1 when any file fails to compile; the rest
@@ -1241,12 +1236,7 @@ pub fn find_or_install_uv(cache_dir: &Path) -> Result<PathBuf> {
     if uv.is_file() {
         return Ok(uv);
     }
-    let options = RunOptions {
-        timeout: Some(Duration::from_secs(600)),
-        max_output: 64 << 10,
-        test_timeout: None,
-        ..RunOptions::default()
-    };
+    let options = limits(600, 64 << 10);
     let mut venv = Command::new("python3");
     venv.args(["-m", "venv"]).arg(&tools);
     let out = run_command(venv, "python3 -m venv tools", &options)?;

@@ -792,75 +792,52 @@ fn tests_that_draw_from_the_random_state_are_reported() {
 /// alike.
 #[test]
 fn a_tests_own_limit_applies_in_place_of_the_runs() {
+    stopped_by_own_limit("tests/test_hang.py::test_loops", Duration::from_millis(500));
+}
+
+/// A test that blocks for good without using CPU (a deadlock) is over once
+/// its call has lasted the wall-time bound of its own limit (here
+/// 8 × 0.25 s + 2 s), in a fork server and a fresh interpreter alike: a
+/// hung mutant costs about that bound, not the run's whole limit and a
+/// re-run.
+#[test]
+fn a_test_that_waits_for_good_is_over_at_its_limits_wall_bound() {
+    stopped_by_own_limit(
+        "tests/test_wait.py::test_waits_for_nothing",
+        Duration::from_millis(250),
+    );
+}
+
+/// Run `test` of the `hang` fixture alone with its own limit `own` (the
+/// run's limits far above it), forked and fresh: the run must end as
+/// timed out, name `test` as over its limit, and end long before the
+/// run's limits would.
+fn stopped_by_own_limit(test: &str, own: Duration) {
     let sandbox = CopySandbox::new(fixture("hang"));
     let mut ws = sandbox.workspace().unwrap();
-    let looping = TestId::from("tests/test_hang.py::test_loops");
+    let test = TestId::from(test);
     for forking in [true, false] {
         let exec = pytest().forking(forking).collected(false);
         exec.prepare(&mut ws).unwrap();
         let options = RunOptions {
             timeout: Some(Duration::from_secs(120)),
             test_timeout: Some(Duration::from_secs(100)),
-            test_timeouts: [(looping.clone(), Duration::from_millis(500))].into(),
+            test_timeouts: [(test.clone(), own)].into(),
             ..RunOptions::default()
         };
         let started = Instant::now();
         let report = exec
-            .run_tests(
-                &mut ws,
-                &TestSelection::Only(vec![looping.clone()]),
-                &options,
-            )
+            .run_tests(&mut ws, &TestSelection::Only(vec![test.clone()]), &options)
             .unwrap();
         assert!(report.timed_out, "forking {forking}: {}", report.log);
         assert_eq!(
             report.over_test_limit,
-            Some(looping.clone()),
+            Some(test.clone()),
             "forking {forking}"
         );
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "forking {forking}: stopped by the run's limits, not the test's"
-        );
-    }
-}
-
-/// A test that blocks for good without using CPU (a deadlock) is over once
-/// its call has lasted the wall-time bound of its own limit, in a fork
-/// server and a fresh interpreter alike: a hung mutant costs about that
-/// bound, not the run's whole limit and a re-run.
-#[test]
-fn a_test_that_waits_for_good_is_over_at_its_limits_wall_bound() {
-    let sandbox = CopySandbox::new(fixture("hang"));
-    let mut ws = sandbox.workspace().unwrap();
-    let waiting = TestId::from("tests/test_wait.py::test_waits_for_nothing");
-    for forking in [true, false] {
-        let exec = pytest().forking(forking).collected(false);
-        exec.prepare(&mut ws).unwrap();
-        let options = RunOptions {
-            timeout: Some(Duration::from_secs(120)),
-            test_timeout: Some(Duration::from_secs(100)),
-            // Wall-time bound: 8 × 0.25 s + 2 s.
-            test_timeouts: [(waiting.clone(), Duration::from_millis(250))].into(),
-            ..RunOptions::default()
-        };
-        let started = Instant::now();
-        let report = exec
-            .run_tests(
-                &mut ws,
-                &TestSelection::Only(vec![waiting.clone()]),
-                &options,
-            )
-            .unwrap();
-        assert!(report.timed_out, "forking {forking}: {}", report.log);
-        assert_eq!(
-            report.over_test_limit,
-            Some(waiting.clone()),
-            "forking {forking}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "forking {forking}: stopped by the run's limit, not the test's"
         );
     }
 }
