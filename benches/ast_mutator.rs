@@ -116,7 +116,14 @@ fn time(root: &Path, file: &str, mutator: Box<dyn Mutator>) -> (Duration, usize)
     let mut n = 0;
     for _ in 0..7 {
         let started = Instant::now();
-        let g = generate(root, "bench/bench", "0000000", &files, &mutators, &options).unwrap();
+        let g = generate(
+            root,
+            &smith::RepoRef::new("bench/bench", "0000000"),
+            &files,
+            &mutators,
+            &options,
+        )
+        .unwrap();
         times.push(started.elapsed());
         n = g.candidates.len();
     }

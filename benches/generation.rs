@@ -68,7 +68,11 @@ fn pass(corpus: &[Project], threads: usize) -> (usize, usize, usize) {
     };
     corpus.iter().fold((0, 0, 0), |(f, e, c), p| {
         let out = generate(
-            &p.root, "corpus/p", "0000000", &p.files, &mutators, &options,
+            &p.root,
+            &smith::RepoRef::new("corpus/p", "0000000"),
+            &p.files,
+            &mutators,
+            &options,
         )
         .unwrap();
         (f + out.files, e + out.entities, c + out.candidates.len())

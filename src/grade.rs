@@ -484,7 +484,13 @@ mod tests {
     use super::*;
 
     fn instance() -> TaskInstance {
-        let c = smith_core::Candidate::new("o/r", "abc", "s", vec![], "", Patch::from_text("p"));
+        let c = smith_core::Candidate::new(
+            &smith_core::RepoRef::new("o/r", "abc"),
+            "s",
+            vec![],
+            "",
+            Patch::from_text("p"),
+        );
         TaskInstance::new(
             &c,
             vec!["f1".into(), "f2".into()],

@@ -442,8 +442,7 @@ mod tests {
         let buggy = "def add(a, b):\n    return a - b\n";
         let patch = Patch::from_changes(&[FileChange::modified("m.py", clean, buggy)]);
         let c = Candidate::new(
-            "o/r",
-            "abc",
+            &smith_core::RepoRef::new("o/r", "abc"),
             "func_pm_op_change",
             vec!["m.py::add".into()],
             "",

@@ -20,6 +20,13 @@ pub struct RepoInfo {
     pub snapshot: bool,
 }
 
+impl RepoInfo {
+    /// The repository's name at its base commit.
+    pub fn repo_ref(&self) -> smith_core::RepoRef {
+        smith_core::RepoRef::new(&self.name, &self.base_commit)
+    }
+}
+
 /// The file that marks a directory as smith's output (written by the
 /// pipeline, see [`crate::pipeline`]): such a directory is never copied
 /// into a snapshot, whichever run made it.

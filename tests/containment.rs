@@ -96,8 +96,7 @@ fn a_setsid_child_that_ignores_sigterm_is_gone_when_its_candidates_validation_en
         ws.as_mut(),
         &executor,
         2,
-        "local/orphans",
-        "clean",
+        &smith::RepoRef::new("local/orphans", "clean"),
         &RunOptions::default(),
     )
     .expect("baseline");
@@ -117,7 +116,13 @@ fn a_setsid_child_that_ignores_sigterm_is_gone_when_its_candidates_validation_en
         CALC,
         CALC.replace("a + b", "a - b"),
     )]);
-    let candidate = Candidate::new("local/orphans", "clean", "test/op", vec![], "", bug);
+    let candidate = Candidate::new(
+        &smith::RepoRef::new("local/orphans", "clean"),
+        "test/op",
+        vec![],
+        "",
+        bug,
+    );
     let served = executor.served_runs();
     // As the validator does before every candidate: servers start on the
     // clean tree only.
@@ -215,7 +220,13 @@ fn hostile() -> Hostile {
         CALC,
         CALC.replace("a + b", "a * b"),
     )]);
-    let candidate = Candidate::new("local/hostile", "clean", "test/op", vec![], "", bug);
+    let candidate = Candidate::new(
+        &smith::RepoRef::new("local/hostile", "clean"),
+        "test/op",
+        vec![],
+        "",
+        bug,
+    );
     let instance = smith::TaskInstance::new(
         &candidate,
         vec!["tests/test_calc.py::test_add".into()],

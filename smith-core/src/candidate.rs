@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{stable_hex, Patch, TestId};
+use crate::{stable_hex, Patch, RepoRef, TestId};
 
 /// A proposed bug: a patch that breaks the clean tree, not yet validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,24 +28,28 @@ pub struct Candidate {
 impl Candidate {
     /// A candidate with its id computed from its content.
     pub fn new(
-        repo: impl Into<String>,
-        base_commit: impl Into<String>,
+        repo: &RepoRef,
         strategy: impl Into<String>,
         entities: Vec<String>,
         description: impl Into<String>,
         patch: Patch,
     ) -> Self {
-        let (repo, base_commit, strategy) = (repo.into(), base_commit.into(), strategy.into());
-        let id = candidate_id(&repo, &base_commit, &strategy, &patch);
+        let strategy = strategy.into();
+        let id = candidate_id(repo, &strategy, &patch);
         Candidate {
             id,
-            repo,
-            base_commit,
+            repo: repo.name.clone(),
+            base_commit: repo.commit.clone(),
             strategy,
             entities,
             description: description.into(),
             patch,
         }
+    }
+
+    /// The repository and commit this candidate is for.
+    pub fn repo_ref(&self) -> RepoRef {
+        RepoRef::new(&self.repo, &self.base_commit)
     }
 
     /// The files the patch touches (from the entity ids, falling back to the patch).
@@ -64,10 +68,10 @@ impl Candidate {
 }
 
 /// The stable id of a candidate: 32 hex digits.
-pub fn candidate_id(repo: &str, base_commit: &str, strategy: &str, patch: &Patch) -> String {
+pub fn candidate_id(repo: &RepoRef, strategy: &str, patch: &Patch) -> String {
     stable_hex(&[
-        repo.as_bytes(),
-        base_commit.as_bytes(),
+        repo.name.as_bytes(),
+        repo.commit.as_bytes(),
         strategy.as_bytes(),
         patch.as_str().as_bytes(),
     ])
@@ -374,12 +378,31 @@ mod tests {
     #[test]
     fn id_depends_on_every_part() {
         let p = Patch::from_text("x");
-        let base = candidate_id("o/r", "c", "s", &p);
-        assert_eq!(base, candidate_id("o/r", "c", "s", &p));
-        assert_ne!(base, candidate_id("o/q", "c", "s", &p));
-        assert_ne!(base, candidate_id("o/r", "d", "s", &p));
-        assert_ne!(base, candidate_id("o/r", "c", "t", &p));
-        assert_ne!(base, candidate_id("o/r", "c", "s", &Patch::from_text("y")));
+        let base = candidate_id(&crate::RepoRef::new("o/r", "c"), "s", &p);
+        assert_eq!(
+            base,
+            candidate_id(&crate::RepoRef::new("o/r", "c"), "s", &p)
+        );
+        assert_ne!(
+            base,
+            candidate_id(&crate::RepoRef::new("o/q", "c"), "s", &p)
+        );
+        assert_ne!(
+            base,
+            candidate_id(&crate::RepoRef::new("o/r", "d"), "s", &p)
+        );
+        assert_ne!(
+            base,
+            candidate_id(&crate::RepoRef::new("o/r", "c"), "t", &p)
+        );
+        assert_ne!(
+            base,
+            candidate_id(
+                &crate::RepoRef::new("o/r", "c"),
+                "s",
+                &Patch::from_text("y")
+            )
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Candidate, TestId};
+use crate::{Candidate, RepoRef, TestId};
 
 /// One task: a bug, the tests it breaks, the tests that still pass, and an
 /// issue describing the symptom. Field names and meanings are those of
@@ -60,18 +60,22 @@ pub struct TaskInstance {
 ///
 /// ```
 /// assert_eq!(
-///     smith_core::instance_id("acme/demo", "0123456789abcdef", "func_pm_op_swap", "deadbeefcafe"),
+///     smith_core::instance_id(
+///         &smith_core::RepoRef::new("acme/demo", "0123456789abcdef"),
+///         "func_pm_op_swap",
+///         "deadbeefcafe",
+///     ),
 ///     "acme__demo.01234567.func_pm_op_swap__deadbeef"
 /// );
 /// ```
-pub fn instance_id(repo: &str, base_commit: &str, strategy: &str, candidate_id: &str) -> String {
-    let commit8: String = base_commit.chars().take(8).collect();
+pub fn instance_id(repo: &RepoRef, strategy: &str, candidate_id: &str) -> String {
+    let commit8: String = repo.commit.chars().take(8).collect();
     let hash8: String = candidate_id.chars().take(8).collect();
     // '/' is not allowed in ids that become branch or file names.
     let strategy = strategy.replace('/', "_");
     format!(
         "{}.{commit8}.{strategy}__{hash8}",
-        repo.replacen('/', "__", 1)
+        repo.name.replacen('/', "__", 1)
     )
 }
 
@@ -86,12 +90,7 @@ impl TaskInstance {
         created_at: String,
     ) -> Self {
         TaskInstance {
-            instance_id: instance_id(
-                &candidate.repo,
-                &candidate.base_commit,
-                &candidate.strategy,
-                &candidate.id,
-            ),
+            instance_id: instance_id(&candidate.repo_ref(), &candidate.strategy, &candidate.id),
             repo: candidate.repo.clone(),
             base_commit: candidate.base_commit.clone(),
             patch: candidate.patch.as_str().to_string(),
@@ -121,8 +120,7 @@ mod tests {
     #[test]
     fn serializes_with_schema_names() {
         let c = Candidate::new(
-            "o/r",
-            "0123456789",
+            &crate::RepoRef::new("o/r", "0123456789"),
             "func_pm_op_swap",
             vec!["m.py::f".into()],
             "d",

@@ -16,7 +16,7 @@
 //!     "def add(a, b):\n    return a + b\n",
 //!     "def add(a, b):\n    return a - b\n",
 //! )]);
-//! let bug = Candidate::new("acme/calc", "0123abcd", "func_pm_op_change",
+//! let bug = Candidate::new(&smith_core::RepoRef::new("acme/calc", "0123abcd"), "func_pm_op_change",
 //!     vec!["calc.py::add".into()], "`+` became `-`", patch);
 //! assert_eq!(bug.id.len(), 32);
 //! assert_eq!(bug.patch.changed_lines(), 2);
@@ -34,6 +34,7 @@ mod patch;
 pub mod pytest_log;
 #[cfg(feature = "python")]
 pub mod python;
+mod repo_ref;
 mod report;
 pub mod rng;
 mod service;
@@ -49,6 +50,7 @@ pub use error::{Cause, Error, Result};
 pub use hash::{stable_hash, stable_hex, Shard};
 pub use instance::{instance_id, TaskInstance};
 pub use patch::{FileChange, FilePatch, Hunk, HunkLine, LineKind, Patch};
+pub use repo_ref::RepoRef;
 pub use report::{Baseline, Outcome, TestId, TestReport};
 pub use service::Service;
 pub use traits::{

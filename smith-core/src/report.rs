@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::RepoRef;
+
 /// A pytest node id exactly as pytest prints it, e.g.
 /// `tests/test_x.py::TestA::test_b[param-1]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -146,6 +148,11 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// The repository and commit this baseline is of.
+    pub fn repo_ref(&self) -> RepoRef {
+        RepoRef::new(&self.repo, &self.base_commit)
+    }
+
     /// Combine `k` reports of full runs into a baseline.
     ///
     /// A test missing from some run, or whose outcome differs between runs,
@@ -154,7 +161,7 @@ impl Baseline {
     /// (an index into data in hash order, run under different hash seeds)
     /// show up as cases missing from some run, and a case whose id happens
     /// to agree in these runs would not in a grader's.
-    pub fn from_reports(repo: &str, base_commit: &str, reports: &[TestReport]) -> Baseline {
+    pub fn from_reports(repo: &RepoRef, reports: &[TestReport]) -> Baseline {
         let mut all: BTreeSet<TestId> = BTreeSet::new();
         for r in reports {
             all.extend(r.outcomes.keys().cloned());
@@ -165,8 +172,8 @@ impl Baseline {
             .filter_map(|t| t.as_str().split_once('[').map(|(function, _)| function))
             .collect();
         let mut b = Baseline {
-            repo: repo.to_string(),
-            base_commit: base_commit.to_string(),
+            repo: repo.name.clone(),
+            base_commit: repo.commit.clone(),
             runs: reports.len() as u32,
             ..Baseline::default()
         };
@@ -217,8 +224,7 @@ mod tests {
     fn baseline_separates_stable_flaky_and_failing() {
         use Outcome::*;
         let b = Baseline::from_reports(
-            "o/r",
-            "abc",
+            &crate::RepoRef::new("o/r", "abc"),
             &[
                 report(&[("a", Passed), ("b", Passed), ("c", Failed)]),
                 report(&[("a", Passed), ("b", Failed), ("c", Failed)]),
@@ -236,8 +242,7 @@ mod tests {
         // Indexes into hash-ordered data: `a-x0` in one run, `a-x1` in the
         // next; `c-x2` happens to agree, and is no more reproducible.
         let b = Baseline::from_reports(
-            "o/r",
-            "c",
+            &crate::RepoRef::new("o/r", "c"),
             &[
                 report(&[
                     ("t.py::f[a-x0]", Passed),
@@ -266,7 +271,10 @@ mod tests {
     #[test]
     fn a_test_missing_from_one_run_is_flaky() {
         use Outcome::*;
-        let b = Baseline::from_reports("o/r", "c", &[report(&[("a", Passed)]), report(&[])]);
+        let b = Baseline::from_reports(
+            &crate::RepoRef::new("o/r", "c"),
+            &[report(&[("a", Passed)]), report(&[])],
+        );
         assert!(b.passing.is_empty());
         assert!(b.flaky.contains(&TestId::from("a")));
     }

@@ -78,7 +78,7 @@ impl std::fmt::Display for Leak {
 ///     "def add(a, b):\n    return a + b\n",
 ///     "def add(a, b):\n    return a - b\n",
 /// )]);
-/// let candidate = Candidate::new("o/calc", "abc", "op", vec!["calc.py::add".into()], "", patch);
+/// let candidate = Candidate::new(&smith_core::RepoRef::new("o/calc", "abc"), "op", vec!["calc.py::add".into()], "", patch);
 /// let context = IssueContext { candidate, failing: vec![], original_code: vec![], seed: 0 };
 ///
 /// assert!(check_leak("`add(1, 2)` returns -1 instead of 3.", &context).is_none());

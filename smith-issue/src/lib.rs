@@ -24,7 +24,7 @@
 //!     "def add(a, b):\n    return a + b\n",
 //!     "def add(a, b):\n    return a - b\n",
 //! )]);
-//! let candidate = Candidate::new("o/calc", "abc", "op", vec!["calc.py::add".into()], "", patch);
+//! let candidate = Candidate::new(&smith_core::RepoRef::new("o/calc", "abc"), "op", vec!["calc.py::add".into()], "", patch);
 //! let context = IssueContext {
 //!     candidate,
 //!     failing: vec![FailingTest {

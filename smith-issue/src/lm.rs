@@ -131,7 +131,7 @@ fn placeholder_re() -> &'static Regex {
 ///
 /// let model = ScriptedModel::new(["Sure, here is the issue:\n\n```markdown\nadd() is wrong\n\nIt returns -1.\n```"]);
 /// let writer = LmIssueWriter::new(model);
-/// let candidate = Candidate::new("o/r", "c", "s", vec![], "", Patch::from_text(""));
+/// let candidate = Candidate::new(&smith_core::RepoRef::new("o/r", "c"), "s", vec![], "", Patch::from_text(""));
 /// let context = IssueContext { candidate, failing: vec![], original_code: vec![], seed: 0 };
 /// assert_eq!(writer.write(&context).unwrap(), "add() is wrong\n\nIt returns -1.");
 /// ```

@@ -29,7 +29,7 @@ const MAX_SNIPPET_LINES: usize = 25;
 /// use smith_core::{Candidate, FailingTest, IssueContext, IssueWriter, Patch, TestId};
 /// use smith_issue::TemplateWriter;
 ///
-/// let candidate = Candidate::new("o/calc", "abc", "op", vec![], "", Patch::from_text(""));
+/// let candidate = Candidate::new(&smith_core::RepoRef::new("o/calc", "abc"), "op", vec![], "", Patch::from_text(""));
 /// let failing = vec![FailingTest {
 ///     id: TestId::from("tests/test_calc.py::test_add"),
 ///     source: Some("from calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n".into()),

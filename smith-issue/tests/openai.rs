@@ -352,7 +352,13 @@ fn lm_issue_writer_over_http() {
         "def add(a, b):\n    return a - b\n",
     )]);
     let context = IssueContext {
-        candidate: Candidate::new("o/calc", "c", "s", vec![], "", patch),
+        candidate: Candidate::new(
+            &smith_core::RepoRef::new("o/calc", "c"),
+            "s",
+            vec![],
+            "",
+            patch,
+        ),
         failing: vec![FailingTest {
             id: TestId::from("tests/test_calc.py::test_add"),
             source: Some("def test_add():\n    assert add(1, 2) == 3\n".into()),

@@ -125,7 +125,13 @@ E        +  where 125 = <shop.Order object at 0x7f02>.total
 tests/test_shop.py:7: AssertionError
 ";
     let context = IssueContext {
-        candidate: Candidate::new("o/shop", "c", "s", vec![], "", Patch::from_text("")),
+        candidate: Candidate::new(
+            &smith_core::RepoRef::new("o/shop", "c"),
+            "s",
+            vec![],
+            "",
+            Patch::from_text(""),
+        ),
         failing: vec![FailingTest {
             id: TestId::from("tests/test_shop.py::test_total"),
             source: Some(source.into()),

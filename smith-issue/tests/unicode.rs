@@ -173,7 +173,13 @@ fn node_id() -> impl Strategy<Value = TestId> {
 
 fn context(failing: Vec<FailingTest>, old: &str, new: &str, seed: u64) -> IssueContext {
     let patch = Patch::from_changes(&[FileChange::modified("m.py", old, new)]);
-    let candidate = Candidate::new("o/r", "abc", "op", vec!["m.py::f".into()], "", patch);
+    let candidate = Candidate::new(
+        &smith_core::RepoRef::new("o/r", "abc"),
+        "op",
+        vec!["m.py::f".into()],
+        "",
+        patch,
+    );
     IssueContext {
         candidate,
         failing,

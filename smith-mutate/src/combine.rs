@@ -380,8 +380,7 @@ fn combination(parts: &[&Candidate], patch: Patch, scope: CombineScope) -> Combi
         .join("; ");
     Combination {
         candidate: Candidate::new(
-            first.repo.clone(),
-            first.base_commit.clone(),
+            &first.repo_ref(),
             scope.strategy(),
             entities,
             format!("{} bugs combined: {description}", parts.len()),

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use smith_core::{
     Baseline, Candidate, CommandSpec, CompletionParams, Executor, FileChange, LanguageModel,
-    Message, Patch, Result, RunOptions, TestId, TestSelection, Workspace,
+    Message, Patch, RepoRef, Result, RunOptions, TestId, TestSelection, Workspace,
 };
 
 use crate::pr_mirror::is_library_path;
@@ -29,10 +29,8 @@ const OUTPUT_BYTES: usize = 4000;
 /// How the agent runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureAddOptions {
-    /// Repository, `owner/name`.
-    pub repo: String,
-    /// Commit of the clean tree.
-    pub base_commit: String,
+    /// Repository and commit of the clean tree.
+    pub repo: RepoRef,
     /// Most model replies before the agent is stopped.
     pub max_steps: usize,
     /// Prompt with `{{feature}}` and `{{steps}}`.
@@ -45,10 +43,9 @@ pub struct FeatureAddOptions {
 
 impl FeatureAddOptions {
     /// Defaults: 10 steps, the bundled prompt, 60 s per command.
-    pub fn new(repo: impl Into<String>, base_commit: impl Into<String>) -> Self {
+    pub fn new(repo: RepoRef) -> Self {
         FeatureAddOptions {
-            repo: repo.into(),
-            base_commit: base_commit.into(),
+            repo,
             max_steps: 10,
             prompt: DEFAULT_PROMPT.to_string(),
             params: CompletionParams::default(),
@@ -258,8 +255,7 @@ pub fn feature_add(
     let candidate = (!broken.is_empty() && !changes.is_empty()).then(|| {
         let subject = feature.lines().next().unwrap_or_default().trim();
         Candidate::new(
-            options.repo.clone(),
-            options.base_commit.clone(),
+            &options.repo,
             "lm/feature_add",
             changes.iter().map(|c| c.path.clone()).collect(),
             format!("{} implementing: {subject}", model.model()),

@@ -10,7 +10,7 @@ use ruff_python_ast::ModModule;
 use ruff_python_parser::Parsed;
 use smith_core::{
     apply_edits, join_rel, stable_hash, Candidate, Edit, Entity, Error, FileChange, LineKind,
-    Mutation, Mutator, Patch, Result, Shard, SourceFile,
+    Mutation, Mutator, Patch, RepoRef, Result, Shard, SourceFile,
 };
 
 use crate::entities::{entities_with_defs, EntityFilter};
@@ -125,21 +125,20 @@ const WORKER_STACK: usize = 256 << 20;
 
 /// Read `files` under `root`, extract entities, run `mutators` on each,
 /// keep only mutations that re-parse and change the AST, and turn each
-/// into a [`Candidate`] of `repo` at `base_commit`.
+/// into a [`Candidate`] of `repo`.
 ///
 /// ```
 /// # fn main() -> smith_core::Result<()> {
 /// let dir = tempfile::tempdir().unwrap();
 /// std::fs::write(dir.path().join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
-/// let out = smith_mutate::generate(dir.path(), "acme/calc", "0123abcd", &["calc.py".into()],
+/// let out = smith_mutate::generate(dir.path(), &smith_core::RepoRef::new("acme/calc", "0123abcd"), &["calc.py".into()],
 ///     &smith_mutate::procedural_mutators(), &Default::default())?;
 /// assert!(out.candidates.iter().any(|c| c.strategy == "func_pm_op_change"));
 /// # Ok(()) }
 /// ```
 pub fn generate(
     root: &Path,
-    repo: &str,
-    base_commit: &str,
+    repo: &RepoRef,
     files: &[String],
     mutators: &[Box<dyn Mutator>],
     options: &GenerateOptions,
@@ -174,7 +173,7 @@ pub fn generate(
     let results: Vec<FileResult> = pool.install(|| {
         files
             .par_iter()
-            .map(|path| process_file(root, repo, base_commit, path, &selected, options))
+            .map(|path| process_file(root, repo, path, &selected, options))
             .collect()
     });
 
@@ -225,8 +224,7 @@ fn site_seed(seed: u64, entity: &Entity, strategy: &str) -> u64 {
 
 fn process_file(
     root: &Path,
-    repo: &str,
-    base_commit: &str,
+    repo: &RepoRef,
     path: &str,
     mutators: &[&dyn Mutator],
     options: &GenerateOptions,
@@ -285,7 +283,6 @@ fn process_file(
                 };
                 let candidate = Candidate::new(
                     repo,
-                    base_commit,
                     mutation.strategy.as_str(),
                     mutation_entities(entity, mutation),
                     mutation.description.as_str(),

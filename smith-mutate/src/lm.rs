@@ -21,7 +21,7 @@ use ruff_python_parser::parse_module;
 use ruff_text_size::Ranged;
 use smith_core::{
     Candidate, CompletionParams, Entity, EntityKind, Error, FileChange, LanguageModel, Message,
-    Patch, Result, SourceFile,
+    Patch, RepoRef, Result, SourceFile,
 };
 
 use crate::entities::{entities_with_defs, Def};
@@ -185,10 +185,8 @@ impl LmStats {
 /// Everything the LM strategies need besides the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmRequest<'a> {
-    /// Repository, `owner/name`.
-    pub repo: &'a str,
-    /// Commit of the clean tree.
-    pub base_commit: &'a str,
+    /// Repository and commit of the clean tree.
+    pub repo: &'a RepoRef,
     /// Prompt templates.
     pub prompts: &'a Prompts,
     /// Sampling parameters.
@@ -266,7 +264,6 @@ pub fn lm_bug(
     };
     Ok(LmOutcome::Candidate(Candidate::new(
         request.repo,
-        request.base_commit,
         strategy.name(),
         vec![entity.id()],
         description,

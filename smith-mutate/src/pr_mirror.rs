@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use smith_core::{
     Candidate, CompletionParams, Error, FileChange, FilePatch, LanguageModel, LineKind, Message,
-    Patch, Result, SourceFile,
+    Patch, RepoRef, Result, SourceFile,
 };
 
 use crate::entities::extract_entities;
@@ -131,10 +131,8 @@ pub enum MirrorOutcome {
 /// How to mirror commits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MirrorOptions {
-    /// Repository, `owner/name`.
-    pub repo: String,
-    /// Commit of the current (clean) tree.
-    pub base_commit: String,
+    /// Repository and commit of the current (clean) tree.
+    pub repo: RepoRef,
     /// Prompt for the model fallback, with `{{path}}`, `{{message}}`,
     /// `{{diff}}` and `{{file}}`.
     pub prompt: String,
@@ -144,10 +142,9 @@ pub struct MirrorOptions {
 
 impl MirrorOptions {
     /// Options with the default prompt.
-    pub fn new(repo: impl Into<String>, base_commit: impl Into<String>) -> Self {
+    pub fn new(repo: RepoRef) -> Self {
         MirrorOptions {
-            repo: repo.into(),
-            base_commit: base_commit.into(),
+            repo,
             prompt: DEFAULT_PROMPT.to_string(),
             params: CompletionParams {
                 temperature: 0.0,
@@ -216,8 +213,7 @@ pub fn mirror_commit(
     let entities = touched_entities(&patch, &changes)?;
     let subject = commit.message.lines().next().unwrap_or_default();
     let candidate = Candidate::new(
-        options.repo.clone(),
-        options.base_commit.clone(),
+        &options.repo,
         "pr_mirror",
         entities,
         format!(

@@ -35,8 +35,7 @@ fn bug(path: &str, text: &str, entity: &str, from: &str, to: &str) -> Candidate 
     assert!(text.contains(from), "{from} not in {path}");
     let after = text.replacen(from, to, 1);
     Candidate::new(
-        "acme/calc",
-        "c0ffee",
+        &smith_core::RepoRef::new("acme/calc", "c0ffee"),
         "func_pm_op_change",
         vec![format!("{path}::{entity}")],
         format!("{from} -> {to}"),
@@ -132,8 +131,7 @@ fn overlapping_touching_and_same_entity_candidates_are_never_combined() {
     let first = bug("m.py", text, "f", "a + 1", "a - 1");
     let adjacent = bug("m.py", text, "f2", "b + 2", "b - 2");
     let same_entity = Candidate::new(
-        "acme/calc",
-        "c0ffee",
+        &smith_core::RepoRef::new("acme/calc", "c0ffee"),
         "x",
         vec!["m.py::f".into()],
         "x",

@@ -39,7 +39,7 @@ fn baseline(ws: &mut dyn Workspace) -> Baseline {
     let report = executor()
         .run_tests(ws, &TestSelection::All, &RunOptions::default())
         .unwrap();
-    Baseline::from_reports("acme/calc", "c0ffee", &[report])
+    Baseline::from_reports(&smith_core::RepoRef::new("acme/calc", "c0ffee"), &[report])
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn breaking_feature_becomes_a_candidate_without_the_agent_tests() {
     let mut ws = sb.workspace().unwrap();
     let base = baseline(&mut ws);
     assert_eq!(base.passing.len(), 2);
-    let options = FeatureAddOptions::new("acme/calc", "c0ffee");
+    let options = FeatureAddOptions::new(smith_core::RepoRef::new("acme/calc", "c0ffee"));
     let out = feature_add(
         &model,
         &mut ws,
@@ -99,7 +99,7 @@ fn harmless_feature_is_no_candidate_and_steps_are_bounded() {
     let base = baseline(&mut ws);
     let options = FeatureAddOptions {
         max_steps: 3,
-        ..FeatureAddOptions::new("acme/calc", "c0ffee")
+        ..FeatureAddOptions::new(smith_core::RepoRef::new("acme/calc", "c0ffee"))
     };
     let out = feature_add(
         &model,
@@ -129,7 +129,7 @@ fn writes_outside_the_repository_are_refused() {
     let sb = sandbox();
     let mut ws = sb.workspace().unwrap();
     let base = baseline(&mut ws);
-    let options = FeatureAddOptions::new("acme/calc", "c0ffee");
+    let options = FeatureAddOptions::new(smith_core::RepoRef::new("acme/calc", "c0ffee"));
     let out = feature_add(&model, &mut ws, &executor(), &base, "x", &options).unwrap();
     assert!(out.written.is_empty());
     assert!(model.requests()[1]

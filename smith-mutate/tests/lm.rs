@@ -49,8 +49,7 @@ fn entity(qualname: &str) -> Entity {
 fn with_request<T>(prompts: &Prompts, f: impl FnOnce(&LmRequest) -> T) -> T {
     let params = CompletionParams::default();
     f(&LmRequest {
-        repo: "acme/shop",
-        base_commit: "abc123",
+        repo: &smith_core::RepoRef::new("acme/shop", "abc123"),
         prompts,
         params: &params,
     })

@@ -205,7 +205,7 @@ fn history_is_mirrored_and_test_only_commits_are_skipped() {
     assert_eq!(commits.len(), 7);
     assert_eq!(commits[0].message, "mean: clearer names");
     let head = git(d, &["rev-parse", "HEAD"]).trim().to_string();
-    let options = MirrorOptions::new("acme/calc", head.clone());
+    let options = MirrorOptions::new(smith_core::RepoRef::new("acme/calc", head.clone()));
     let by_message = |m: &str| commits.iter().find(|c| c.message == m).unwrap();
 
     // Test-only and docs-only commits (and the initial one, which only adds
@@ -345,7 +345,7 @@ fn mirrored_candidates_break_the_tests_of_their_commit() {
     let d = repo.path();
     let commits = log(d);
     let head = git(d, &["rev-parse", "HEAD"]).trim().to_string();
-    let options = MirrorOptions::new("acme/calc", head);
+    let options = MirrorOptions::new(smith_core::RepoRef::new("acme/calc", head));
     let model = ScriptedModel::new([format!("```python\n{CALC_NOW_WITHOUT_EMPTY_CHECK}```")]);
     let (candidates, skipped) =
         mirror_history(&commits, &current(d), Some(&model), &options).unwrap();

@@ -16,8 +16,7 @@ use smith_mutate::{
 fn run(root: &Path, files: &[String], options: &GenerateOptions) -> Generated {
     generate(
         root,
-        "acme/demo",
-        "0123abcd",
+        &smith_core::RepoRef::new("acme/demo", "0123abcd"),
         files,
         &procedural_mutators(),
         options,
@@ -107,7 +106,14 @@ fn options_cap_and_select() {
         strategies: Some(vec!["func_pm_nonsense".into()]),
         ..Default::default()
     };
-    let err = generate(&root, "a/b", "c", &files, &procedural_mutators(), &unknown).unwrap_err();
+    let err = generate(
+        &root,
+        &smith_core::RepoRef::new("a/b", "c"),
+        &files,
+        &procedural_mutators(),
+        &unknown,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("func_pm_nonsense"), "{err}");
 }
 

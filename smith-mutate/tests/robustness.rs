@@ -18,8 +18,7 @@ fn run(root: &Path, files: &[&str]) -> Generated {
     let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
     generate(
         root,
-        "o/r",
-        "c0ffee",
+        &smith_core::RepoRef::new("o/r", "c0ffee"),
         &files,
         &procedural_mutators(),
         &GenerateOptions::default(),
@@ -179,8 +178,7 @@ fn a_two_megabyte_file_is_mutated() {
     };
     let out = generate(
         root,
-        "o/r",
-        "c0ffee",
+        &smith_core::RepoRef::new("o/r", "c0ffee"),
         &["big.py".into()],
         &procedural_mutators(),
         &options,

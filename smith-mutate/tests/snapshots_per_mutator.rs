@@ -18,8 +18,7 @@ fn render(name: &str) -> String {
     };
     let out = generate(
         &root,
-        "fixtures/demo",
-        "0000000",
+        &smith_core::RepoRef::new("fixtures/demo", "0000000"),
         &[file],
         &procedural_mutators(),
         &options,

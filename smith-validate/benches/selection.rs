@@ -147,8 +147,7 @@ fn make_candidates(repo: &Path, src: &str, coverage: &CoverageMap, n: usize) -> 
                 after_lines[stmt as usize - 1] = line.replacen(from, to, 1);
                 let after = after_lines.concat();
                 all.push(Candidate::new(
-                    "bench/repo",
-                    "bench",
+                    &smith_core::RepoRef::new("bench/repo", "bench"),
                     "bench/op_swap",
                     vec![],
                     format!("{file}:{stmt}: `{}` -> `{}`", from.trim(), to.trim()),
@@ -210,8 +209,7 @@ fn setup() -> Setup {
         &mut ws,
         &[&forking.clone().collected(false), &executor],
         3,
-        "bench/repo",
-        "bench",
+        &smith_core::RepoRef::new("bench/repo", "bench"),
         &RunOptions::default(),
     )
     .unwrap();

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use smith_core::{Baseline, Error, Executor, Result, RunOptions, TestId, TestSelection, Workspace};
+use smith_core::{
+    Baseline, Error, Executor, RepoRef, Result, RunOptions, TestId, TestSelection, Workspace,
+};
 
 /// Run the whole suite `k` times in a clean `workspace` and combine the runs
 /// into a [`Baseline`]: tests that pass every time are eligible for labels,
@@ -23,11 +25,10 @@ pub fn run_baseline(
     workspace: &mut dyn Workspace,
     executor: &dyn Executor,
     k: u32,
-    repo: &str,
-    base_commit: &str,
+    repo: &RepoRef,
     options: &RunOptions,
 ) -> Result<Baseline> {
-    run_baseline_with(workspace, &[executor], k, repo, base_commit, options)
+    run_baseline_with(workspace, &[executor], k, repo, options)
 }
 
 /// [`run_baseline`] with runs shared out among `executors`: run `i`
@@ -45,8 +46,7 @@ pub fn run_baseline_with(
     workspace: &mut dyn Workspace,
     executors: &[&dyn Executor],
     k: u32,
-    repo: &str,
-    base_commit: &str,
+    repo: &RepoRef,
     options: &RunOptions,
 ) -> Result<Baseline> {
     if k == 0 {
@@ -90,7 +90,7 @@ pub fn run_baseline_with(
     }
     Ok(Baseline {
         hash_seeds,
-        ..Baseline::from_reports(repo, base_commit, &reports)
+        ..Baseline::from_reports(repo, &reports)
     })
 }
 

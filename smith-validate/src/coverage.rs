@@ -837,8 +837,7 @@ mod tests {
     /// A candidate changing `m.py` from `before` to `after`.
     fn candidate(before: &str, after: &str) -> Candidate {
         Candidate::new(
-            "o/r",
-            "c",
+            &smith_core::RepoRef::new("o/r", "c"),
             "s",
             vec![],
             "",

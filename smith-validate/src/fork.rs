@@ -525,16 +525,6 @@ fn start(workspace: &mut dyn Workspace, key: ServerKey) -> Result<Server> {
     })
 }
 
-/// `options.test_timeouts` as a JSON object of seconds by node id.
-pub(crate) fn limits_json(options: &RunOptions) -> serde_json::Value {
-    options
-        .test_timeouts
-        .iter()
-        .map(|(t, d)| (t.0.clone(), serde_json::json!(d.as_secs_f64())))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
 /// One run through `server`: the request, the child's start, its result.
 /// `select`: the tests a collected server keeps.
 fn request(
@@ -556,7 +546,7 @@ fn request(
         "env": env,
         "timeout": options.timeout.map(|t| t.as_secs_f64()),
         "test_timeout": options.test_timeout.map(|t| t.as_secs_f64()),
-        "test_timeouts": limits_json(options),
+        "test_timeouts": crate::pytest::limits_json(options),
         "events": spec.env.get("SMITH_EVENTS"),
         "max_output": options.max_output,
         "learn": learn,

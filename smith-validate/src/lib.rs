@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use smith_core::memory::{MemorySandbox, ScriptedExecutor};
-//! use smith_core::{Candidate, FileChange, Patch, RunOptions, Sandbox};
+//! use smith_core::{Candidate, FileChange, Patch, RepoRef, RunOptions, Sandbox};
 //! use smith_validate::{run_baseline, validate, ValidateOptions};
 //!
 //! let src = "def add(a, b):\n    return a + b\n";
@@ -28,10 +28,11 @@
 //! let tests = ScriptedExecutor::new()
 //!     .test("t.py::test_add", "calc.py", "a + b")
 //!     .test("t.py::test_def", "calc.py", "def add");
+//! let repo = RepoRef::new("acme/calc", "abc");
 //! let mut ws = sandbox.workspace()?;
-//! let baseline = run_baseline(&mut ws, &tests, 3, "acme/calc", "abc", &RunOptions::default())?;
+//! let baseline = run_baseline(&mut ws, &tests, 3, &repo, &RunOptions::default())?;
 //!
-//! let bug = Candidate::new("acme/calc", "abc", "op_swap", vec!["calc.py::add".into()], "",
+//! let bug = Candidate::new(&repo, "op_swap", vec!["calc.py::add".into()], "",
 //!     Patch::from_changes(&[FileChange::modified("calc.py", src, &src.replace('+', "-"))]));
 //! let kept = std::sync::Mutex::new(Vec::new());
 //! validate(&sandbox, &tests, &baseline, None, &[bug], &ValidateOptions::default(),

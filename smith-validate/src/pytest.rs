@@ -353,7 +353,7 @@ impl Executor for PytestExecutor {
                     None => spec,
                 };
                 if !options.test_timeouts.is_empty() {
-                    let limits = crate::fork::limits_json(options).to_string();
+                    let limits = limits_json(options).to_string();
                     workspace.write(LIMITS_PATH, limits.as_bytes())?;
                     spec = spec.env("SMITH_TEST_LIMITS", LIMITS_PATH);
                 }
@@ -418,6 +418,18 @@ impl Executor for PytestExecutor {
                 .env("SMITH_RANDOM_SEED", seed.to_string()),
         ))
     }
+}
+
+/// `options.test_timeouts` as a JSON object of seconds by node id: what
+/// the plugin reads from `SMITH_TEST_LIMITS` in a fresh interpreter and a
+/// fork server's request carries as `test_timeouts`.
+pub(crate) fn limits_json(options: &RunOptions) -> serde_json::Value {
+    options
+        .test_timeouts
+        .iter()
+        .map(|(t, d)| (t.0.clone(), serde_json::json!(d.as_secs_f64())))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// The plugin's selection file: a JSON list of node ids.

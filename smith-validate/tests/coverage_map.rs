@@ -38,8 +38,7 @@ fn mutate(name: &str, file: &str, from: &str, to: &str) -> Candidate {
     assert!(before.contains(from), "{from} not in {file}");
     let after = before.replacen(from, to, 1);
     Candidate::new(
-        "acme/fixture",
-        "0000",
+        &smith_core::RepoRef::new("acme/fixture", "0000"),
         "test",
         vec![],
         "",
@@ -54,8 +53,7 @@ fn baseline_and_map(sandbox: &CopySandbox, exec: &PytestExecutor) -> (Baseline, 
         ws.as_mut(),
         exec,
         1,
-        "acme/fixture",
-        "0000",
+        &smith_core::RepoRef::new("acme/fixture", "0000"),
         &RunOptions::default(),
     )
     .unwrap();

@@ -35,8 +35,7 @@ fn mutate_in(fixture_name: &str, name: &str, file: &str, from: &str, to: &str) -
     assert!(before.contains(from), "{from} not in {file}");
     let after = before.replacen(from, to, 1);
     Candidate::new(
-        "acme/calc",
-        "0000",
+        &smith_core::RepoRef::new("acme/calc", "0000"),
         name,
         vec![],
         name,
@@ -48,8 +47,7 @@ fn candidates() -> Vec<Candidate> {
     let unappliable = {
         let before = "def nothing():\n    return 1\n";
         Candidate::new(
-            "acme/calc",
-            "0000",
+            &smith_core::RepoRef::new("acme/calc", "0000"),
             "stale",
             vec![],
             "stale",
@@ -156,8 +154,7 @@ fn coverage_selection_gives_the_labels_of_full_runs() {
         &mut ws,
         &exec,
         2,
-        "acme/calc",
-        "0000",
+        &smith_core::RepoRef::new("acme/calc", "0000"),
         &RunOptions::default(),
     )
     .unwrap();
@@ -339,8 +336,7 @@ fn a_candidate_never_leaks_into_the_next_through_a_fork_server() {
         &mut ws,
         &[&forking.clone().collected(false), &plain],
         3,
-        "acme/dateish",
-        "0000",
+        &smith_core::RepoRef::new("acme/dateish", "0000"),
         &RunOptions::default(),
     )
     .unwrap();
@@ -415,8 +411,7 @@ fn ids_that_change_with_the_hash_seed_are_flaky_and_never_labels() {
         &mut ws,
         &[&forking.clone().collected(false), &plain],
         3,
-        "acme/words",
-        "0000",
+        &smith_core::RepoRef::new("acme/words", "0000"),
         &RunOptions::default(),
     )
     .unwrap();
@@ -490,8 +485,7 @@ fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
         &mut ws,
         &exec,
         2,
-        "acme/slowfail",
-        "0000",
+        &smith_core::RepoRef::new("acme/slowfail", "0000"),
         &RunOptions::default(),
     )
     .unwrap();
@@ -600,8 +594,7 @@ fn labels_that_depend_on_the_random_state_are_not_kept() {
         &mut ws,
         &pytest(),
         1,
-        "acme/dice",
-        "0000",
+        &smith_core::RepoRef::new("acme/dice", "0000"),
         &RunOptions::default(),
     )
     .unwrap();

@@ -26,8 +26,7 @@ fn tests() -> ScriptedExecutor {
 
 fn cand(from: &str, to: &str) -> Candidate {
     Candidate::new(
-        "o/r",
-        "c",
+        &smith_core::RepoRef::new("o/r", "c"),
         format!("{from}->{to}"),
         vec![],
         "",
@@ -37,7 +36,14 @@ fn cand(from: &str, to: &str) -> Candidate {
 
 fn baseline(exec: &dyn Executor) -> Baseline {
     let mut ws = sandbox().workspace().unwrap();
-    run_baseline(&mut ws, exec, 2, "o/r", "c", &RunOptions::default()).unwrap()
+    run_baseline(
+        &mut ws,
+        exec,
+        2,
+        &smith_core::RepoRef::new("o/r", "c"),
+        &RunOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -49,8 +55,7 @@ fn every_candidate_is_reported_once_with_many_workers() {
         .collect();
     candidates.push(cand("return -a", "return a"));
     let stale = Candidate::new(
-        "o/r",
-        "c",
+        &smith_core::RepoRef::new("o/r", "c"),
         "stale",
         vec![],
         "",
@@ -228,7 +233,14 @@ fn machinery_errors_stop_the_run_and_record_nothing() {
 fn a_baseline_without_tests_is_an_error() {
     let empty = ScriptedExecutor::new();
     let mut ws = sandbox().workspace().unwrap();
-    let err = run_baseline(&mut ws, &empty, 3, "o/r", "c", &RunOptions::default()).unwrap_err();
+    let err = run_baseline(
+        &mut ws,
+        &empty,
+        3,
+        &smith_core::RepoRef::new("o/r", "c"),
+        &RunOptions::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("reported no tests"), "{err}");
 }
 
@@ -261,8 +273,7 @@ fn an_alternating_baseline_makes_a_test_the_executors_disagree_on_flaky() {
         &mut ws,
         &[&odd, &even],
         3,
-        "o/r",
-        "c",
+        &smith_core::RepoRef::new("o/r", "c"),
         &RunOptions::default(),
     )
     .unwrap();
@@ -274,12 +285,23 @@ fn an_alternating_baseline_makes_a_test_the_executors_disagree_on_flaky() {
     assert!(mixed.passing.contains(&TestId::from("t.py::add")));
     assert!(!mixed.passing.contains(&TestId::from("t.py::neg")));
     // One executor alone sees nothing flaky.
-    let alone = run_baseline(&mut ws, &even, 3, "o/r", "c", &RunOptions::default()).unwrap();
+    let alone = run_baseline(
+        &mut ws,
+        &even,
+        3,
+        &smith_core::RepoRef::new("o/r", "c"),
+        &RunOptions::default(),
+    )
+    .unwrap();
     assert!(alone.flaky.is_empty());
-    assert!(
-        smith_validate::run_baseline_with(&mut ws, &[], 2, "o/r", "c", &RunOptions::default())
-            .is_err()
-    );
+    assert!(smith_validate::run_baseline_with(
+        &mut ws,
+        &[],
+        2,
+        &smith_core::RepoRef::new("o/r", "c"),
+        &RunOptions::default()
+    )
+    .is_err());
 }
 
 /// Like the scripted tests, except that a module containing `BROKEN` no

@@ -77,14 +77,8 @@ impl Pipeline {
                 shard: Shard::ALL,
                 ..Default::default()
             };
-            generated = smith_mutate::generate(
-                &repo.root,
-                &repo.name,
-                &repo.base_commit,
-                &files,
-                &mutators,
-                &options,
-            )?;
+            generated =
+                smith_mutate::generate(&repo.root, &repo.repo_ref(), &files, &mutators, &options)?;
             for s in &generated.skipped {
                 self.emit(Event::Warning(format!("skipped {}: {}", s.path, s.reason)));
             }
@@ -120,9 +114,9 @@ impl Pipeline {
             seed: Some(self.config.seed),
             ..CompletionParams::default()
         };
+        let at = repo.repo_ref();
         let request = smith_mutate::LmRequest {
-            repo: &repo.name,
-            base_commit: &repo.base_commit,
+            repo: &at,
             prompts: &prompts,
             params: &params,
         };
@@ -273,7 +267,7 @@ impl Pipeline {
         }
         let current =
             |path: &str| std::fs::read_to_string(smith_core::join_rel(&repo.root, path)).ok();
-        let options = smith_mutate::MirrorOptions::new(&repo.name, &repo.base_commit);
+        let options = smith_mutate::MirrorOptions::new(repo.repo_ref());
         let (candidates, skipped) = smith_mutate::mirror_history(
             &commits,
             &current,
@@ -310,7 +304,7 @@ impl Pipeline {
             name: "feature_add",
             detail: format!("{} features", self.config.features.len()),
         });
-        let options = smith_mutate::FeatureAddOptions::new(&p.repo.name, &p.repo.base_commit);
+        let options = smith_mutate::FeatureAddOptions::new(p.repo.repo_ref());
         let mut candidates = Vec::new();
         for feature in &self.config.features {
             let mut ws = p.sandbox.workspace()?;
@@ -412,8 +406,7 @@ mod tests {
             (0..n)
                 .map(|i| {
                     Candidate::new(
-                        "o/r",
-                        "c",
+                        &smith_core::RepoRef::new("o/r", "c"),
                         s,
                         vec![],
                         "",

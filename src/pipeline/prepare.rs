@@ -321,8 +321,7 @@ impl Pipeline {
             ws.as_mut(),
             &executors,
             runs,
-            &p.repo.name,
-            &p.repo.base_commit,
+            &p.repo.repo_ref(),
             &RunOptions::default(),
         )?;
         if baseline.passing.is_empty() {

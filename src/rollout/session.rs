@@ -553,7 +553,13 @@ mod tests {
         let clean = "def add(a, b):\n    return a + b\n";
         let buggy = "def add(a, b):\n    return a - b\n";
         let patch = Patch::from_changes(&[FileChange::modified("m.py", clean, buggy)]);
-        let c = Candidate::new("o/r", "abc", "s", vec!["m.py::add".into()], "", patch);
+        let c = Candidate::new(
+            &smith_core::RepoRef::new("o/r", "abc"),
+            "s",
+            vec!["m.py::add".into()],
+            "",
+            patch,
+        );
         let inst = TaskInstance::new(
             &c,
             vec!["t.py::test_add".into()],

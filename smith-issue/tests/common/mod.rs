@@ -75,8 +75,7 @@ impl FixtureMutation {
 
     pub(crate) fn candidate(&self, repo: &Path) -> Candidate {
         Candidate::new(
-            "smith/calc",
-            "0123456789abcdef",
+            &smith_core::RepoRef::new("smith/calc", "0123456789abcdef"),
             "fixture",
             vec![format!("{}::{}", self.file, self.entity)],
             format!("fixture mutation {}", self.name),
