@@ -27,7 +27,10 @@ It does these things for smith's validator:
   event log and kills the process: a looping mutant costs the limit, not
   the whole run's. A call that uses little CPU but lasts `_WAIT_FACTOR`
   times its limit plus `_WAIT_EXTRA` seconds of wall time (a deadlock) is
-  over too. A fork server does the same from outside its children and
+  over too, and so, sooner, is one that has lasted `_IDLE_FACTOR` times
+  its limit and used next to no CPU for the last `_IDLE_WINDOW` seconds
+  with no child process running.
+  A fork server does the same from outside its children and
   does not set the variable;
 * random state: a test whose call changes the state of Python's global
   random generator (or numpy's), without seeding it itself, drew from the
@@ -179,26 +182,59 @@ def pytest_configure(config):
             threading.Thread(target=_watch_calls, args=(limit, limits), daemon=True).start()
 
 
-# The wall-time bound of a call, as the fork server's: `_WAIT_FACTOR` × its
-# CPU limit + `_WAIT_EXTRA` seconds.
+# The wall-time bounds of a call, as the fork server's: `_WAIT_FACTOR` ×
+# its CPU limit + `_WAIT_EXTRA` seconds; and, past `_IDLE_FACTOR` × its
+# limit, less than `_IDLE_CPU` seconds of CPU over the last `_IDLE_WINDOW`
+# seconds with no child process running (blocked for good).
 _WAIT_FACTOR = 8.0
 _WAIT_EXTRA = 2.0
+_IDLE_FACTOR = 2.0
+_IDLE_WINDOW = 1.0
+_IDLE_CPU = 0.02
+
+
+def _has_live_children():
+    """Whether this process has a child; True where /proc cannot say."""
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open("/proc/self/task/%s/children" % tid, "rb") as f:
+                if f.read().strip():
+                    return True
+    except OSError:
+        return True
+    return False
 
 
 def _watch_calls(limit, limits):
     """Kill the process when one test's call has used its limit in seconds
-    of CPU (`limits[node id]`, else `limit`), or has lasted the wall-time
-    bound of that limit. Pure-Python loops let this thread run between
-    bytecodes; code that holds the interpreter lock for good is left to the
-    run's own limit."""
+    of CPU (`limits[node id]`, else `limit`), has lasted the wall-time
+    bound of that limit, or has lasted `_IDLE_FACTOR` times that limit and
+    sat idle for the last whole window. Pure-Python loops let this thread run between bytecodes;
+    code that holds the interpreter lock for good is left to the run's own
+    limit."""
+    samples = []
+    current = None
     while True:
         time.sleep(0.05)
         call = _call
         if call is None:
             continue
+        if call is not current:
+            current, samples = call, []
         own = limits.get(call[1], limit)
-        waited = time.monotonic() - call[2] > _WAIT_FACTOR * own + _WAIT_EXTRA
-        if not waited and time.process_time() - call[0] <= own:
+        wall, cpu = time.monotonic(), time.process_time()
+        waited = wall - call[2]
+        samples.append((wall, cpu))
+        while len(samples) > 1 and wall - samples[1][0] >= _IDLE_WINDOW:
+            samples.pop(0)
+        idle = (
+            waited > _IDLE_FACTOR * own
+            and wall - samples[0][0] >= _IDLE_WINDOW
+            and cpu - samples[0][1] < _IDLE_CPU
+            and not _has_live_children()
+        )
+        bounded = waited > _WAIT_FACTOR * own + _WAIT_EXTRA
+        if not idle and not bounded and cpu - call[0] <= own:
             continue
         line = json.dumps({"event": "over_limit", "nodeid": call[1]}) + "\n"
         try:

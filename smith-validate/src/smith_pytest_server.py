@@ -410,9 +410,51 @@ def _cpu_seconds(pid):
 
 # A test's call may last this many times its CPU limit, plus these
 # seconds, of wall time (see `_CallClock`; the plugin's `_watch_calls` uses
-# the same bound).
+# the same bounds).
 _WAIT_FACTOR = 8.0
 _WAIT_EXTRA = 2.0
+# A call past `_IDLE_FACTOR` times its limit in wall time that used less
+# than `_IDLE_CPU` seconds of CPU over the last `_IDLE_WINDOW` seconds,
+# with no process of its own running, is blocked for good: a starved
+# process that still works gets far more than that from any scheduler.
+_IDLE_FACTOR = 2.0
+_IDLE_WINDOW = 1.0
+_IDLE_CPU = 0.02
+
+
+def _has_live_children(pid):
+    """Whether the process `pid` has a child (a test waiting for a program
+    it started is not idle); True where /proc cannot say."""
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+        for tid in tasks:
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
+                if f.read().strip():
+                    return True
+    except OSError:
+        return True
+    return False
+
+
+class _Idle:
+    """Readings of a call's (wall, CPU) clocks over the last
+    `_IDLE_WINDOW`, to tell a call that waits for good from one that works
+    or sleeps within its limit."""
+
+    def __init__(self):
+        self.samples = []
+
+    def idle(self, wall, cpu, waited, limit, pid):
+        """Whether the call, `waited` seconds in, past `_IDLE_FACTOR` times
+        its `limit`, has used less than `_IDLE_CPU` of CPU over the whole
+        last window."""
+        samples = self.samples
+        samples.append((wall, cpu))
+        while len(samples) > 1 and wall - samples[1][0] >= _IDLE_WINDOW:
+            samples.pop(0)
+        if waited <= _IDLE_FACTOR * limit or wall - samples[0][0] < _IDLE_WINDOW:
+            return False
+        return cpu - samples[0][1] < _IDLE_CPU and not _has_live_children(pid)
 
 
 class _CallClock:
@@ -426,7 +468,10 @@ class _CallClock:
     hangs without using CPU (a deadlock, a wait for an event that never
     comes) is over once its call has lasted `_WAIT_FACTOR` times its limit
     plus `_WAIT_EXTRA` seconds of wall time, more than any load stretches a
-    call that stays within its CPU limit."""
+    call that stays within its CPU limit; and sooner once it has lasted
+    `_IDLE_FACTOR` times its limit in wall time and used next to no CPU for
+    the last `_IDLE_WINDOW` seconds without a process of its own running
+    (`_Idle`)."""
 
     def __init__(self, path, limit, pid, limits=None):
         # The run's limit, single tests' own ones, and the running test's.
@@ -438,6 +483,7 @@ class _CallClock:
         self.pending = b""
         self.since = None
         self.wall_since = None
+        self.idle = _Idle()
         self.nodeid = None
         self.path = path
         # One kind of clock for the whole run: readings of the two kinds
@@ -470,6 +516,7 @@ class _CallClock:
                     self.wall_since = time.monotonic()
                     self.nodeid = event.get("nodeid")
                     self.limit = float(self.limits.get(self.nodeid, self.default))
+                    self.idle = _Idle()
                 elif kind == "finish" or (
                     kind == "report" and event.get("when") == "call" and not event.get("subtest")
                 ):
@@ -478,10 +525,16 @@ class _CallClock:
                     self.since = None
         if self.since is None:
             return False
-        if time.monotonic() - self.wall_since > _WAIT_FACTOR * self.limit + _WAIT_EXTRA:
+        wall = time.monotonic()
+        waited = wall - self.wall_since
+        if waited > _WAIT_FACTOR * self.limit + _WAIT_EXTRA:
             return True
         now = self._now()
-        return now is not None and now - self.since > self.limit
+        if now is None:
+            return False
+        if now - self.since > self.limit:
+            return True
+        return self.cpu and self.idle.idle(wall, now, waited, self.limit, self.pid)
 
     def close(self):
         if self.file is not None:

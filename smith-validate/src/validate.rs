@@ -68,8 +68,10 @@ pub struct ValidateOptions {
     /// time). A hung mutant then costs about this long instead of the
     /// whole run's limit, which also pays for start-up and collection.
     /// `None`: only the run's limit. Enforced in forked and fresh pytest
-    /// runs on the CPU time of the call, and on its wall time at 8 × the
-    /// limit + 2 s (a call blocked for good uses no CPU).
+    /// runs on the CPU time of the call, and on its wall time (a call
+    /// blocked for good uses no CPU): past 2 × the limit once the last
+    /// second used next to no CPU and no child process runs, and at
+    /// 8 × the limit + 2 s in any case.
     pub test_timeout_floor: Option<Duration>,
     /// Keep at most this many bytes of each run's stdout and stderr.
     pub max_output: usize,

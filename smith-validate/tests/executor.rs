@@ -796,26 +796,64 @@ fn a_tests_own_limit_applies_in_place_of_the_runs() {
 }
 
 /// A test that blocks for good without using CPU (a deadlock) is over once
-/// its call has lasted the wall-time bound of its own limit (here
-/// 8 × 0.25 s + 2 s), in a fork server and a fresh interpreter alike: a
-/// hung mutant costs about that bound, not the run's whole limit and a
-/// re-run.
+/// its call has lasted twice its own limit and sat idle for a second, in a
+/// fork server and a fresh interpreter alike: with an own limit of 2 s that
+/// is about 4–5 s, long before the wall-time bound (8 × 2 s + 2 s) and the
+/// run's limits: a hung mutant costs about twice its limit, not the run's
+/// whole limit and a re-run.
 #[test]
-fn a_test_that_waits_for_good_is_over_at_its_limits_wall_bound() {
-    stopped_by_own_limit(
+fn a_test_that_waits_for_good_is_over_soon_after_its_limit() {
+    let elapsed = stopped_by_own_limit(
         "tests/test_wait.py::test_waits_for_nothing",
-        Duration::from_millis(250),
+        Duration::from_secs(2),
     );
+    assert!(
+        elapsed < Duration::from_secs(18),
+        "stopped by the wall-time bound, not as idle: {elapsed:?}"
+    );
+}
+
+/// A test that waits for a program of its own is not idle, however long it
+/// waits within the wall-time bound (here 8 × 0.5 s + 2 s): the child may
+/// be working for it.
+#[test]
+fn a_test_waiting_for_its_own_child_is_not_idle() {
+    let sandbox = CopySandbox::new(fixture("hang"));
+    let mut ws = sandbox.workspace().unwrap();
+    let test = TestId::from("tests/test_wait.py::test_waits_for_a_child");
+    for forking in [true, false] {
+        let exec = pytest().forking(forking).collected(false);
+        exec.prepare(&mut ws).unwrap();
+        let options = RunOptions {
+            timeout: Some(Duration::from_secs(120)),
+            test_timeout: Some(Duration::from_millis(500)),
+            ..RunOptions::default()
+        };
+        let report = exec
+            .run_tests(&mut ws, &TestSelection::Only(vec![test.clone()]), &options)
+            .unwrap();
+        assert!(!report.timed_out, "forking {forking}: {}", report.log);
+        assert_eq!(
+            report.outcomes,
+            outcomes(&[(
+                "tests/test_wait.py::test_waits_for_a_child",
+                Outcome::Passed
+            )]),
+            "forking {forking}"
+        );
+    }
 }
 
 /// Run `test` of the `hang` fixture alone with its own limit `own` (the
 /// run's limits far above it), forked and fresh: the run must end as
 /// timed out, name `test` as over its limit, and end long before the
 /// run's limits would.
-fn stopped_by_own_limit(test: &str, own: Duration) {
+/// Returns the longer of the two runs' wall times.
+fn stopped_by_own_limit(test: &str, own: Duration) -> Duration {
     let sandbox = CopySandbox::new(fixture("hang"));
     let mut ws = sandbox.workspace().unwrap();
     let test = TestId::from(test);
+    let mut longest = Duration::ZERO;
     for forking in [true, false] {
         let exec = pytest().forking(forking).collected(false);
         exec.prepare(&mut ws).unwrap();
@@ -835,9 +873,12 @@ fn stopped_by_own_limit(test: &str, own: Duration) {
             Some(test.clone()),
             "forking {forking}"
         );
+        let elapsed = started.elapsed();
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            elapsed < Duration::from_secs(60),
             "forking {forking}: stopped by the run's limits, not the test's"
         );
+        longest = longest.max(elapsed);
     }
+    longest
 }
