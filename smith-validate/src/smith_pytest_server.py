@@ -83,11 +83,17 @@ def _reply(obj):
 
 def _source_to_code(original):
     def source_to_code(self, data, path, *args, **kwargs):
+        plain = not args and kwargs.get("_optimize", -1) == -1
         hit = _compiled.get(path)
-        if hit is not None and not args and kwargs.get("_optimize", -1) == -1:
+        if hit is not None and plain:
             if hit[0] == data:
                 return hit[1]
-        return original(self, data, path, *args, **kwargs)
+        code = original(self, data, path, *args, **kwargs)
+        if plain and _collected_mode and _in_workspace(path):
+            # What the collected session imports from the workspace: the
+            # clean side of every later run's comparison (`_clean_code`).
+            _compiled[path] = (data, code)
+        return code
 
     return source_to_code
 
@@ -874,6 +880,18 @@ def _pair(old, new, changed, in_body=True):
     return None
 
 
+def _clean_code(path, real, data):
+    """The code of a file's clean bytes `data`: warm-up's compilation when
+    it compiled these very bytes (a large module takes tens of
+    milliseconds to compile, on every run that changes it), else a new
+    one."""
+    for key in (path, real):
+        hit = _compiled.get(key)
+        if hit is not None and hit[0] == data:
+            return hit[1]
+    return compile(data, path, "exec", dont_inherit=True)
+
+
 def _swap_in_changes():
     """Make the live code match the files on disk; the reason it cannot, or
     None."""
@@ -888,7 +906,7 @@ def _swap_in_changes():
         if loader != "SourceFileLoader":
             return "%s changed and is not a plain module" % path
         try:
-            old = compile(data, path, "exec", dont_inherit=True)
+            old = _clean_code(path, real, data)
             new = compile(now, path, "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as e:
             return "%s does not compile: %s" % (path, e)
