@@ -17,8 +17,9 @@
 //! spread over the workers) and the ratio to it, the per-phase breakdown of
 //! `selected`, and the candidates whose verdict or labels differ from
 //! `whole`'s. Then the operator-change run on more-itertools (the mutations
-//! mutmut makes) as candidates per second, and whether a second output
-//! directory reused the environment.
+//! mutmut makes) as candidates per second, with the defaults and then
+//! without the fresh check in a second output directory, which must reuse
+//! the environment.
 //!
 //! `cargo bench --bench validation`. The corpus is fetched by smith's own
 //! script into `target/smith-mutate-corpus`. Settings:
@@ -208,8 +209,9 @@ fn whole_suite_seconds(mode: &Mode) -> f64 {
 }
 
 /// Operator-change candidates on more-itertools, as mutmut makes them:
-/// candidates per second of validation and of the whole invocation, and
-/// whether the second output directory reused the environment.
+/// candidates per second of validation and of the whole invocation, with
+/// smith's defaults and then, into a second output directory (which must
+/// reuse the environment), without the fresh check.
 fn operator_changes(repo: &Path, n: usize, scratch: &Path) {
     let ops = [
         "func_pm_op_change",
@@ -218,14 +220,18 @@ fn operator_changes(repo: &Path, n: usize, scratch: &Path) {
         "func_pm_op_flip_compare",
         "func_pm_op_off_by_one",
     ];
-    let run = |dir: &str| {
+    let run = |dir: &str, fresh_check: bool| {
         Mode::run(repo, scratch.join(dir), n, |c| {
             c.strategies = Some(ops.iter().map(|s| s.to_string()).collect());
+            c.fresh_check = fresh_check;
         })
     };
-    let first = run("ops-1");
-    let second = run("ops-2");
-    for (label, m) in [("first out dir", &first), ("second out dir", &second)] {
+    let first = run("ops-1", true);
+    let second = run("ops-2", false);
+    for (label, m) in [
+        ("first out dir, default", &first),
+        ("second out dir, no fresh check", &second),
+    ] {
         let s = &m.summary;
         let kept_complete =
             m.verdicts().values().filter_map(|(_, v)| v.as_ref()).all(

@@ -509,6 +509,30 @@ fn two_out_dirs_share_the_environment_and_give_identical_instances() {
     // Each run snapshots the repository into its own out dir; the venv is
     // keyed by content, so the second run finds the first one's.
     assert_eq!(second["env_reused"], true, "{second}");
+    // The stage table: every stage that had work took time, and the
+    // stages account for the invocation's wall time.
+    for summary in [&first, &second] {
+        let stages = &summary["stages"];
+        for stage in [
+            "environment",
+            "baseline_and_coverage",
+            "generate",
+            "validate",
+        ] {
+            assert!(stages[stage].as_f64().unwrap() > 0.0, "{stage}: {summary}");
+        }
+        let sum: f64 = stages
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        let total = summary["seconds"].as_f64().unwrap();
+        assert!(
+            sum <= total && sum > 0.9 * total,
+            "{sum} of {total}: {summary}"
+        );
+    }
     let venv = |out: &Path| {
         let env: Value =
             serde_json::from_slice(&std::fs::read(out.join("env.json")).unwrap()).unwrap();

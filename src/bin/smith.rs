@@ -767,6 +767,7 @@ fn validate(args: &ValidateArgs, json: bool) -> anyhow::Result<()> {
     );
     print_verdicts(&summary.verdicts, summary.confirm_agreement);
     print_warnings(&summary.warnings);
+    print_stages(&summary.stages);
     println!("validations  {}", summary.validations_path.display());
     println!(
         "tasks        {} instances in {}",
@@ -934,11 +935,25 @@ fn print_summary(s: &Summary) {
         "time         {:.1} s ({:.2} s per candidate validated)",
         s.seconds, s.seconds_per_candidate
     );
+    print_stages(&s.stages);
     println!(
         "tasks        {} instances in {}",
         s.instances,
         s.instances_path.display()
     );
+}
+
+/// One line of wall seconds per stage that took any time.
+fn print_stages(stages: &smith::pipeline::StageTimes) {
+    let parts: Vec<String> = stages
+        .named()
+        .iter()
+        .filter(|(_, secs)| *secs >= 0.05)
+        .map(|(name, secs)| format!("{name} {secs:.1} s"))
+        .collect();
+    if !parts.is_empty() {
+        println!("stages       {}", parts.join(" · "));
+    }
 }
 
 /// Open `repo` for `env` and `mutate`, whose repository copy goes to

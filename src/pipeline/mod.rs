@@ -52,7 +52,7 @@ mod validate;
 pub use config::Config;
 pub use plan::Plan;
 pub use prepare::RunRecord;
-pub use summary::{LmUsage, StrategySummary, Summary, ValidateSummary};
+pub use summary::{LmUsage, StageTimes, StrategySummary, Summary, ValidateSummary};
 
 pub use crate::sandbox::SandboxKind;
 
@@ -306,8 +306,16 @@ impl Pipeline {
             Some(_) => None,
             None => Some(self.plan()?),
         };
+        let mut stages = StageTimes::default();
+        let mut clock = Instant::now();
+        let mut lap = |stage: &mut f64| {
+            *stage = clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+        };
         let p = self.prepare_with(candidates_file)?;
+        lap(&mut stages.environment);
         let (baseline, coverage) = self.baseline_and_coverage(&p)?;
+        lap(&mut stages.baseline_and_coverage);
         let all = match from_file {
             Some(candidates) => candidates,
             None => {
@@ -320,10 +328,13 @@ impl Pipeline {
             .into_iter()
             .filter(|c| self.config.shard.contains(&c.id))
             .collect();
+        lap(&mut stages.generate);
         let (validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
+        lap(&mut stages.validate);
         // Kept candidates become task instances, as in `run`.
         let (instances, _) = self.write_instances(&p, &selected, &validations)?;
+        lap(&mut stages.instances);
         let tally = tally(&validations);
         let kept = tally.f2p.len();
         let summary = ValidateSummary {
@@ -346,6 +357,7 @@ impl Pipeline {
             env_reused: p.env.reused,
             phases: p.phases.times(),
             runs: p.run_times(),
+            stages,
             confirm_agreement: tally.confirm_agreement,
             validations_path: self.path("validations.jsonl"),
             instances: instances.len(),
@@ -360,16 +372,26 @@ impl Pipeline {
         let started = Instant::now();
         // Unknown strategies fail before any stage runs.
         let plan = self.plan()?;
+        let mut stages = StageTimes::default();
+        let mut clock = Instant::now();
+        let mut lap = |stage: &mut f64| {
+            *stage = clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+        };
         let p = self.prepare()?;
+        lap(&mut stages.environment);
         let (baseline, coverage) = self.baseline_and_coverage(&p)?;
+        lap(&mut stages.baseline_and_coverage);
         let generated = self.mutate_planned(&p, &plan, Some(&baseline))?;
         let selected: Vec<Candidate> = self
             .select_candidates(&generated.candidates)
             .into_iter()
             .filter(|c| self.config.shard.contains(&c.id))
             .collect();
+        lap(&mut stages.generate);
         let (mut validations, secs, validated_now) =
             self.validate(&p, &baseline, coverage.as_ref(), &selected)?;
+        lap(&mut stages.validate);
         let mut selected = selected;
         let combining = plan.combine_file || plan.combine_module;
         if combining && self.config.shard.count > 1 {
@@ -388,7 +410,9 @@ impl Pipeline {
             selected.extend(combined);
             validations.extend(combined_validations);
         }
+        lap(&mut stages.combine);
         let (instances, leaked) = self.write_instances(&p, &selected, &validations)?;
+        lap(&mut stages.instances);
         let summary = summarize(
             &p,
             self.config.shard,
@@ -405,6 +429,7 @@ impl Pipeline {
         let summary = Summary {
             warnings: self.warnings(),
             lm: self.lm_usage(),
+            stages,
             ..summary
         };
         store::write_json(&self.path("summary.json"), &summary)?;

@@ -88,6 +88,44 @@ pub struct Summary {
     /// server, fresh interpreter (smith's pytest executor's runs only).
     #[serde(default)]
     pub runs: RunTimes,
+    /// Wall seconds of each stage.
+    #[serde(default)]
+    pub stages: StageTimes,
+}
+
+/// Wall seconds of each stage of one invocation (0 for a stage that did
+/// not run or whose output was reused).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StageTimes {
+    /// The out dir, the repository's snapshot, the environment (built, or
+    /// found in the cache) and the sandbox.
+    pub environment: f64,
+    /// The baseline's repetitions and the coverage map, side by side with
+    /// two workers or more, and the environment gate.
+    pub baseline_and_coverage: f64,
+    /// Making the candidates (or reading `--candidates`) and sampling them.
+    pub generate: f64,
+    /// Validating them.
+    pub validate: f64,
+    /// Combining kept bugs and validating the combinations.
+    pub combine: f64,
+    /// Writing task instances, issue texts included.
+    pub instances: f64,
+}
+
+impl StageTimes {
+    /// The stages by name, in the order they run.
+    pub fn named(&self) -> [(&'static str, f64); 6] {
+        [
+            ("environment", self.environment),
+            ("baseline and coverage", self.baseline_and_coverage),
+            ("generate", self.generate),
+            ("validate", self.validate),
+            ("combine", self.combine),
+            ("instances", self.instances),
+        ]
+    }
 }
 
 /// Requests and tokens spent on a language model by the bug strategies.
@@ -160,6 +198,9 @@ pub struct ValidateSummary {
     /// server, fresh interpreter (smith's pytest executor's runs only).
     #[serde(default)]
     pub runs: RunTimes,
+    /// Wall seconds of each stage.
+    #[serde(default)]
+    pub stages: StageTimes,
     /// With `--confirm`: share of kept candidates whose full-suite labels agree.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_agreement: Option<f64>,
@@ -291,6 +332,7 @@ pub(super) fn summarize(
         env_reused: p.env.reused,
         phases: p.phases.times(),
         runs: p.run_times(),
+        stages: StageTimes::default(),
     }
 }
 
