@@ -959,12 +959,7 @@ class _Collected:
         _session_items = list(session.items)
         _take_snapshot()
         _index_live_code()
-        try:
-            import gc
-
-            gc.freeze()
-        except AttributeError:  # pragma: no cover - Python before 3.7
-            pass
+        _freeze()
         _reply({"collected": len(_session_items)})
         # pytest's capturing may have stdin pointed at /dev/null now.
         child = _serve(_requests(_stdin_copy[0]))
@@ -1069,6 +1064,19 @@ def _requests(fd=0):
         pending += chunk
 
 
+def _freeze():
+    """Move everything alive now out of the garbage collector's reach: a
+    child's full collection (pytest runs one as its session ends) then
+    walks only what the run made, instead of every object warm-up imported,
+    and does not write to, and so copy, every page of the parent's heap."""
+    import gc
+
+    try:
+        gc.freeze()
+    except AttributeError:  # pragma: no cover - Python before 3.7
+        pass
+
+
 def _serve(requests):
     """Serve `requests`; in a forked child, return its `_BecomeChild` (once
     out of the `except` block, so that no exception the child's tests raise
@@ -1077,6 +1085,7 @@ def _serve(requests):
         for request in requests:
             if "warm" in request:
                 count, refused = _warm(request["warm"])
+                _freeze()
                 _reply({"warmed": count, "refused": refused})
             elif "collect" in request:
                 _collect_and_serve(request["collect"])
