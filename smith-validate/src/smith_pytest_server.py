@@ -426,6 +426,8 @@ _WAIT_EXTRA = 2.0
 _IDLE_FACTOR = 2.0
 _IDLE_WINDOW = 1.0
 _IDLE_CPU = 0.02
+# Readings closer together than this are not taken.
+_IDLE_STEP = 0.05
 
 
 def _has_live_children(pid):
@@ -443,9 +445,11 @@ def _has_live_children(pid):
 
 
 class _Idle:
-    """Readings of a call's (wall, CPU) clocks over the last
-    `_IDLE_WINDOW`, to tell a call that waits for good from one that works
-    or sleeps within its limit."""
+    """Readings of a call's clocks (wall, CPU, and whether a child process
+    was running) over the last `_IDLE_WINDOW`, to tell a call that waits
+    for good from one that works, sleeps within its limit, or waits for a
+    program of its own (the whole window counts: a child that ended a
+    moment ago was working for the call until then)."""
 
     def __init__(self):
         self.samples = []
@@ -453,14 +457,16 @@ class _Idle:
     def idle(self, wall, cpu, waited, limit, pid):
         """Whether the call, `waited` seconds in, past `_IDLE_FACTOR` times
         its `limit`, has used less than `_IDLE_CPU` of CPU over the whole
-        last window."""
+        last window, with no child process at any reading in it."""
         samples = self.samples
-        samples.append((wall, cpu))
+        if samples and wall - samples[-1][0] < _IDLE_STEP:
+            return False
+        samples.append((wall, cpu, _has_live_children(pid)))
         while len(samples) > 1 and wall - samples[1][0] >= _IDLE_WINDOW:
             samples.pop(0)
         if waited <= _IDLE_FACTOR * limit or wall - samples[0][0] < _IDLE_WINDOW:
             return False
-        return cpu - samples[0][1] < _IDLE_CPU and not _has_live_children(pid)
+        return cpu - samples[0][1] < _IDLE_CPU and not any(s[2] for s in samples)
 
 
 class _CallClock:
@@ -993,6 +999,10 @@ class _Collected:
         plugin = sys.modules.get("smith_pytest_plugin")
         if plugin is not None:
             plugin._out = None
+        for module in (plugin, _plugin):
+            forget = getattr(module, "_forget_sources", None)
+            if forget is not None:
+                forget()
         wanted = set(request.get("select") or ())
         keep = [item for item in _session_items if item.nodeid in wanted]
         drop = [item for item in _session_items if item.nodeid not in wanted]
