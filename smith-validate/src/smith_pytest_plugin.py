@@ -41,8 +41,7 @@ It does these things for smith's validator:
 * cached traceback parsing: pytest parses a frame's whole source file for
   every failure it prints; parsed trees are kept by their exact text, so
   a mutant failing a hundred tests costs one parse per file (the printed
-  failure is the same); each code object's source lines and each file's
-  path are looked up once per run too.
+  failure is the same).
 """
 
 import ast
@@ -116,57 +115,6 @@ try:
         _shim.parse = _parse
         _source.ast = _shim
         _source.get_statement_startend2 = _startend
-except Exception:  # pragma: no cover - a pytest without these internals
-    pass
-
-
-# Every frame of every printed failure asks for its code's whole source
-# file (pytest's `findsource` copies all of the file's lines, each time)
-# and for its code's path (a stat per frame): on a large module a hundred
-# failures cost more than their tests. Both are kept for the run, by code
-# object and by file name; `_forget_sources` drops them (a fork server's
-# child starts afresh).
-_sources = {}
-_paths = {}
-
-
-def _forget_sources():
-    _sources.clear()
-    _paths.clear()
-
-
-try:
-    from _pytest._code import code as _code
-
-    # Installed once per process (a fork server loads a copy of this
-    # plugin before pytest loads it).
-    if (
-        callable(getattr(_code, "findsource", None))
-        and not getattr(_code.findsource, "_smith", False)
-        and isinstance(getattr(_code.Code, "path", None), property)
-    ):
-        _findsource = _code.findsource
-        _code_path = _code.Code.path.fget
-
-        def _cached_findsource(obj):
-            hit = _sources.get(id(obj))
-            if hit is None or hit[0] is not obj:
-                hit = (obj, _findsource(obj))
-                _sources[id(obj)] = hit
-            return hit[1]
-
-        def _cached_path(self):
-            name = getattr(self.raw, "co_filename", None)
-            if not isinstance(name, str):
-                return _code_path(self)
-            hit = _paths.get(name)
-            if hit is None:
-                hit = _paths[name] = _code_path(self)
-            return hit
-
-        _cached_findsource._smith = True
-        _code.findsource = _cached_findsource
-        _code.Code.path = property(_cached_path, doc=_code.Code.path.__doc__)
 except Exception:  # pragma: no cover - a pytest without these internals
     pass
 

@@ -999,10 +999,6 @@ class _Collected:
         plugin = sys.modules.get("smith_pytest_plugin")
         if plugin is not None:
             plugin._out = None
-        for module in (plugin, _plugin):
-            forget = getattr(module, "_forget_sources", None)
-            if forget is not None:
-                forget()
         wanted = set(request.get("select") or ())
         keep = [item for item in _session_items if item.nodeid in wanted]
         drop = [item for item in _session_items if item.nodeid not in wanted]
