@@ -498,9 +498,10 @@ fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
         // forked runs did not pay, and for the looping mutant to use its
         // test's CPU limit (1 s) before the run's wall limit even where a
         // loaded machine gives it a quarter of a core: then it is hung,
-        // not slow, and not re-run. The slow mutant's sleep (this limit
-        // plus a second) stays within the wall-time bound of its test's
-        // limit (8 × 1 s + 2 s), so it is slow, not hung.
+        // not slow, and not re-run. The slow mutant waits (this limit plus
+        // a second) for a program of its own, so its test is not idle, and
+        // stays within the wall-time bound of its test's limit
+        // (8 × 1 s + 2 s): it is slow, not hung.
         timeout_floor: Duration::from_secs(5),
         // The whole suite's limit must hold test_slow's 5 s plus the slow
         // mutant's delay with room to spare.
@@ -524,15 +525,17 @@ fn a_slow_mutant_gets_the_verdict_of_a_full_run_and_a_hung_one_is_not_rerun() {
         full > selected + Duration::from_secs(4),
         "{full:?} {selected:?}"
     );
-    // Sleeping uses no CPU: the per-test clock never ends it, the selected
-    // run's wall limit does.
+    // Waiting for a child uses no CPU and is not idle: the per-test clock
+    // never ends it, the selected run's wall limit does.
     let sleep = selected.as_secs_f64() + 1.0;
     let slow = mutate_in(
         "slowfail",
         "slow",
         "slowfail/__init__.py",
         "    return str(x)\n",
-        &format!("    time.sleep({sleep:.2})\n    return str(x) + \"!\"\n"),
+        &format!(
+            "    __import__(\"subprocess\").run([\"sleep\", \"{sleep:.2}\"], check=True)\n    return str(x) + \"!\"\n"
+        ),
     );
     let spin = mutate_in(
         "slowfail",
