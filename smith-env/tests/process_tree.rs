@@ -13,17 +13,18 @@ const CHILD_MODE: &str = "SMITH_TEST_KILLED_CALLER_SLEEP";
 
 /// Host processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<u32> {
+    processes_where(|cmdline| cmdline.contains(needle))
+}
+
+/// Host processes whose command line passes `test`.
+fn processes_where(test: impl Fn(&str) -> bool) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
+                .map(|c| test(&String::from_utf8_lossy(&c).replace('\0', " ")))
                 .unwrap_or(false)
         })
         .collect()
@@ -58,7 +59,9 @@ fn a_local_command_dies_when_its_caller_is_killed() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while processes_with(&needle).is_empty() {
+    // The command itself, not the launcher that arms its death signal
+    // and then becomes it: killed before that, it has nothing to die of.
+    while processes_where(|cmdline| cmdline.starts_with(&needle)).is_empty() {
         assert!(Instant::now() < deadline, "the command never started");
         std::thread::sleep(Duration::from_millis(50));
     }
