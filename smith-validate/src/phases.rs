@@ -109,6 +109,10 @@ pub struct RunTimes {
     pub handed_back_seconds: f64,
     /// Seconds spent reading the event log and building reports.
     pub parse_seconds: f64,
+    /// Fork servers started (plain and collected; a server lost to a run
+    /// that killed it, or dropped for a workspace that changed, starts
+    /// again).
+    pub server_starts: usize,
 }
 
 impl RunKind {
@@ -139,6 +143,7 @@ impl RunTimes {
             handed_back: self.handed_back.saturating_sub(earlier.handed_back),
             handed_back_seconds: self.handed_back_seconds - earlier.handed_back_seconds,
             parse_seconds: self.parse_seconds - earlier.parse_seconds,
+            server_starts: self.server_starts.saturating_sub(earlier.server_starts),
         }
     }
 
@@ -151,6 +156,7 @@ impl RunTimes {
             handed_back: self.handed_back + other.handed_back,
             handed_back_seconds: self.handed_back_seconds + other.handed_back_seconds,
             parse_seconds: self.parse_seconds + other.parse_seconds,
+            server_starts: self.server_starts + other.server_starts,
         }
     }
 }
@@ -199,6 +205,7 @@ impl RunStats {
             handed_back: n(3),
             handed_back_seconds: s(6),
             parse_seconds: s(7),
+            server_starts: 0,
         }
     }
 }

@@ -187,7 +187,10 @@ impl PytestExecutor {
     /// [`plain`](Self::plain) twins so far, by how it ran (collected
     /// server, plain server, fresh interpreter) with wall and test seconds.
     pub fn run_times(&self) -> RunTimes {
-        self.stats.times()
+        RunTimes {
+            server_starts: self.pool.started.load(std::sync::atomic::Ordering::Relaxed),
+            ..self.stats.times()
+        }
     }
 
     /// The same executor with every run in a fresh interpreter.

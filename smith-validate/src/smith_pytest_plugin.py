@@ -182,22 +182,28 @@ def pytest_configure(config):
             threading.Thread(target=_watch_calls, args=(limit, limits), daemon=True).start()
 
 
-# The wall-time bounds of a call, as the fork server's: `_WAIT_FACTOR` ×
-# its CPU limit + `_WAIT_EXTRA` seconds; and, past `_IDLE_FACTOR` × its
-# limit, less than `_IDLE_CPU` seconds of CPU over the last `_IDLE_WINDOW`
-# seconds with no child process running (blocked for good).
+# The bounds of a test's call, here and in the fork server (which loads a
+# copy of this module and applies them to its children from outside): a
+# call may last `_WAIT_FACTOR` times its CPU limit plus `_WAIT_EXTRA`
+# seconds of wall time; and one past `_IDLE_FACTOR` times its limit that
+# used less than `_IDLE_CPU` seconds of CPU over the last `_IDLE_WINDOW`
+# seconds, with no process of its own running, is blocked for good: a
+# starved process that still works gets far more than that from any
+# scheduler. Readings closer together than `_IDLE_STEP` are not taken.
 _WAIT_FACTOR = 8.0
 _WAIT_EXTRA = 2.0
 _IDLE_FACTOR = 2.0
 _IDLE_WINDOW = 1.0
 _IDLE_CPU = 0.02
+_IDLE_STEP = 0.05
 
 
-def _has_live_children():
-    """Whether this process has a child; True where /proc cannot say."""
+def _has_live_children(pid):
+    """Whether the process `pid` has a child (a test waiting for a program
+    it started is not idle); True where /proc cannot say."""
     try:
-        for tid in os.listdir("/proc/self/task"):
-            with open("/proc/self/task/%s/children" % tid, "rb") as f:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
                 if f.read().strip():
                     return True
     except OSError:
@@ -205,38 +211,58 @@ def _has_live_children():
     return False
 
 
+class _Idle:
+    """Readings of one call's clocks (wall, CPU, and whether a child process
+    was running) over the last `_IDLE_WINDOW`, to tell a call that waits
+    for good from one that works, sleeps within its limit, or waits for a
+    program of its own (the whole window counts: a child that ended a
+    moment ago was working for the call until then)."""
+
+    def __init__(self):
+        self.samples = []
+
+    def idle(self, wall, cpu, waited, limit, pid):
+        """Whether the call of process `pid`, `waited` seconds in, past
+        `_IDLE_FACTOR` times its `limit`, has used less than `_IDLE_CPU` of
+        CPU over the whole last window, with no child process at any
+        reading in it."""
+        samples = self.samples
+        if samples and wall - samples[-1][0] < _IDLE_STEP:
+            return False
+        samples.append((wall, cpu, _has_live_children(pid)))
+        while len(samples) > 1 and wall - samples[1][0] >= _IDLE_WINDOW:
+            samples.pop(0)
+        if waited <= _IDLE_FACTOR * limit or wall - samples[0][0] < _IDLE_WINDOW:
+            return False
+        return cpu - samples[0][1] < _IDLE_CPU and not any(s[2] for s in samples)
+
+
+def _over(cpu_used, waited, limit):
+    """Whether a call that used `cpu_used` seconds of CPU in `waited`
+    seconds of wall time is past its `limit` or the wall-time bound of it."""
+    return cpu_used > limit or waited > _WAIT_FACTOR * limit + _WAIT_EXTRA
+
+
 def _watch_calls(limit, limits):
     """Kill the process when one test's call has used its limit in seconds
     of CPU (`limits[node id]`, else `limit`), has lasted the wall-time
-    bound of that limit, or has lasted `_IDLE_FACTOR` times that limit and
-    sat idle for the last whole window. Pure-Python loops let this thread run between bytecodes;
-    code that holds the interpreter lock for good is left to the run's own
-    limit."""
-    samples = []
+    bound of that limit, or is idle (`_Idle`). Pure-Python loops let this
+    thread run between bytecodes; code that holds the interpreter lock for
+    good is left to the run's own limit."""
+    idle = None
     current = None
+    pid = os.getpid()
     while True:
-        time.sleep(0.05)
+        time.sleep(_IDLE_STEP)
         call = _call
         if call is None:
             continue
         if call is not current:
-            current, samples = call, []
+            current, idle = call, _Idle()
         own = limits.get(call[1], limit)
         wall, cpu = time.monotonic(), time.process_time()
         waited = wall - call[2]
-        # A child that ended a moment ago was working for the call until
-        # then: the whole window must be without one.
-        samples.append((wall, cpu, _has_live_children()))
-        while len(samples) > 1 and wall - samples[1][0] >= _IDLE_WINDOW:
-            samples.pop(0)
-        idle = (
-            waited > _IDLE_FACTOR * own
-            and wall - samples[0][0] >= _IDLE_WINDOW
-            and cpu - samples[0][1] < _IDLE_CPU
-            and not any(s[2] for s in samples)
-        )
-        bounded = waited > _WAIT_FACTOR * own + _WAIT_EXTRA
-        if not idle and not bounded and cpu - call[0] <= own:
+        if not _over(cpu - call[0], waited, own) and not idle.idle(wall, cpu, waited, own, pid):
             continue
         line = json.dumps({"event": "over_limit", "nodeid": call[1]}) + "\n"
         try:

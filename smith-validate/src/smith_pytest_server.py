@@ -74,6 +74,9 @@ os.dup2(_devnull, 1)
 # path -> (source bytes, code object)
 _compiled = {}
 _rewritten = {}
+# A collected server holds the workspace's modules by design (it compares
+# them with the files before every run); set once it collects.
+_collected_mode = []
 
 
 def _reply(obj):
@@ -140,16 +143,13 @@ def _load_plugin_copy():
     return module
 
 
-try:
-    _plugin = _load_plugin_copy()
-except Exception:  # pragma: no cover - no plugin beside the server
-    _plugin = None
+# The plugin is always written beside the server; a server that cannot load
+# it fails to start, and its workspace runs fresh interpreters.
+_plugin = _load_plugin_copy()
 
 
 def _prepare_traceback_source(path):
     """Parse `path` the way pytest will when a traceback shows it."""
-    if _plugin is None:
-        return
     with tokenize.open(path) as f:
         text = "\n".join(line.rstrip() for line in f.readlines())
     tree = _plugin._cached_parse(text, "source", "exec")
@@ -167,9 +167,6 @@ _ROOT = os.path.realpath(os.getcwd()) + os.sep
 _CONTROL = _ROOT + ".smith" + os.sep
 # name -> module object already found to come from outside the workspace
 _outside = {}
-# A collected server holds the workspace's modules by design (it compares
-# them with the files before every run).
-_collected_mode = []
 
 
 def _in_workspace(path):
@@ -414,61 +411,6 @@ def _cpu_seconds(pid):
         return None
 
 
-# A test's call may last this many times its CPU limit, plus these
-# seconds, of wall time (see `_CallClock`; the plugin's `_watch_calls` uses
-# the same bounds).
-_WAIT_FACTOR = 8.0
-_WAIT_EXTRA = 2.0
-# A call past `_IDLE_FACTOR` times its limit in wall time that used less
-# than `_IDLE_CPU` seconds of CPU over the last `_IDLE_WINDOW` seconds,
-# with no process of its own running, is blocked for good: a starved
-# process that still works gets far more than that from any scheduler.
-_IDLE_FACTOR = 2.0
-_IDLE_WINDOW = 1.0
-_IDLE_CPU = 0.02
-# Readings closer together than this are not taken.
-_IDLE_STEP = 0.05
-
-
-def _has_live_children(pid):
-    """Whether the process `pid` has a child (a test waiting for a program
-    it started is not idle); True where /proc cannot say."""
-    try:
-        tasks = os.listdir("/proc/%d/task" % pid)
-        for tid in tasks:
-            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as f:
-                if f.read().strip():
-                    return True
-    except OSError:
-        return True
-    return False
-
-
-class _Idle:
-    """Readings of a call's clocks (wall, CPU, and whether a child process
-    was running) over the last `_IDLE_WINDOW`, to tell a call that waits
-    for good from one that works, sleeps within its limit, or waits for a
-    program of its own (the whole window counts: a child that ended a
-    moment ago was working for the call until then)."""
-
-    def __init__(self):
-        self.samples = []
-
-    def idle(self, wall, cpu, waited, limit, pid):
-        """Whether the call, `waited` seconds in, past `_IDLE_FACTOR` times
-        its `limit`, has used less than `_IDLE_CPU` of CPU over the whole
-        last window, with no child process at any reading in it."""
-        samples = self.samples
-        if samples and wall - samples[-1][0] < _IDLE_STEP:
-            return False
-        samples.append((wall, cpu, _has_live_children(pid)))
-        while len(samples) > 1 and wall - samples[1][0] >= _IDLE_WINDOW:
-            samples.pop(0)
-        if waited <= _IDLE_FACTOR * limit or wall - samples[0][0] < _IDLE_WINDOW:
-            return False
-        return cpu - samples[0][1] < _IDLE_CPU and not any(s[2] for s in samples)
-
-
 class _CallClock:
     """Watches a run's event log for the test whose call is under way, so
     that one test over its limit ends the run as timed out.
@@ -478,12 +420,11 @@ class _CallClock:
     once, while a test that merely waits for a busy machine does not, so a
     loaded machine never turns a passing test into a timeout. A test that
     hangs without using CPU (a deadlock, a wait for an event that never
-    comes) is over once its call has lasted `_WAIT_FACTOR` times its limit
-    plus `_WAIT_EXTRA` seconds of wall time, more than any load stretches a
-    call that stays within its CPU limit; and sooner once it has lasted
-    `_IDLE_FACTOR` times its limit in wall time and used next to no CPU for
-    the last `_IDLE_WINDOW` seconds without a process of its own running
-    (`_Idle`)."""
+    comes) is over once its call has lasted the plugin's wall-time bound of
+    its limit (`_over`), more than any load stretches a call that stays
+    within its CPU limit; and sooner once the plugin's idle rule (`_Idle`)
+    calls it blocked for good. Fresh interpreters apply the same bounds
+    from inside (the plugin's `_watch_calls`)."""
 
     def __init__(self, path, limit, pid, limits=None):
         # The run's limit, single tests' own ones, and the running test's.
@@ -495,7 +436,7 @@ class _CallClock:
         self.pending = b""
         self.since = None
         self.wall_since = None
-        self.idle = _Idle()
+        self.idle = _plugin._Idle()
         self.nodeid = None
         self.path = path
         # One kind of clock for the whole run: readings of the two kinds
@@ -528,7 +469,7 @@ class _CallClock:
                     self.wall_since = time.monotonic()
                     self.nodeid = event.get("nodeid")
                     self.limit = float(self.limits.get(self.nodeid, self.default))
-                    self.idle = _Idle()
+                    self.idle = _plugin._Idle()
                 elif kind == "finish" or (
                     kind == "report" and event.get("when") == "call" and not event.get("subtest")
                 ):
@@ -539,12 +480,10 @@ class _CallClock:
             return False
         wall = time.monotonic()
         waited = wall - self.wall_since
-        if waited > _WAIT_FACTOR * self.limit + _WAIT_EXTRA:
-            return True
         now = self._now()
         if now is None:
-            return False
-        if now - self.since > self.limit:
+            return _plugin._over(0.0, waited, self.limit)
+        if _plugin._over(now - self.since, waited, self.limit):
             return True
         return self.cpu and self.idle.idle(wall, now, waited, self.limit, self.pid)
 
