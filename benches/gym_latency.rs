@@ -104,6 +104,18 @@ fn main() {
         "fork path: {} runs through servers, {collected} by the collected server, {fell_back} handed back",
         forking.served_runs()
     );
+    let times = forking.run_times();
+    let per_run = |kind: &smith::validate::RunKind| {
+        let runs = kind.runs.max(1) as f64;
+        (kind.seconds / runs, kind.test_seconds / runs)
+    };
+    let (wall, own) = per_run(&times.collected);
+    println!(
+        "collected runs: {} at {wall:.3} s each, of which the tests' own {own:.3} s; {} server starts; reports built in {:.3} s per run",
+        times.collected.runs,
+        times.server_starts,
+        times.parse_seconds / times.collected.runs.max(1) as f64
+    );
     let same = results[0].1 == results[1].1;
     println!(
         "grades identical on both paths: {same}; speed-up of the median {:.1}x",
